@@ -1,0 +1,164 @@
+"""Sustained callback ingest, each request committed to SQLite before its 200, against a bare
+aiohttp handler that does no I/O, measured in the same run with the same load generator.
+
+    python -m bench.ingest [--requests 20000] [--concurrency 50] [--rounds 3]
+
+Each server runs in its own process; the senders run in this one. Rounds alternate between the
+two servers so drift on a shared machine hits both alike; the median round is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+TOKEN = "bench-token-0000000000"
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 25.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), to report server CPU per request, which
+    other load on a shared machine disturbs far less than requests/s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@asynccontextmanager
+async def server(argv: list[str], env: dict[str, str]):
+    process = await asyncio.create_subprocess_exec(
+        *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"{argv} exited before listening")
+            if "listening on" in line:
+                yield line.rsplit(" ", 1)[1].strip(), process.pid
+                return
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def callback_urls(http: aiohttp.ClientSession, url: str, jobs: int) -> list[str]:
+    urls = []
+    for n in range(jobs):
+        async with http.post(
+            f"{url}/api/jobs",
+            json={"vendor": "crustdata", "vendor_job_id": f"bench-{n}"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            urls.append((await response.json())["callback_url"])
+    return urls
+
+
+async def load(
+    urls: list[str], requests: int, concurrency: int, tag: str, pid: int
+) -> dict[str, float]:
+    latencies: list[float] = []
+    counter = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def sender() -> None:
+            for n in counter:
+                body = f'{{"batch_id": "{tag}-{n}", "status": "completed"}}'.encode()
+                started = time.perf_counter()
+                async with http.post(urls[n % len(urls)], data=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"unexpected {response.status}")
+                latencies.append(time.perf_counter() - started)
+
+        cpu_before, started = cpu_seconds(pid), time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
+    latencies.sort()
+    return {
+        "rps": requests / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "cpu_us": cpu / requests * 1e6,
+    }
+
+
+async def run(requests: int, concurrency: int, rounds: int) -> dict[str, dict[str, float]]:
+    results: dict[str, list[dict[str, float]]] = {"bare aiohttp handler": [], "enrichwatch": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_argv = [sys.executable, "-m", "bench.bare_server"]
+        ingest_argv = [sys.executable, "-m", "enrichwatch", "serve"]
+        ingest_env = {
+            "ENRICHWATCH_DB": str(Path(tmp) / "bench.db"),
+            "ENRICHWATCH_PORT": "0",
+            "ENRICHWATCH_API_TOKEN": TOKEN,
+            "ENRICHWATCH_LOG_LEVEL": "warning",
+        }
+        async with (
+            server(bare_argv, {}) as (bare_url, bare_pid),
+            server(ingest_argv, ingest_env) as (ingest_url, ingest_pid),
+            aiohttp.ClientSession() as http,
+        ):
+            ingest_urls = await callback_urls(http, ingest_url, 100)
+            bare_urls = [u.replace(ingest_url, bare_url) for u in ingest_urls]
+            warmup = max(requests // 10, 100)
+            await load(bare_urls, warmup, concurrency, "warm", bare_pid)
+            await load(ingest_urls, warmup, concurrency, "warm", ingest_pid)
+            for round_ in range(rounds):
+                results["bare aiohttp handler"].append(
+                    await load(bare_urls, requests, concurrency, f"r{round_}", bare_pid)
+                )
+                results["enrichwatch"].append(
+                    await load(ingest_urls, requests, concurrency, f"r{round_}", ingest_pid)
+                )
+    return {
+        name: min(runs, key=lambda r: abs(r["rps"] - statistics.median(x["rps"] for x in runs)))
+        for name, runs in results.items()
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    medians = asyncio.run(run(args.requests, args.concurrency, args.rounds))
+    bare, ingest = medians["bare aiohttp handler"], medians["enrichwatch"]
+    ratio = ingest["rps"] / bare["rps"]
+    print(
+        f"callback ingest: {args.requests} requests x {args.rounds} rounds, "
+        f"{args.concurrency} concurrent senders (median round)\n"
+    )
+    print("| server | requests/s | p50 ms | p99 ms | server CPU µs/request |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in medians.items():
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['cpu_us']:.0f} |"
+        )
+    ok_ratio = ratio >= TARGET_RATIO
+    ok_p99 = ingest["p99_ms"] < TARGET_P99_MS
+    print(
+        f"\nthroughput ratio enrichwatch / bare: {ratio:.2f} "
+        f"(target >= {TARGET_RATIO}: {'met' if ok_ratio else 'MISSED'})"
+    )
+    print(
+        f"enrichwatch p99: {ingest['p99_ms']:.2f} ms "
+        f"(target < {TARGET_P99_MS:.0f} ms: {'met' if ok_p99 else 'MISSED'})"
+    )
+    return 0 if ok_ratio and ok_p99 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

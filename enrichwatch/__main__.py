@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from enrichwatch.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""Prometheus metrics, held in one registry per process (passed down, not a module global),
+so tests and several in-process services never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.callbacks = Counter(
+            "enrichwatch_callbacks",
+            "Vendor callbacks stored, by outcome (accepted or duplicate).",
+            ["vendor", "outcome"],
+            registry=self.registry,
+        )
+        self.callback_rejections = Counter(
+            "enrichwatch_callback_rejections",
+            "Vendor callbacks refused and not stored, by reason.",
+            ["vendor", "reason"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "enrichwatch_http_requests",
+            "HTTP requests served, by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "enrichwatch_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,82 @@
+"""Rows of the event log as typed, read-only records."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from enrichwatch.models import EventSource, JobState, VendorName
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class JobRecord(Record):
+    id: int
+    vendor: VendorName
+    vendor_job_id: str
+    name: str | None
+    state: JobState
+    vendor_status: str | None
+    error: str | None
+    progress_done: int | None
+    progress_failed: int | None
+    progress_total: int | None
+    callback_token: str
+    next_check_at: float | None
+    vendor_calls: int
+    callbacks_received: int
+    results_state: str | None
+    results_count: int
+    created_at: float
+    updated_at: float
+    last_checked_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+        return cls.model_validate({key: row[key] for key in cls.model_fields})
+
+
+class EventRecord(Record):
+    seq: int
+    job_id: int
+    type: str
+    source: EventSource
+    payload: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> EventRecord:
+        return cls(
+            seq=row["seq"],
+            job_id=row["job_id"],
+            type=row["type"],
+            source=row["source"],
+            payload=json.loads(row["payload"]),
+            created_at=row["created_at"],
+        )
+
+
+class InboxRecord(Record):
+    id: int
+    vendor: VendorName
+    job_id: int
+    received_at: float
+    method: str
+    headers: dict[str, str]
+    content_type: str | None
+    body: bytes
+    verification: str
+    dedupe_key: str
+    duplicate_of: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> InboxRecord:
+        values = {key: row[key] for key in cls.model_fields}
+        values["headers"] = json.loads(row["headers"])
+        return cls.model_validate(values)

@@ -1,0 +1,332 @@
+"""The store API that the receiver, the reconciler and the CLI all use.
+
+Writes are small synchronous functions run by the single writer inside one transaction, so an
+event and its change to the `jobs` projection always commit together. Reads use a separate
+connection and never wait for the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from enrichwatch.errors import UnknownJobError
+from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
+from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord
+from enrichwatch.store.writer import Writer
+
+Clock = Callable[[], float]
+_INSERT_INBOX = """INSERT INTO inbox (vendor, job_id, received_at, method, headers, content_type,
+                                    body, verification, dedupe_key, duplicate_of)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_API_TOKEN_KEY = "api_token_sha256"  # noqa: S105 (a meta key, not a secret)
+
+
+def new_callback_token() -> str:
+    """An unguessable per-job callback token (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class InboundDelivery:
+    """A vendor callback as it arrived, after signature checks."""
+
+    method: str
+    headers: dict[str, str]
+    content_type: str | None
+    body: bytes
+    verification: str
+    dedupe_key: str
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    job_id: int
+    inbox_id: int
+    duplicate: bool
+
+
+class Store:
+    def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._writer = Writer(path)
+        self._reader: aiosqlite.Connection | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path, *, clock: Clock = time.time) -> AsyncIterator[Store]:
+        store = cls(path, clock=clock)
+        await store.start()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def start(self) -> list[int]:
+        """Open the file and apply pending migrations; returns the migrations applied."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        applied = await self._writer.start()
+        self._reader = await aiosqlite.connect(self.path)
+        self._reader.row_factory = sqlite3.Row
+        await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return applied
+
+    async def close(self) -> None:
+        await self._writer.close()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def track_job(
+        self,
+        vendor: VendorName,
+        vendor_job_id: str,
+        name: str | None,
+        *,
+        source: EventSource = EventSource.API,
+    ) -> tuple[JobRecord, bool]:
+        """Start tracking a vendor job; tracking the same one again returns it unchanged.
+
+        The job is due at once, so its first status check happens on the next reconcile.
+        """
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
+            existing = conn.execute(
+                "SELECT * FROM jobs WHERE vendor = ? AND vendor_job_id = ?",
+                (vendor.value, vendor_job_id),
+            ).fetchone()
+            if existing is not None:
+                return JobRecord.from_row(existing), False
+            token = new_callback_token()
+            job_id = conn.execute(
+                """INSERT INTO jobs (vendor, vendor_job_id, name, callback_token, callback_key,
+                                     next_check_at, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (vendor.value, vendor_job_id, name, token, token_digest(token), now, now, now),
+            ).lastrowid
+            assert job_id is not None
+            append_event(
+                conn,
+                job_id,
+                "job.tracked",
+                source,
+                {"vendor": vendor.value, "vendor_job_id": vendor_job_id, "name": name},
+                now=now,
+            )
+            return _job(conn, job_id), True
+
+        return await self._writer.run(op)
+
+    async def record_callback(
+        self, vendor: VendorName, token: str, delivery: InboundDelivery
+    ) -> CallbackOutcome | None:
+        """Store a callback and mark its job due, in one transaction; None if no job has that
+        vendor and token (and then nothing is written).
+
+        A repeat of a delivery already stored is kept and flagged, but wakes nothing.
+        """
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> CallbackOutcome | None:
+            row = conn.execute(
+                "SELECT id, vendor, callback_token, state FROM jobs WHERE callback_key = ?",
+                (token_digest(token),),
+            ).fetchone()
+            if (
+                row is None
+                or row["vendor"] != vendor.value
+                or not hmac.compare_digest(row["callback_token"].encode(), token.encode())
+            ):
+                return None
+            job_id = row["id"]
+            inbox_row = (
+                vendor.value,
+                job_id,
+                now,
+                delivery.method,
+                json.dumps(delivery.headers),
+                delivery.content_type,
+                delivery.body,
+                delivery.verification,
+                delivery.dedupe_key,
+            )
+            first = conn.execute(
+                "SELECT id FROM inbox WHERE job_id = ? AND dedupe_key = ? "
+                "AND duplicate_of IS NULL LIMIT 1",
+                (job_id, delivery.dedupe_key),
+            ).fetchone()
+            duplicate_of = None if first is None else first["id"]
+            inbox_id = conn.execute(_INSERT_INBOX, (*inbox_row, duplicate_of)).lastrowid
+            assert inbox_id is not None
+            if duplicate_of is not None:
+                append_event(
+                    conn,
+                    job_id,
+                    "webhook.duplicate",
+                    EventSource.WEBHOOK,
+                    {"inbox_id": inbox_id, "duplicate_of": duplicate_of},
+                    now=now,
+                )
+            else:
+                append_event(
+                    conn,
+                    job_id,
+                    "webhook.received",
+                    EventSource.WEBHOOK,
+                    {
+                        "inbox_id": inbox_id,
+                        "verification": delivery.verification,
+                        "content_type": delivery.content_type,
+                        "bytes": len(delivery.body),
+                    },
+                    now=now,
+                )
+                # A callback is only a hint: it makes the job due, it never sets its state.
+                due = None if JobState(row["state"]).is_terminal else now
+                conn.execute(
+                    """UPDATE jobs SET callbacks_received = callbacks_received + 1,
+                           next_check_at = COALESCE(?, next_check_at), updated_at = ?
+                       WHERE id = ?""",
+                    (due, now, job_id),
+                )
+            return CallbackOutcome(job_id, inbox_id, duplicate_of is not None)
+
+        return await self._writer.run(op)
+
+    async def ensure_api_token(self, candidate: str) -> bool:
+        """Store `candidate`'s hash as the API token unless one is stored; True if stored.
+
+        Only the hash is kept, so the database never holds a usable token.
+        """
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (_API_TOKEN_KEY, token_digest(candidate)),
+            )
+            return cursor.rowcount == 1
+
+        return await self._writer.run(op)
+
+    async def probe_writable(self) -> None:
+        """Take the write lock and write one row; raises if the file cannot be written."""
+        now = self.clock()
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(now),),
+            )
+        )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def api_token_digest(self) -> str | None:
+        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", (_API_TOKEN_KEY,))
+        return None if row is None else str(row["value"])
+
+    async def schema_version(self) -> int:
+        row = await self._fetchone("PRAGMA user_version", ())
+        assert row is not None
+        version: int = row[0]
+        return version
+
+    async def is_migrated(self) -> bool:
+        return await self.schema_version() == latest_version()
+
+    async def get_job(self, job_id: int) -> JobRecord:
+        row = await self._fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise UnknownJobError(job_id)
+        return JobRecord.from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        vendor: VendorName | None = None,
+        state: JobState | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[JobRecord]:
+        """Newest first; pass the last id seen as `before_id` for the next page."""
+        clauses, params = ["1 = 1"], []
+        for column, value in (("vendor", vendor), ("state", state)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value.value)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(str(before_id))
+        rows = await self._fetchall(
+            f"SELECT * FROM jobs WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+        return [JobRecord.from_row(row) for row in rows]
+
+    async def list_events(
+        self, job_id: int, *, after_seq: int = 0, limit: int = 500
+    ) -> list[EventRecord]:
+        await self.get_job(job_id)
+        rows = await self._fetchall(
+            "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after_seq, limit),
+        )
+        return [EventRecord.from_row(row) for row in rows]
+
+    async def list_inbox(self, job_id: int) -> list[InboxRecord]:
+        rows = await self._fetchall("SELECT * FROM inbox WHERE job_id = ? ORDER BY id", (job_id,))
+        return [InboxRecord.from_row(row) for row in rows]
+
+    async def _fetchone(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, params) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+
+def append_event(
+    conn: sqlite3.Connection,
+    job_id: int,
+    event_type: str,
+    source: EventSource,
+    payload: dict[str, Any],
+    *,
+    now: float,
+    dedupe_key: str | None = None,
+) -> int | None:
+    """Append an event inside the caller's transaction; None if `dedupe_key` was seen."""
+    cursor = conn.execute(
+        """INSERT INTO events (job_id, type, source, payload, dedupe_key, created_at)
+           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+        (job_id, event_type, source.value, json.dumps(payload), dedupe_key, now),
+    )
+    return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def _job(conn: sqlite3.Connection, job_id: int) -> JobRecord:
+    return JobRecord.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())

@@ -1,0 +1,155 @@
+"""The single writer: every write to the event log goes through here.
+
+Writes that arrive together are grouped into one `BEGIN IMMEDIATE … COMMIT` (group commit). A
+caller's future resolves only after the COMMIT returns, which is what lets the receiver
+acknowledge only what is durable.
+
+A group runs on the event loop thread itself: it is a few hundred microseconds of SQLite work,
+and handing it to a thread costs more than that (every statement releases and re-takes the GIL,
+and each hand-off can wait a whole switch interval behind the loop). Only when another process
+holds the write lock does the group move to a worker thread, which waits there for up to the
+busy timeout instead of stalling the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from enrichwatch.errors import StoreError
+from enrichwatch.store.connection import BUSY_TIMEOUT_MS, connect, migrate
+
+T = TypeVar("T")
+WriteOp = Callable[[sqlite3.Connection], T]
+
+MAX_GROUP = 256
+
+
+class Writer:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrichwatch-writer")
+        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> list[int]:
+        """Open the connection, apply migrations, and start taking writes."""
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, connect, self._path)
+        applied = await loop.run_in_executor(self._executor, migrate, self._conn)
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+        return applied
+
+    async def run(self, op: WriteOp[T]) -> T:
+        """Run `op` inside a committed transaction and return its result.
+
+        `op` may run twice (see `_apply`), so it must only touch the database.
+        """
+        if self._task is None or self._task.done():
+            raise StoreError("the store writer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        return await future
+
+    async def close(self) -> None:
+        """Finish every write already queued, then close the file."""
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._queue.get()]
+            # Let every request that is already readable reach the queue before committing.
+            await asyncio.sleep(0)
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            ops = [op for op, _ in group]
+            try:
+                try:
+                    outcomes = self._apply(ops, wait_ms=0)
+                except _Busy:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._apply, ops, BUSY_TIMEOUT_MS
+                    )
+            except Exception as exc:  # the whole group failed to commit
+                outcomes = [_as_store_error(exc)] * len(group)
+            for (_, future), outcome in zip(group, outcomes, strict=True):
+                if not future.done():
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+                self._queue.task_done()
+
+    def _apply(self, ops: list[WriteOp[Any]], wait_ms: int) -> list[Any]:
+        """Commit the group in one transaction; if an op fails, run the group again with a
+        savepoint around each op, so only the failing ones are undone (failures are rare,
+        savepoints on every op are not free)."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if wait_ms == 0 and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise _Busy from exc
+            raise
+        try:
+            return self._transaction(conn, ops, isolate=False)
+        except _OpFailed:
+            conn.execute("BEGIN IMMEDIATE")
+            return self._transaction(conn, ops, isolate=True)
+
+    @staticmethod
+    def _transaction(
+        conn: sqlite3.Connection, ops: list[WriteOp[Any]], *, isolate: bool
+    ) -> list[Any]:
+        outcomes: list[Any] = []
+        try:
+            for op in ops:
+                if not isolate:
+                    try:
+                        outcomes.append(op(conn))
+                    except Exception as exc:
+                        raise _OpFailed from exc
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append(op(conn))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append(_as_store_error(exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+
+class _Busy(Exception):
+    """Another connection holds the write lock."""
+
+
+class _OpFailed(Exception):
+    """An op raised during an un-isolated group; the group is rolled back and run again."""
+
+
+def _as_store_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"could not write to the event log: {exc}")
+    return exc

@@ -1,0 +1,147 @@
+"""The one small interface every vendor adapter implements.
+
+An adapter knows one vendor's HTTP API and nothing else: no database, no scheduling. It turns
+the vendor's vocabulary into the normalized models below and its failures into the typed
+errors of `enrichwatch.errors`, so the reconciler never sees a vendor-specific shape.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict
+
+from enrichwatch.config import VendorSettings
+from enrichwatch.errors import ActionNotSupportedError
+from enrichwatch.models import JobState, VendorName
+
+CallCounter = Callable[[VendorName, str], None]
+"""Called once per HTTP request an adapter makes, with an endpoint label like "GET /batch/{id}"."""
+
+
+class StatusSnapshot(BaseModel):
+    """What the vendor says about one job right now.
+
+    `done` counts records that reached a final per-record outcome, success or failure;
+    `failed` is how many of those failed. Either is None where the vendor gives no count.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    vendor_job_id: str
+    state: JobState
+    vendor_status: str
+    done: int | None = None
+    failed: int | None = None
+    total: int | None = None
+    error: str | None = None
+    credits_used: Decimal | None = None
+    """Credits the vendor says the job has spent so far, where it says (influencers.club)."""
+    results_available: bool = False
+    """True when results can be fetched now: completed, or partial (eCore paused, BrightLocal
+    progressive)."""
+    raw: dict[str, Any] = {}
+
+
+class ResultRecord(BaseModel):
+    """One result record; `position` is stable, so a restarted fetch can resume and dedupe."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    input_id: str | None
+    status: str | None
+    data: Any
+
+
+class SubmitRequest(BaseModel):
+    """A batch to submit: rows of input (column → value) plus vendor options."""
+
+    rows: list[dict[str, str]]
+    name: str | None = None
+    options: dict[str, Any] = {}
+    callback_url: str | None = None
+
+
+class SubmittedJob(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    vendor_job_id: str
+    raw: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """The latest `x-ratelimit-*` values a vendor sent; `reset` is seconds from when seen."""
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+
+
+@dataclass(frozen=True)
+class VendorLimits:
+    max_batch_size: int | None
+    requests_per_minute: float | None
+    recommended_poll_interval: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class VendorAdapter(ABC):
+    name: ClassVar[VendorName]
+    supports_webhooks: ClassVar[bool] = False
+    has_list_endpoint: ClassVar[bool] = False
+    limits: ClassVar[VendorLimits]
+
+    def __init__(
+        self,
+        settings: VendorSettings,
+        session: aiohttp.ClientSession,
+        *,
+        on_call: CallCounter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self._on_call = on_call
+
+    def count_call(self, endpoint: str) -> None:
+        if self._on_call is not None:
+            self._on_call(self.name, endpoint)
+
+    @property
+    def rate_limit(self) -> RateLimitInfo | None:
+        """What the vendor last said about our rate budget; None until it says anything."""
+        return None
+
+    @abstractmethod
+    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+        """Submit a batch; inputs larger than the vendor's cap become several jobs."""
+
+    @abstractmethod
+    async def status(self, vendor_job_id: str) -> StatusSnapshot:
+        """One job's status."""
+
+    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+        """Many jobs' statuses in as few calls as the vendor allows; ids it did not report are
+        absent from the result."""
+        raise ActionNotSupportedError(self.name, "no list endpoint")
+
+    @abstractmethod
+    def results(
+        self, snapshot: StatusSnapshot, start: int = 0
+    ) -> AsyncIterator[list[ResultRecord]]:
+        """Stream result records page by page, from `position >= start`."""
+
+    async def resume(self, vendor_job_id: str) -> None:
+        raise ActionNotSupportedError(self.name, "resume is not offered")
+
+    async def pause(self, vendor_job_id: str) -> None:
+        raise ActionNotSupportedError(self.name, "pause is not offered")
+
+    async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
+        raise ActionNotSupportedError(self.name, "reprocess is not offered")

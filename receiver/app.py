@@ -1,0 +1,68 @@
+"""Building the aiohttp application and serving it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from enrichwatch.runtime import Services
+from receiver import api, health, hooks
+from receiver.keys import PUBLIC_URL, SERVICES
+from receiver.middleware import observe, require_api_token
+
+
+def create_app(services: Services, public_url: str | None = None) -> web.Application:
+    """A pure function of its arguments: routes and middleware, no I/O.
+
+    `public_url` is the base vendors reach us at (for callback URLs); by default the one the
+    settings give.
+    """
+    max_body = services.settings.max_body_bytes
+    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app[SERVICES] = services
+    app[PUBLIC_URL] = public_url or services.settings.base_url
+    app.router.add_post("/hooks/{vendor}/{token}", hooks.receive_callback)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+
+    # The token check runs only for the API, not on the callback hot path.
+    api_app = web.Application(middlewares=[require_api_token], client_max_size=max_body)
+    api_app.router.add_post("/jobs", api.track_job)
+    api_app.router.add_get("/jobs", api.list_jobs)
+    api_app.router.add_get("/jobs/{job_id}", api.get_job)
+    api_app.router.add_get("/jobs/{job_id}/events", api.list_events)
+    app.add_subapp("/api/", api_app)
+    return app
+
+
+@asynccontextmanager
+async def serving(services: Services, host: str, port: int) -> AsyncIterator[str]:
+    """Serve until the block exits, then stop accepting and let in-flight requests finish.
+
+    Yields the URL actually bound (port 0 picks a free port).
+    """
+    sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
+    bound_url = f"http://{host}:{sock.getsockname()[1]}"
+    settings = services.settings
+    public_url = settings.base_url if settings.public_url is not None else bound_url
+    runner = web.AppRunner(
+        create_app(services, public_url),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield bound_url
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -1,0 +1,84 @@
+"""`POST /hooks/{vendor}/{token}`: store a vendor callback durably, then acknowledge it.
+
+The callback is a hint (DESIGN.md principle 2): it is stored as received and makes its job due
+for a check; the job's state changes only from what the vendor's API says. The 200 goes out
+only after the transaction that stored it has committed (principle 4).
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from enrichwatch.callbacks import inspect_callback
+from enrichwatch.errors import SignatureError
+from enrichwatch.models import VendorName
+from enrichwatch.store import InboundDelivery
+from receiver.errors import ApiError
+from receiver.keys import SERVICES
+
+log = structlog.get_logger("enrichwatch.receiver")
+
+# Request headers that could carry credentials are not kept in the inbox.
+_UNSTORED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+
+
+async def receive_callback(request: web.Request) -> web.Response:
+    services = request.config_dict[SERVICES]
+    metrics = services.metrics
+    try:
+        vendor = VendorName(request.match_info["vendor"])
+    except ValueError:
+        metrics.callback_rejections.labels("unknown", "unknown_vendor").inc()
+        raise ApiError(404, "not_found", "no such callback URL") from None
+    structlog.contextvars.bind_contextvars(vendor=vendor.value)
+
+    body = await _read_limited(request, services.settings.max_body_bytes)
+    if body is None:
+        metrics.callback_rejections.labels(vendor.value, "too_large").inc()
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"callback body exceeds {services.settings.max_body_bytes} bytes",
+        )
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        check = inspect_callback(vendor, services.settings, headers, body, services.store.clock())
+    except SignatureError as exc:
+        metrics.callback_rejections.labels(vendor.value, exc.reason).inc()
+        log.warning("callback_rejected", reason=exc.reason)
+        raise ApiError(401, "bad_signature", str(exc), reason=exc.reason) from None
+
+    delivery = InboundDelivery(
+        method=request.method,
+        headers={k: v for k, v in headers.items() if k not in _UNSTORED_HEADERS},
+        content_type=request.headers.get("Content-Type"),
+        body=body,
+        verification=check.verification,
+        dedupe_key=check.dedupe_key,
+    )
+    outcome = await services.store.record_callback(vendor, request.match_info["token"], delivery)
+    if outcome is None:
+        metrics.callback_rejections.labels(vendor.value, "unknown_token").inc()
+        raise ApiError(404, "not_found", "no such callback URL")
+
+    structlog.contextvars.bind_contextvars(job_id=outcome.job_id)
+    metrics.callbacks.labels(vendor.value, "duplicate" if outcome.duplicate else "accepted").inc()
+    log.info("callback_stored", inbox_id=outcome.inbox_id, duplicate=outcome.duplicate)
+    return web.json_response(
+        {"accepted": True, "duplicate": outcome.duplicate, "inbox_id": outcome.inbox_id}
+    )
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` (without reading the rest).
+
+    The application's `client_max_size` is the same limit, so aiohttp stops a chunked body
+    that grows past it.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None

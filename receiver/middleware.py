@@ -1,0 +1,91 @@
+"""Cross-cutting request handling: one log line and metrics per request, JSON errors, and the
+bearer token on /api/."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import os
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from enrichwatch.errors import UnknownJobError
+from receiver.errors import HTTP_CODES, ApiError, error_response
+from receiver.keys import SERVICES
+
+log = structlog.get_logger("enrichwatch.receiver")
+# Unique per process and cheap: a random prefix and a counter (uuid4 costs a urandom call).
+_REQUEST_ID_PREFIX = os.urandom(4).hex()
+_REQUEST_NUMBERS = itertools.count(1)
+
+
+def _route(request: web.Request) -> str:
+    """The route template, never the raw path: callback paths carry secret tokens."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_NUMBERS)}"
+    )
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _answer_errors_as_json(request, handler)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route(request)
+        metrics = request.config_dict[SERVICES].metrics
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_latency.labels(request.method, route).observe(elapsed)
+        log.info(
+            "request_finished",
+            method=request.method,
+            route=route,
+            status=status,
+            ms=round(elapsed * 1000, 2),
+        )
+
+
+async def _answer_errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except UnknownJobError as exc:
+        return error_response(404, "not_found", str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(
+            exc.status, HTTP_CODES.get(exc.status, "http_error"), exc.reason, **_allow(exc)
+        )
+    except Exception:
+        log.exception("request_failed")
+        return error_response(500, "internal_error", "internal error; see the service log")
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"allowed_methods": allow} if allow else {}
+
+
+@web.middleware
+async def require_api_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    expected = request.config_dict[SERVICES].api_token_digest
+    if scheme.lower() != "bearer" or not hmac.compare_digest(digest, expected):
+        raise ApiError(
+            401, "unauthorized", "missing or wrong API token (Authorization: Bearer <token>)"
+        )
+    return await handler(request)

@@ -1,0 +1,149 @@
+"""The JSON API: tracking jobs and reading them back, and refusing bad input unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import snapshot, track
+
+
+async def test_track_returns_the_job_with_its_callback_url(server, http, auth):
+    async with http.post(
+        f"{server}/api/jobs",
+        json={"vendor": "reprompt", "vendor_job_id": "batch-42", "name": "stores"},
+        headers=auth,
+    ) as response:
+        assert response.status == 201
+        job = await response.json()
+    assert job["vendor"] == "reprompt"
+    assert job["vendor_job_id"] == "batch-42"
+    assert job["name"] == "stores"
+    assert job["state"] == "submitted"
+    assert job["progress"] == {"done": None, "failed": None, "total": None}
+    assert job["vendor_calls"] == 0
+    assert job["created_at"].endswith("Z")
+    prefix = f"{server}/hooks/reprompt/"
+    assert job["callback_url"].startswith(prefix)
+    assert len(job["callback_url"][len(prefix) :]) >= 22  # >= 128 bits of url-safe base64
+
+
+async def test_tracking_the_same_vendor_job_twice_returns_the_existing_job(server, http, auth):
+    first = await track(http, server, "ecore", "j-1")
+    async with http.post(
+        f"{server}/api/jobs", json={"vendor": "ecore", "vendor_job_id": "j-1"}, headers=auth
+    ) as response:
+        assert response.status == 200
+        again = await response.json()
+    assert again["id"] == first["id"]
+    assert again["callback_url"] == first["callback_url"]
+    async with http.get(f"{server}/api/jobs/{first['id']}/events", headers=auth) as response:
+        events = (await response.json())["events"]
+    assert [event["type"] for event in events] == ["job.tracked"]
+
+
+async def test_same_vendor_job_id_at_two_vendors_is_two_jobs(server, http):
+    a = await track(http, server, "ecore", "same")
+    b = await track(http, server, "crustdata", "same")
+    assert a["id"] != b["id"]
+    assert a["callback_url"] != b["callback_url"]
+
+
+async def test_list_filters_and_paginates(server, http, auth):
+    for n in range(5):
+        await track(http, server, "crustdata", f"c-{n}")
+    await track(http, server, "ecore", "e-1")
+
+    async with http.get(f"{server}/api/jobs?vendor=crustdata&limit=2", headers=auth) as response:
+        page1 = await response.json()
+    assert [job["vendor_job_id"] for job in page1["jobs"]] == ["c-4", "c-3"]
+    async with http.get(
+        f"{server}/api/jobs?vendor=crustdata&limit=2&cursor={page1['next_cursor']}", headers=auth
+    ) as response:
+        page2 = await response.json()
+    assert [job["vendor_job_id"] for job in page2["jobs"]] == ["c-2", "c-1"]
+    async with http.get(f"{server}/api/jobs?state=submitted&limit=50", headers=auth) as response:
+        everything = await response.json()
+    assert len(everything["jobs"]) == 6
+    assert everything["next_cursor"] is None
+
+
+async def test_get_job_and_its_events(server, http, auth):
+    job = await track(http, server)
+    async with http.get(f"{server}/api/jobs/{job['id']}", headers=auth) as response:
+        assert response.status == 200
+        assert (await response.json())["id"] == job["id"]
+    async with http.get(f"{server}/api/jobs/{job['id']}/events", headers=auth) as response:
+        events = await response.json()
+    assert events["events"][0]["type"] == "job.tracked"
+    assert events["events"][0]["source"] == "api"
+    assert events["events"][0]["payload"]["vendor_job_id"] == job["vendor_job_id"]
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/999", "/api/jobs/abc", "/api/jobs/999/events"])
+async def test_unknown_job_is_404_json(server, http, auth, path):
+    async with http.get(server + path, headers=auth) as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdA=="}],
+)
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/1")]
+)
+async def test_api_without_the_token_is_401_and_changes_nothing(
+    settings, server, http, headers, method, path
+):
+    before = snapshot(settings.db)
+    async with http.request(
+        method, server + path, json={"vendor": "ecore", "vendor_job_id": "x"}, headers=headers
+    ) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fields"),
+    [
+        (b"{not json", 400, None),
+        (b'{"vendor": "nope", "vendor_job_id": "1"}', 422, ["vendor"]),
+        (b'{"vendor": "ecore"}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore", "vendor_job_id": "   "}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore", "vendor_job_id": "1", "colour": "red"}', 422, ["colour"]),
+        (b'["a list"]', 422, ["body"]),
+    ],
+)
+async def test_invalid_track_request_names_the_field_and_changes_nothing(
+    settings, server, http, auth, body, status, fields
+):
+    before = snapshot(settings.db)
+    async with http.post(
+        f"{server}/api/jobs", data=body, headers={**auth, "Content-Type": "application/json"}
+    ) as response:
+        assert response.status == status
+        error = (await response.json())["error"]
+    if fields is not None:
+        assert [field["field"] for field in error["fields"]] == fields
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("vendor=nope", "vendor"), ("state=done", "state"), ("limit=0", "limit"), ("x=1", "x")],
+)
+async def test_invalid_list_filters_are_400_naming_the_field(server, http, auth, query, field):
+    async with http.get(f"{server}/api/jobs?{query}", headers=auth) as response:
+        assert response.status == 400
+        assert [f["field"] for f in (await response.json())["error"]["fields"]] == [field]
+
+
+async def test_unknown_route_and_wrong_method_are_json(server, http, auth):
+    async with http.get(f"{server}/nowhere") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+    async with http.delete(f"{server}/api/jobs", headers=auth) as response:
+        assert response.status == 405
+        assert (await response.json())["error"]["code"] == "method_not_allowed"

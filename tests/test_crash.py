@@ -1,0 +1,122 @@
+"""A real `enrichwatch serve` process, killed with SIGKILL mid-stream: every acknowledged
+callback is in the database after restart, and the service starts cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+TOKEN = "crash-test-token-000000"
+
+
+@asynccontextmanager
+async def serve_process(db):
+    env = {
+        **os.environ,
+        "ENRICHWATCH_DB": str(db),
+        "ENRICHWATCH_PORT": "0",
+        "ENRICHWATCH_API_TOKEN": TOKEN,
+        "ENRICHWATCH_LOG_LEVEL": "warning",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = None
+        while url is None:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, "serve exited before listening: " + (await process.stderr.read()).decode()
+            if "listening on" in line:
+                url = line.rsplit(" ", 1)[1].strip()
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigkill_mid_stream_loses_no_acknowledged_callback(tmp_path):
+    db = tmp_path / "crash.db"
+    acknowledged: set[bytes] = set()
+    enough = asyncio.Event()
+
+    async with serve_process(db) as (process, url), aiohttp.ClientSession() as http:
+        callback_urls = []
+        for n in range(5):
+            async with http.post(
+                f"{url}/api/jobs",
+                json={"vendor": "crustdata", "vendor_job_id": f"b-{n}"},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                callback_urls.append((await response.json())["callback_url"])
+
+        async def sender(worker: int):
+            n = 0
+            while True:
+                body = f'{{"worker": {worker}, "n": {n}}}'.encode()
+                try:
+                    async with http.post(callback_urls[n % 5], data=body) as response:
+                        if response.status == 200:
+                            acknowledged.add(body)
+                except aiohttp.ClientError:
+                    return  # the server is gone
+                if len(acknowledged) >= 300:
+                    enough.set()
+                n += 1
+
+        senders = [asyncio.create_task(sender(w)) for w in range(20)]
+        await asyncio.wait_for(enough.wait(), 60)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await asyncio.wait_for(asyncio.gather(*senders), 30)
+
+    assert len(acknowledged) >= 300
+    async with serve_process(db) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/readyz") as response:
+            assert response.status == 200
+        conn = sqlite3.connect(db)
+        stored = {row[0] for row in conn.execute("SELECT body FROM inbox")}
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        events = conn.execute("SELECT COUNT(*) FROM events WHERE type = 'webhook.received'")
+        assert events.fetchone()[0] == len(stored)
+        conn.close()
+    assert acknowledged <= stored
+
+
+async def test_sigterm_stops_cleanly(tmp_path):
+    async with serve_process(tmp_path / "term.db") as (process, url):
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        stderr = (await process.stderr.read()).decode()
+    assert "Traceback" not in stderr
+
+
+async def test_bad_setting_fails_at_start_naming_it(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        "serve",
+        env={**os.environ, "ENRICHWATCH_PORT": "eighty", "ENRICHWATCH_DB": str(tmp_path / "x.db")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode != 0
+    assert "ENRICHWATCH_PORT" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert not (tmp_path / "x.db").exists()

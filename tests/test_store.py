@@ -1,0 +1,139 @@
+"""The event log file: migrations, and the single writer's transactional guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from enrichwatch.errors import MigrationError, StoreError
+from enrichwatch.models import VendorName
+from enrichwatch.store import Store
+from enrichwatch.store.connection import latest_version
+
+
+def tables(path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+
+
+async def test_migrations_build_the_schema_from_an_empty_file(tmp_path):
+    path = tmp_path / "new.db"
+    async with Store.open(path) as store:
+        assert await store.schema_version() == latest_version()
+        assert await store.is_migrated()
+    assert {"jobs", "events", "inbox", "work", "results", "meta"} <= tables(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_rerunning_migrations_is_a_noop(tmp_path):
+    path = tmp_path / "again.db"
+    store = Store(path)
+    assert await store.start() == list(range(1, latest_version() + 1))
+    await store.track_job(VendorName.ECORE, "kept", None)
+    await store.close()
+
+    store = Store(path)
+    assert await store.start() == []
+    assert [job.vendor_job_id for job in await store.list_jobs()] == ["kept"]
+    await store.close()
+
+
+async def test_a_schema_newer_than_the_code_refuses_to_start(tmp_path):
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
+    conn.close()
+    with pytest.raises(MigrationError, match="newer"):
+        await Store(path).start()
+
+
+async def test_foreign_keys_are_enforced(tmp_path):
+    async with Store.open(tmp_path / "fk.db") as store:
+        with pytest.raises(StoreError, match="FOREIGN KEY"):
+            await store._writer.run(
+                lambda conn: conn.execute(
+                    "INSERT INTO events (job_id, type, source, created_at) "
+                    "VALUES (999, 'x', 'system', 0)"
+                )
+            )
+
+
+async def test_a_failing_write_rolls_back_alone_in_a_group_commit(tmp_path):
+    async with Store.open(tmp_path / "group.db") as store:
+
+        def fails(conn):
+            conn.execute("INSERT INTO meta (key, value) VALUES ('half-written', 'should vanish')")
+            raise ValueError("boom")
+
+        results = await asyncio.gather(
+            store.track_job(VendorName.ECORE, "a", None),
+            store._writer.run(fails),
+            store.track_job(VendorName.ECORE, "b", None),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ValueError)
+        assert sorted(job.vendor_job_id for job in await store.list_jobs()) == ["a", "b"]
+        rows = await store._fetchall("SELECT key FROM meta WHERE key = 'half-written'", ())
+        assert rows == []
+
+
+async def test_event_dedupe_key_makes_appends_idempotent(tmp_path):
+    from enrichwatch.models import EventSource
+    from enrichwatch.store import append_event
+
+    async with Store.open(tmp_path / "dedupe.db") as store:
+        job, _ = await store.track_job(VendorName.ECORE, "a", None)
+
+        def append(conn):
+            return append_event(
+                conn, job.id, "job.state_changed", EventSource.POLL, {}, now=1.0, dedupe_key="k"
+            )
+
+        first = await store._writer.run(append)
+        second = await store._writer.run(append)
+        assert first is not None
+        assert second is None
+        assert [e.type for e in await store.list_events(job.id)] == [
+            "job.tracked",
+            "job.state_changed",
+        ]
+
+
+async def test_two_stores_on_one_file_migrate_once_and_both_write(tmp_path):
+    path = tmp_path / "shared.db"
+    a, b = Store(path), Store(path)
+    applied = await asyncio.gather(a.start(), b.start())
+    assert sorted(len(x) for x in applied) == [0, latest_version()]
+    await asyncio.gather(
+        *(
+            s.track_job(VendorName.REPROMPT, f"{n}-{i}", None)
+            for i, s in enumerate((a, b))
+            for n in range(20)
+        )
+    )
+    assert len(await a.list_jobs(limit=100)) == 40
+    await a.close()
+    await b.close()
+
+
+async def test_a_write_waits_out_another_process_lock_without_stalling_the_loop(tmp_path):
+    path = tmp_path / "locked.db"
+    async with Store.open(path) as store:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(store.track_job(VendorName.ECORE, "waits", None))
+        for _ in range(10):  # the writer tries, finds the lock taken, and hands off
+            await asyncio.sleep(0)
+        assert not write.done()
+        other.execute("COMMIT")
+        other.close()
+        job, created = await write
+        assert created
+        assert job.vendor_job_id == "waits"
