@@ -148,17 +148,20 @@ class Store:
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> CallbackOutcome | None:
+            # The job and, if this delivery was seen before, its first inbox row, in one query.
             row = conn.execute(
-                "SELECT id, vendor, callback_token, state FROM jobs WHERE callback_key = ?",
-                (token_digest(token),),
+                """SELECT id, callback_token, state,
+                          (SELECT inbox.id FROM inbox
+                            WHERE inbox.job_id = jobs.id AND inbox.dedupe_key = ?
+                              AND inbox.duplicate_of IS NULL LIMIT 1) AS first_delivery
+                     FROM jobs WHERE callback_key = ? AND vendor = ?""",
+                (delivery.dedupe_key, token_digest(token), vendor.value),
             ).fetchone()
-            if (
-                row is None
-                or row["vendor"] != vendor.value
-                or not hmac.compare_digest(row["callback_token"].encode(), token.encode())
+            if row is None or not hmac.compare_digest(
+                row["callback_token"].encode(), token.encode()
             ):
                 return None
-            job_id = row["id"]
+            job_id, duplicate_of = row["id"], row["first_delivery"]
             inbox_row = (
                 vendor.value,
                 job_id,
@@ -169,14 +172,9 @@ class Store:
                 delivery.body,
                 delivery.verification,
                 delivery.dedupe_key,
+                duplicate_of,
             )
-            first = conn.execute(
-                "SELECT id FROM inbox WHERE job_id = ? AND dedupe_key = ? "
-                "AND duplicate_of IS NULL LIMIT 1",
-                (job_id, delivery.dedupe_key),
-            ).fetchone()
-            duplicate_of = None if first is None else first["id"]
-            inbox_id = conn.execute(_INSERT_INBOX, (*inbox_row, duplicate_of)).lastrowid
+            inbox_id = conn.execute(_INSERT_INBOX, inbox_row).lastrowid
             assert inbox_id is not None
             if duplicate_of is not None:
                 append_event(
