@@ -1,0 +1,200 @@
+"""BrightLocal's legacy v4 batches: create a batch, add one job per input row, commit it, then
+read status and results together from `GET /v4/batch` as jobs finish. A callback per batch
+says when it ends."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from enrichwatch.errors import (
+    VendorAmbiguousError,
+    VendorError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorTransientError,
+)
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.base import (
+    ResultRecord,
+    StatusSnapshot,
+    SubmitRequest,
+    SubmittedJob,
+    VendorLimits,
+)
+from enrichwatch.vendors.http import HttpAdapter, map_status
+
+BATCH = "/v4/batch"
+DEFAULT_JOB_PATH = "/v4/ld/fetch-reviews"
+STATES = {
+    # Created means our commit has not happened yet: the adapter owns that step.
+    "Created": JobState.SUBMITTED,
+    "Committed": JobState.QUEUED,
+    "Running": JobState.RUNNING,
+    "Finished": JobState.COMPLETED,
+    "Stopped": JobState.FAILED,
+}
+
+
+class BrightLocalAdapter(HttpAdapter):
+    name = VendorName.BRIGHTLOCAL
+    supports_webhooks = True
+    limits = VendorLimits(
+        max_batch_size=None,
+        requests_per_minute=None,
+        recommended_poll_interval=5.0,
+        extra={"recommended_jobs_per_batch": 300},
+    )
+    records_per_page = 500
+
+    def auth_params(self) -> dict[str, str]:
+        return {"api-key": self.api_key()}
+
+    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+        """Create → add jobs → commit. Each row is one job: its columns are the job's form
+        parameters, posted to `options["job_path"]` (default fetch-reviews). A failure before
+        the commit deletes the batch (best effort) — an uncommitted batch never runs nor
+        bills, so a retry from scratch is safe. An ambiguous commit is settled by reading the
+        batch back, and committing again only if it is still Created."""
+        options = dict(request.options)
+        job_path = str(options.pop("job_path", DEFAULT_JOB_PATH))
+        if not job_path.startswith("/v4/") or not request.rows:
+            raise VendorRejectedError(self.name, "need rows and a /v4/ job_path")
+        create = {"stop-on-job-error": _flag(options.pop("stop-on-job-error", False))}
+        if request.callback_url:
+            create |= {"callback": request.callback_url, "callback_request_format": "json"}
+        try:
+            created = await self.call("POST", BATCH, form=create)
+        except VendorAmbiguousError as exc:
+            raise VendorTransientError(
+                self.name, f"{exc.message} (an uncommitted batch never runs)"
+            ) from exc
+        batch_id = _batch_id(self.name, created)
+        job_ids: list[int] = []
+        try:
+            for row in request.rows:
+                added = await self.call(
+                    "POST", job_path, form={"batch-id": batch_id, **options, **row}
+                )
+                job_ids.append(_job_order(added.get("job-id") if isinstance(added, dict) else None))
+            await self.commit(batch_id)
+        except VendorError as exc:
+            with contextlib.suppress(VendorError):
+                await self.delete(batch_id)
+            if isinstance(exc, VendorAmbiguousError):
+                raise VendorTransientError(self.name, f"{exc.message} (batch deleted)") from exc
+            raise
+        return [
+            SubmittedJob(vendor_job_id=batch_id, raw={"batch-id": batch_id, "job-ids": job_ids})
+        ]
+
+    async def commit(self, vendor_job_id: str) -> None:
+        """Idempotent: a batch already committed counts as committed."""
+        try:
+            await self._commit_once(vendor_job_id)
+        except VendorAmbiguousError:
+            if (await self.status(vendor_job_id)).state is JobState.SUBMITTED:
+                await self._commit_once(vendor_job_id)
+
+    async def _commit_once(self, vendor_job_id: str) -> None:
+        try:
+            await self.call("PUT", BATCH, form={"batch-id": vendor_job_id})
+        except VendorRejectedError as exc:
+            if "BATCH_ALREADY_COMMITTED" not in exc.message:
+                raise
+
+    async def status(self, vendor_job_id: str) -> StatusSnapshot:
+        data = await self.call("GET", BATCH, params={"batch-id": vendor_job_id})
+        if not isinstance(data, dict):
+            raise VendorProtocolError(self.name, "batch body is not an object")
+        vendor_status = str(data.get("status"))
+        state = map_status(self.name, STATES, vendor_status)
+        statuses = data.get("statuses") if isinstance(data.get("statuses"), dict) else {}
+        assert isinstance(statuses, dict)
+        counts = {str(k): v for k, v in statuses.items() if isinstance(v, int)}
+        entries = _entries(data)
+        failures = [e for _, e in entries if e.get("status") == "Failed"]
+        return StatusSnapshot(
+            vendor_job_id=vendor_job_id,
+            state=state,
+            vendor_status=vendor_status,
+            done=counts.get("Completed", 0) + counts.get("Failed", 0) if counts else None,
+            failed=counts.get("Failed", 0) if counts else None,
+            total=sum(counts.values()) if counts else None,
+            error=_error(failures, vendor_status),
+            # Results grow as jobs finish, and a stopped batch keeps what it had.
+            results_available=state is JobState.COMPLETED or bool(entries),
+            raw=data,
+        )
+
+    async def results(
+        self, snapshot: StatusSnapshot, start: int = 0
+    ) -> AsyncIterator[list[ResultRecord]]:
+        """The results already sit in the status body, so a snapshot that carries them costs
+        no call. Positions follow (job id, job type); they are final once the batch is."""
+        raw = (
+            snapshot.raw
+            if "results" in snapshot.raw
+            else (await self.status(snapshot.vendor_job_id)).raw
+        )
+        records = [
+            ResultRecord(
+                position=position,
+                input_id=str(entry.get("job-id")),
+                status=entry.get("status"),
+                data={"job_type": job_type, **entry},
+            )
+            for position, (job_type, entry) in enumerate(_entries(raw))
+            if position >= start
+        ]
+        for i in range(0, len(records), self.records_per_page):
+            yield records[i : i + self.records_per_page]
+
+    async def stop(self, vendor_job_id: str) -> None:
+        """Cancels the batch's unprocessed jobs; finished ones keep their results."""
+        await self.call("PUT", BATCH + "/stop", form={"batch-id": vendor_job_id})
+
+    async def delete(self, vendor_job_id: str) -> None:
+        """Deletes the batch and every result it holds."""
+        await self.call("DELETE", BATCH, params={"batch-id": vendor_job_id})
+
+
+def _batch_id(vendor: str, data: Any) -> str:
+    """The docs show `"batch-id": "17"` and the vendor's own client insists on an int."""
+    value = data.get("batch-id") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise VendorProtocolError(vendor, f"create answered no usable batch-id: {value!r}")
+    return str(int(str(value).strip()))
+
+
+def _entries(data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    results = data.get("results")
+    if not isinstance(results, dict):
+        return []
+    entries = [
+        (str(job_type), entry)
+        for job_type, items in results.items()
+        if isinstance(items, list)
+        for entry in items
+        if isinstance(entry, dict)
+    ]
+    return sorted(entries, key=lambda item: (_job_order(item[1].get("job-id")), item[0]))
+
+
+def _job_order(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _error(failures: list[dict[str, Any]], vendor_status: str) -> str | None:
+    if not failures:
+        return "stopped" if vendor_status == "Stopped" else None
+    first = failures[0].get("error") or failures[0].get("errors") or "job failed"
+    return f"{len(failures)} job(s) failed; first: {first}"
+
+
+def _flag(value: Any) -> str:
+    return "1" if value in (True, 1, "1", "true") else "0"

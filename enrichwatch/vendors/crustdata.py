@@ -1,0 +1,358 @@
+"""Crustdata's Batch API (version 2025-11-01): person, company and contact enrichment jobs,
+a webhook per job, and results as gzipped JSONL at pre-signed storage links."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from multidict import CIMultiDictProxy
+
+from enrichwatch.config import CrustdataSettings
+from enrichwatch.errors import (
+    VendorAmbiguousError,
+    VendorConcurrencyLimitError,
+    VendorError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorTransientError,
+)
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.base import (
+    ResultRecord,
+    StatusSnapshot,
+    SubmitRequest,
+    SubmittedJob,
+    VendorLimits,
+)
+from enrichwatch.vendors.http import HttpAdapter, map_status, parse_timestamp
+
+API_VERSION = "2025-11-01"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    route: str
+    entity: str
+    action: str
+    identifier_types: tuple[str, ...]
+    cap: int
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "person": Endpoint(
+        "/batch/person/enrich",
+        "person",
+        "enrich",
+        ("professional_network_profile_urls", "business_emails"),
+        10_000,
+    ),
+    "company": Endpoint(
+        "/batch/company/enrich",
+        "company",
+        "enrich",
+        ("names", "domains", "professional_network_profile_urls", "crustdata_company_ids"),
+        10_000,
+    ),
+    "contact": Endpoint(
+        "/batch/person/contact/enrich",
+        "person",
+        "contact_enrich",
+        ("professional_network_profile_urls",),
+        300,
+    ),
+}
+STATES = {
+    "pending": JobState.QUEUED,
+    "processing": JobState.RUNNING,
+    "completed": JobState.COMPLETED,
+    "failed": JobState.FAILED,
+}
+
+
+class CrustdataAdapter(HttpAdapter):
+    name = VendorName.CRUSTDATA
+    supports_webhooks = True
+    has_list_endpoint = True
+    limits = VendorLimits(
+        max_batch_size=10_000,
+        # /batch is not in Crustdata's rate-limit table; x-ratelimit-* headers are the truth.
+        requests_per_minute=30,
+        # The webhook says when a job ends, so polling is only a slow safety net.
+        recommended_poll_interval=60.0,
+        extra={
+            "max_active_jobs": 5,
+            "max_batch_size_by_endpoint": {kind: e.cap for kind, e in ENDPOINTS.items()},
+        },
+    )
+    settings: CrustdataSettings
+    list_page_size = 100
+    max_list_pages = 10
+    records_per_page = 500
+    match_window = 300.0
+    """Seconds either side of an ambiguous submit within which a listed job may be ours."""
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key()}", "x-api-version": API_VERSION}
+
+    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+        """`options["endpoint"]` picks person (default), company or contact enrichment; the one
+        identifier column's name picks the identifier type; other options (`fields`,
+        `chunk_size`, `verified`) go into the body as given. Inputs over the endpoint's cap
+        become several jobs."""
+        options = dict(request.options)
+        kind = str(options.pop("endpoint", "person"))
+        endpoint = ENDPOINTS.get(kind)
+        if endpoint is None:
+            raise VendorRejectedError(self.name, f"unknown endpoint {kind!r}")
+        column = _identifier_column(self.name, request.rows, endpoint)
+        values: list[str | int] = [
+            int(v) if column == "crustdata_company_ids" and v.isdigit() else v
+            for v in (row.get(column, "").strip() for row in request.rows)
+            if v
+        ]
+        if request.callback_url:
+            options["webhook_url"] = request.callback_url
+        parts = [values[i : i + endpoint.cap] for i in range(0, len(values), endpoint.cap)]
+
+        async def submit_one(index: int, part: list[str | int]) -> SubmittedJob:
+            return await self._submit_one(endpoint, {column: part, **options}, len(part))
+
+        return await self.submit_parts(parts, submit_one)
+
+    async def _submit_one(
+        self, endpoint: Endpoint, body: dict[str, Any], count: int
+    ) -> SubmittedJob:
+        """On an ambiguous failure the job list is read: a job may be ours when it has the
+        same entity, action and identifier count and was created within `match_window`
+        seconds of the attempt (see `adopt` for what follows)."""
+        sent_at = time.time()
+        try:
+            data = await self.call(
+                "POST", endpoint.route, json_body=body, classify=self._active_jobs_cap
+            )
+        except VendorAmbiguousError as exc:
+            matches = await self._recent_matches(endpoint, count, sent_at)
+            data = self.adopt(matches, "batch_id", exc)
+        return SubmittedJob(vendor_job_id=str(data["batch_id"]), raw=data)
+
+    async def _recent_matches(
+        self, endpoint: Endpoint, count: int, sent_at: float
+    ) -> list[dict[str, Any]]:
+        data = await self.call("GET", "/batch", params={"limit": self.list_page_size})
+        earliest, latest = sent_at - self.match_window, time.time() + self.match_window
+        return [
+            job
+            for job in _jobs(self.name, data)
+            if job.get("entity") == endpoint.entity
+            and job.get("action") == endpoint.action
+            and job.get("identifier_count") == count
+            and earliest <= parse_timestamp(job.get("created_at")) <= latest
+        ]
+
+    def _active_jobs_cap(
+        self, status: int, headers: CIMultiDictProxy[str], body: Any, message: str
+    ) -> VendorError | None:
+        # Both limits answer 429; the cap names active jobs, and leaves the rate budget unspent.
+        if status != 429:
+            return None
+        remaining = headers.get("x-ratelimit-remaining")
+        if "active" in json.dumps(body).lower() or (remaining or "0").strip() not in ("", "0"):
+            return VendorConcurrencyLimitError(self.name, message, status=status)
+        return None
+
+    async def status(self, vendor_job_id: str) -> StatusSnapshot:
+        data = await self.call("GET", "/batch/{id}", {"id": vendor_job_id})
+        return self._snapshot(data)
+
+    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+        """Pages newest first and stops as soon as every wanted job was seen."""
+        wanted, found = set(vendor_job_ids), {}
+        cursor: str | None = None
+        for _ in range(self.max_list_pages):
+            params: dict[str, str | int] = {"limit": self.list_page_size}
+            if cursor:
+                params["cursor"] = cursor
+            data = await self.call("GET", "/batch", params=params)
+            for job in _jobs(self.name, data):
+                if job.get("batch_id") in wanted:
+                    found[str(job["batch_id"])] = self._snapshot(job)
+            cursor = data.get("next_cursor")
+            if wanted <= found.keys() or not data.get("has_more") or not cursor:
+                break
+        return found
+
+    def _snapshot(self, data: Any) -> StatusSnapshot:
+        if not isinstance(data, dict) or "batch_id" not in data:
+            raise VendorProtocolError(self.name, "status body has no batch_id")
+        vendor_status = str(data.get("status"))
+        state = map_status(self.name, STATES, vendor_status)
+        total = _int(data.get("entities_requested", data.get("identifier_count")))
+        done, failed = _int(data.get("result_count")), None
+        if data.get("action") in ("search", "search_live"):
+            total = None
+        elif state is JobState.COMPLETED and total is not None:
+            # Unresolved identifiers are silently dropped, so the file can be shorter.
+            fulfilled = _int(data.get("entities_fulfilled"))
+            done, failed = total, None if fulfilled is None else max(0, total - fulfilled)
+        return StatusSnapshot(
+            vendor_job_id=str(data["batch_id"]),
+            state=state,
+            vendor_status=vendor_status,
+            done=done,
+            failed=failed,
+            total=total,
+            error=data.get("error_message"),
+            results_available=state is JobState.COMPLETED,
+            raw=data,
+        )
+
+    async def results(
+        self, snapshot: StatusSnapshot, start: int = 0
+    ) -> AsyncIterator[list[ResultRecord]]:
+        """Every part in `download_urls`, in order; a record's position is its line number
+        across the parts. List snapshots carry no links, so status is read for them."""
+        raw = snapshot.raw
+        if raw.get("result_count") == 0:
+            return
+        urls = _links(raw)
+        if not urls:
+            urls = _links((await self.status(snapshot.vendor_job_id)).raw)
+        position, page = 0, []
+        for url in urls:
+            async for record in self._records(url):
+                if position >= start:
+                    page.append(_result(position, record))
+                    if len(page) >= self.records_per_page:
+                        yield page
+                        page = []
+                position += 1
+        if page:
+            yield page
+
+    async def _records(self, url: str) -> AsyncIterator[dict[str, Any]]:
+        gunzip, lines = Gunzip(self.name), LineSplitter()
+        async with aclosing(self.download(url, self.settings.download_hosts)) as chunks:
+            async for chunk in chunks:
+                for line in lines.feed(gunzip.feed(chunk)):
+                    if line.strip():
+                        yield _parse_line(self.name, line)
+        for line in lines.feed(gunzip.close()) + lines.close():
+            if line.strip():
+                yield _parse_line(self.name, line)
+
+
+class Gunzip:
+    """Inflates a body that may or may not be gzip, decided by its magic bytes, since the
+    storage host sends gzip without `Content-Encoding`. Concatenated members are allowed; a
+    stream that stops inside a member is an error, never silently short."""
+
+    def __init__(self, vendor: str) -> None:
+        self._vendor = vendor
+        self._head = b""
+        self._inflater: Any = None
+        self._plain = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._inflater is None and not self._plain:
+            self._head += data
+            if len(self._head) < len(GZIP_MAGIC):
+                return b""
+            data, self._head = self._head, b""
+            if data.startswith(GZIP_MAGIC):
+                self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            else:
+                self._plain = True
+        if self._plain:
+            return data
+        out = []
+        try:
+            while data:
+                if self._inflater.eof:
+                    self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                out.append(self._inflater.decompress(data))
+                data = self._inflater.unused_data if self._inflater.eof else b""
+        except zlib.error as exc:
+            raise VendorProtocolError(self._vendor, f"corrupt gzip result file: {exc}") from exc
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        if self._inflater is None:
+            return self._head
+        if not self._inflater.eof:
+            raise VendorTransientError(self._vendor, "result file ended mid-stream (truncated)")
+        return b""
+
+
+class LineSplitter:
+    """Complete lines out of arbitrary chunks, without re-copying a long partial line."""
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        pieces = data.split(b"\n")
+        if len(pieces) == 1:
+            if data:
+                self._partial.append(data)
+            return []
+        first = b"".join([*self._partial, pieces[0]])
+        self._partial = [pieces[-1]] if pieces[-1] else []
+        return [first, *pieces[1:-1]]
+
+    def close(self) -> list[bytes]:
+        rest, self._partial = b"".join(self._partial), []
+        return [rest] if rest else []
+
+
+def _identifier_column(vendor: str, rows: list[dict[str, str]], endpoint: Endpoint) -> str:
+    columns = {column for row in rows for column in row}
+    usable = sorted(columns & set(endpoint.identifier_types))
+    if len(usable) != 1:
+        raise VendorRejectedError(
+            vendor,
+            f"need exactly one identifier column of {', '.join(endpoint.identifier_types)}; "
+            f"got {', '.join(sorted(columns)) or 'none'}",
+        )
+    return usable[0]
+
+
+def _links(raw: Mapping[str, Any]) -> list[str]:
+    urls = raw.get("download_urls") or ([raw["download_url"]] if raw.get("download_url") else [])
+    return [str(url) for url in urls]
+
+
+def _result(position: int, record: dict[str, Any]) -> ResultRecord:
+    identifier = record.get("original_identifier")
+    return ResultRecord(
+        position=position,
+        input_id=None if identifier is None else str(identifier),
+        status=record.get("status"),
+        data=record,
+    )
+
+
+def _parse_line(vendor: str, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise VendorProtocolError(vendor, "result line is not JSON") from exc
+    if not isinstance(record, dict):
+        raise VendorProtocolError(vendor, "result line is not a JSON object")
+    return record
+
+
+def _jobs(vendor: str, data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise VendorProtocolError(vendor, "list body has no jobs array")
+    return [job for job in data["jobs"] if isinstance(job, dict)]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,426 @@
+"""The one road every adapter's HTTP takes, so that counting calls, reading rate-limit headers
+and turning HTTP failures into typed errors are written once for all five vendors.
+
+Credentials travel on each request, never on the shared session: the session is also used
+for third-party storage, where our keys must never go.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Mapping,
+    Sequence,
+    Sized,
+)
+from contextlib import aclosing
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from enrichwatch.config import VendorSettings
+from enrichwatch.errors import (
+    VendorAmbiguousError,
+    VendorAuthError,
+    VendorDownloadExpiredError,
+    VendorError,
+    VendorNotFoundError,
+    VendorPartialSubmitError,
+    VendorPaymentError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorTransientError,
+    VendorUntrustedUrlError,
+)
+from enrichwatch.models import JobState
+from enrichwatch.vendors.base import CallCounter, RateLimitInfo, SubmittedJob, VendorAdapter
+
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+CHUNK_BYTES = 64 * 1024
+_ERROR_BODY_BYTES = 64 * 1024
+
+Headers = CIMultiDictProxy[str]
+Classifier = Callable[[int, Headers, Any, str], VendorError | None]
+"""A vendor's own reading of a failed response (status, headers, parsed body, message);
+returning None falls back to the common mapping."""
+Part = TypeVar("Part", bound=Sized)
+
+
+class HttpAdapter(VendorAdapter):
+    """An adapter whose vendor speaks HTTP: subclasses say how to authenticate, and call
+    `call`, `stream` and `download`."""
+
+    request_timeout = DEFAULT_TIMEOUT
+
+    def __init__(
+        self,
+        settings: VendorSettings,
+        session: aiohttp.ClientSession,
+        *,
+        on_call: CallCounter | None = None,
+    ) -> None:
+        super().__init__(settings, session, on_call=on_call)
+        self._rate_limit: RateLimitInfo | None = None
+        self._submitted: set[str] = set()
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers every call to the vendor's own API carries."""
+        return {}
+
+    def auth_params(self) -> dict[str, str]:
+        """Parameters every call carries: in the query for GET/DELETE, else in the form body."""
+        return {}
+
+    @property
+    def rate_limit(self) -> RateLimitInfo | None:
+        return self._rate_limit
+
+    def api_key(self) -> str:
+        key = self.settings.api_key
+        return "" if key is None else key.get_secret_value()
+
+    async def call(
+        self,
+        method: str,
+        route: str,
+        path: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | aiohttp.FormData | None = None,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+        classify: Classifier | None = None,
+    ) -> Any:
+        """One request to the vendor's API; returns the parsed JSON body (None when empty).
+
+        `route` is the documented path with `{name}` placeholders filled from `path`, and is
+        also the label the call is counted under.
+        """
+        label = f"{method} {route}"
+        url = self.settings.url(_fill(route, path))
+        query, body = self._with_auth(method, params, form)
+        headers = self.auth_headers()
+        payload: Any = body
+        if json_body is not None:
+            # As a stream: aiohttp warns that a large body of raw bytes blocks the event loop.
+            payload = io.BytesIO(json.dumps(json_body).encode())
+            headers["Content-Type"] = "application/json"
+        self.count_call(label)
+        try:
+            async with self.session.request(
+                method,
+                url,
+                params=query,
+                data=payload,
+                headers=headers,
+                timeout=client_timeout or self.request_timeout,
+                allow_redirects=False,
+            ) as response:
+                self._observe(response.headers)
+                raw = await response.read()
+                if response.status >= 300:
+                    raise self._failure(method, label, response, raw, classify)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(self.name, method, label, exc) from exc
+        return _parse_json(self.name, label, raw)
+
+    async def stream(
+        self,
+        method: str,
+        route: str,
+        path: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, str | int] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of one API response, chunk by chunk, so it never sits whole in memory."""
+        query, _ = self._with_auth(method, params, None)
+        url = self.settings.url(_fill(route, path))
+        chunks = self._chunks(self.session, method, url, f"{method} {route}", query=query)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def download(
+        self, url: str, allowed_hosts: Collection[str]
+    ) -> AsyncGenerator[bytes, None]:
+        """A third-party result file, chunk by chunk: only from `allowed_hosts`, and through a
+        session of its own with no default headers or cookies, so none of our credentials
+        can reach the storage host."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        allowed = {entry.lower() for entry in allowed_hosts}
+        if parts.scheme not in ("http", "https") or not (
+            host in allowed or f"{host}:{parts.port}" in allowed
+        ):
+            raise VendorUntrustedUrlError(self.name, f"refusing to download from {parts.netloc!r}")
+        shared = self.session.connector
+        async with aiohttp.ClientSession(connector=shared, connector_owner=shared is None) as bare:
+            chunks = self._chunks(bare, "GET", url, f"GET download {host}", storage=True)
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _chunks(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        label: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        storage: bool = False,
+    ) -> AsyncGenerator[bytes, None]:
+        headers = None if storage else self.auth_headers()
+        classify = _storage_failure(self.name) if storage else None
+        self.count_call(label)
+        try:
+            async with session.request(
+                method,
+                url,
+                params=query,
+                headers=headers,
+                timeout=STREAM_TIMEOUT,
+                allow_redirects=False,
+            ) as response:
+                if not storage:
+                    self._observe(response.headers)
+                if response.status >= 300:
+                    raw = await response.content.read(_ERROR_BODY_BYTES)
+                    raise self._failure(method, label, response, raw, classify)
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(self.name, method, label, exc) from exc
+
+    async def submit_parts(
+        self, parts: Sequence[Part], submit_one: Callable[[int, Part], Awaitable[SubmittedJob]]
+    ) -> list[SubmittedJob]:
+        """Submit an input already split to the vendor's cap, one job per part, in order
+        (`submit_one` also gets the part's index). A failure after the first part must not
+        orphan the jobs already running, so it names them and how many rows they cover."""
+        if not parts:
+            raise VendorRejectedError(self.name, "nothing to submit: no input rows")
+        submitted: list[SubmittedJob] = []
+        rows = 0
+        for index, part in enumerate(parts):
+            try:
+                job = await submit_one(index, part)
+            except VendorError as exc:
+                if not submitted:
+                    raise
+                raise VendorPartialSubmitError(
+                    self.name,
+                    f"{len(submitted)} of {len(parts)} parts submitted, then: {exc.message}",
+                    submitted_ids=[job.vendor_job_id for job in submitted],
+                    rows_submitted=rows,
+                    status=exc.status,
+                ) from exc
+            submitted.append(job)
+            self._submitted.add(job.vendor_job_id)
+            rows += len(part)
+        return submitted
+
+    def adopt(
+        self, candidates: list[dict[str, Any]], id_key: str, failure: VendorAmbiguousError
+    ) -> dict[str, Any]:
+        """Settle an ambiguous submit from the jobs the vendor lists as possibly ours, less
+        those this adapter already submitted or adopted. One is adopted; none means nothing
+        was created (a plain transient error, safe to retry); several cannot be told apart,
+        so the ambiguous error stands and resubmitting needs a human."""
+        fresh = [job for job in candidates if str(job.get(id_key)) not in self._submitted]
+        if not fresh:
+            raise VendorTransientError(
+                self.name, f"{failure.message} (no job was created)", status=failure.status
+            ) from failure
+        if len(fresh) > 1:
+            raise failure
+        return fresh[0]
+
+    def _with_auth(
+        self,
+        method: str,
+        params: Mapping[str, str | int] | None,
+        form: Mapping[str, str] | aiohttp.FormData | None,
+    ) -> tuple[dict[str, str], Mapping[str, str] | aiohttp.FormData | None]:
+        query = {key: str(value) for key, value in (params or {}).items()}
+        auth = self.auth_params()
+        if not auth:
+            return query, form
+        if method in ("GET", "DELETE"):
+            return {**auth, **query}, form
+        if isinstance(form, aiohttp.FormData):
+            for key, value in auth.items():
+                form.add_field(key, value)
+            return query, form
+        return query, {**auth, **(form or {})}
+
+    def _observe(self, headers: Headers) -> None:
+        values = [headers.get(f"x-ratelimit-{name}") for name in ("limit", "remaining", "reset")]
+        if any(value is not None for value in values):
+            limit, remaining, reset = (_number(value) for value in values)
+            self._rate_limit = RateLimitInfo(
+                limit=None if limit is None else int(limit),
+                remaining=None if remaining is None else int(remaining),
+                reset=reset,
+            )
+
+    def _failure(
+        self,
+        method: str,
+        label: str,
+        response: aiohttp.ClientResponse,
+        raw: bytes,
+        classify: Classifier | None,
+    ) -> VendorError:
+        text = raw.decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(text) if text.strip() else None
+        except ValueError:
+            body = None
+        message = f"{label}: HTTP {response.status}: {describe(body, text)}"
+        if classify is not None:
+            custom = classify(response.status, response.headers, body, message)
+            if custom is not None:
+                return custom
+        return error_for(self.name, method, response.status, response.headers, body, message)
+
+
+def map_status(vendor: str, table: Mapping[str, JobState], value: str) -> JobState:
+    """A vendor status in our vocabulary; a status nobody documented is not guessed at."""
+    state = table.get(value)
+    if state is None:
+        raise VendorProtocolError(vendor, f"unknown status {value!r}")
+    return state
+
+
+def error_for(
+    vendor: str, method: str, status: int, headers: Headers, body: Any, message: str
+) -> VendorError:
+    """The common meaning of an HTTP failure status."""
+    if status in (401, 403):
+        return VendorAuthError(vendor, message, status=status)
+    if status == 402:
+        required, balance = _credits(body)
+        return VendorPaymentError(vendor, message, required=required, balance=balance)
+    if status == 404:
+        return VendorNotFoundError(vendor, message, status=status)
+    if status in (408, 429) or status >= 500:
+        transient = (
+            VendorAmbiguousError if status >= 500 and method != "GET" else VendorTransientError
+        )
+        return transient(vendor, message, status=status, retry_after=retry_delay(headers))
+    if 400 <= status < 500:
+        return VendorRejectedError(vendor, message, status=status)
+    return VendorProtocolError(vendor, message, status=status)
+
+
+def transport_error(
+    vendor: str, method: str, label: str, exc: BaseException
+) -> VendorTransientError:
+    """A request that failed without an HTTP answer. Once the connection was open the vendor
+    may have acted on it, which matters only for requests that change something."""
+    never_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    kind = VendorTransientError if never_sent or method == "GET" else VendorAmbiguousError
+    detail = str(exc) or type(exc).__name__
+    return kind(vendor, f"{label}: {detail}")
+
+
+def retry_delay(headers: Headers) -> float | None:
+    """Seconds the vendor asked us to wait: `Retry-After` (seconds or a date), else
+    Crustdata's `x-ratelimit-reset`."""
+    value = headers.get("Retry-After")
+    if value is not None:
+        seconds = _number(value)
+        if seconds is not None:
+            return max(0.0, seconds)
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    reset = _number(headers.get("x-ratelimit-reset"))
+    return None if reset is None else max(0.0, reset)
+
+
+def describe(body: Any, text: str) -> str:
+    """The vendor's own words from an error body, whichever of the usual envelopes it uses:
+    `{"error": {"message"}}`, `{"errors": {CODE: text}}`, `{"detail": …}`, DRF field maps."""
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict):
+            body = body["error"]
+        keys = ("message", "error", "detail", "errors", "error_message", "status_message")
+        found = next((body[key] for key in keys if body.get(key)), body)
+        return _words(found)[:300]
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {_words(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return "; ".join(_words(v.get("msg", v) if isinstance(v, dict) else v) for v in value)
+    return str(value)
+
+
+def _storage_failure(vendor: str) -> Classifier:
+    def classify(status: int, headers: Headers, body: Any, message: str) -> VendorError | None:
+        # Pre-signed storage refuses a link whose signature has expired with 403.
+        if status == 403:
+            return VendorDownloadExpiredError(vendor, message, status=status)
+        return None
+
+    return classify
+
+
+def parse_timestamp(value: Any) -> float:
+    """Unix seconds from an ISO 8601 timestamp; NaN (which matches no window) when not one."""
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return float("nan")
+
+
+def _credits(body: Any) -> tuple[float | None, float | None]:
+    """`required` and `balance` (Crustdata: `available`) wherever the 402 body nests them."""
+    places = [body] if isinstance(body, dict) else []
+    for place in places:
+        places += [place[key] for key in ("error", "metadata") if isinstance(place.get(key), dict)]
+    found = {
+        key: _number(p[key]) for p in reversed(places) for key in p if not isinstance(p[key], dict)
+    }
+    balance = found.get("balance", found.get("available"))
+    return found.get("required"), balance
+
+
+def _parse_json(vendor: str, label: str, raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise VendorProtocolError(vendor, f"{label}: response is not JSON") from exc
+
+
+def _fill(route: str, path: Mapping[str, str] | None) -> str:
+    if not path:
+        return route
+    return route.format_map({key: quote(str(value), safe="") for key, value in path.items()})
+
+
+def _number(value: object) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None

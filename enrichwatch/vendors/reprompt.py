@@ -1,0 +1,235 @@
+"""Reprompt place enrichment: batches of up to 50,000 places, status with every place id
+grouped by job status, results paged by offset, reprocessing, and a batch list. No webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Any
+
+from enrichwatch.config import RepromptSettings
+from enrichwatch.errors import (
+    VendorAmbiguousError,
+    VendorNotFoundError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorTransientError,
+)
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.base import (
+    ResultRecord,
+    StatusSnapshot,
+    SubmitRequest,
+    SubmittedJob,
+    VendorLimits,
+)
+from enrichwatch.vendors.http import HttpAdapter, map_status
+
+ROOT = "/v1/{org}/place_enrichment"
+MAX_PLACES = 50_000
+STATES = {
+    "pending": JobState.QUEUED,
+    "queued": JobState.QUEUED,
+    "in_progress": JobState.RUNNING,
+    "completed": JobState.COMPLETED,
+    "failed": JobState.FAILED,
+}
+INPUT_COLUMNS = ("name", "full_address", "latitude", "longitude")
+
+
+class RepromptAdapter(HttpAdapter):
+    name = VendorName.REPROMPT
+    has_list_endpoint = True
+    limits = VendorLimits(
+        max_batch_size=MAX_PLACES,
+        requests_per_minute=None,
+        recommended_poll_interval=10.0,
+        extra={"input_columns": ("place_id", *INPUT_COLUMNS)},
+    )
+    settings: RepromptSettings
+    results_page_size = 100
+    list_page_size = 100
+    max_list_pages = 10
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key()}"}
+
+    def _path(self, **ids: str) -> dict[str, str]:
+        return {"org": self.settings.org, **ids}
+
+    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+        """Rows have the columns `place_id,name,full_address,latitude,longitude`; options
+        are the vendor's body fields (`attribute_set` or `attributes`). Over 50,000 places
+        become several batches. Every batch gets a client-chosen id (`options["batch_id"]`,
+        suffixed `-1`, `-2`… when split, else a fresh uuid), so an ambiguous failure is
+        settled by reading that id back: a batch there is ours and adopted, a 404 means
+        nothing was created."""
+        options = dict(request.options)
+        base_id = str(options.pop("batch_id", "") or "")
+        jobs = [_place_job(self.name, row) for row in request.rows]
+        parts = [jobs[i : i + MAX_PLACES] for i in range(0, len(jobs), MAX_PLACES)]
+        name = request.name or "enrichwatch"
+
+        async def submit_one(index: int, part: list[dict[str, Any]]) -> SubmittedJob:
+            n = index + 1
+            batch_id = base_id or str(uuid.uuid4())
+            if base_id and len(parts) > 1:
+                batch_id = f"{base_id}-{n}"
+            body = {
+                **options,
+                "batch_id": batch_id,
+                "batch_name": name if len(parts) == 1 else f"{name} ({n}/{len(parts)})",
+                "jobs": part,
+            }
+            return await self._submit_one(batch_id, body)
+
+        return await self.submit_parts(parts, submit_one)
+
+    async def _submit_one(self, batch_id: str, body: dict[str, Any]) -> SubmittedJob:
+        try:
+            data = await self.call("POST", ROOT + "/batches", self._path(), json_body=body)
+        except VendorAmbiguousError as exc:
+            try:
+                data = await self._batch(batch_id)
+            except VendorNotFoundError:
+                raise VendorTransientError(
+                    self.name, f"{exc.message} (no batch {batch_id} was created)"
+                ) from exc
+        return SubmittedJob(vendor_job_id=str(data.get("id", batch_id)), raw=data)
+
+    async def _batch(self, batch_id: str) -> dict[str, Any]:
+        data = await self.call("GET", ROOT + "/batches/{id}", self._path(id=batch_id))
+        if not isinstance(data, dict):
+            raise VendorProtocolError(self.name, "batch body is not an object")
+        return data
+
+    async def status(self, vendor_job_id: str) -> StatusSnapshot:
+        return self._snapshot(await self._batch(vendor_job_id), vendor_job_id)
+
+    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+        """Pages newest first and stops as soon as every wanted batch was seen."""
+        wanted, found = set(vendor_job_ids), {}
+        offset = 0
+        for _ in range(self.max_list_pages):
+            params = {"limit": self.list_page_size, "offset": offset}
+            data = await self.call("GET", ROOT + "/batches", self._path(), params=params)
+            batches = data.get("batches") if isinstance(data, dict) else None
+            if not isinstance(batches, list):
+                raise VendorProtocolError(self.name, "list body has no batches array")
+            for batch in batches:
+                if isinstance(batch, dict) and batch.get("id") in wanted:
+                    found[str(batch["id"])] = self._snapshot(batch, str(batch["id"]))
+            offset += len(batches)
+            total = data.get("total")
+            if (
+                wanted <= found.keys()
+                or not batches
+                or (isinstance(total, int) and offset >= total)
+            ):
+                break
+        return found
+
+    def _snapshot(self, data: Mapping[str, Any], batch_id: str) -> StatusSnapshot:
+        vendor_status = str(data.get("status"))
+        state = map_status(self.name, STATES, vendor_status)
+        counts, total = _counts(data)
+        completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+        return StatusSnapshot(
+            vendor_job_id=str(data.get("id", batch_id)),
+            state=state,
+            vendor_status=vendor_status,
+            done=completed + failed if counts else None,
+            failed=failed if counts else None,
+            total=total,
+            # A failed batch can still hold completed places.
+            results_available=state in (JobState.COMPLETED, JobState.FAILED),
+            raw=dict(data),
+        )
+
+    async def results(
+        self, snapshot: StatusSnapshot, start: int = 0
+    ) -> AsyncIterator[list[ResultRecord]]:
+        offset = start
+        while True:
+            params: dict[str, str | int] = {
+                "batchId": snapshot.vendor_job_id,
+                "limit": self.results_page_size,
+                "offset": offset,
+            }
+            data = await self.call("GET", ROOT + "/jobs", self._path(), params=params)
+            jobs = data.get("jobs") if isinstance(data, dict) else None
+            if not isinstance(jobs, list):
+                raise VendorProtocolError(self.name, "results body has no jobs array")
+            if not jobs:
+                return
+            yield [_result(offset + i, job) for i, job in enumerate(jobs)]
+            offset += len(jobs)
+            total = data.get("total")
+            if isinstance(total, int) and offset >= total:
+                return
+
+    async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
+        """Options are the vendor's: `failed_only` (its default true), `incomplete_only`,
+        `refresh`, `attributes`, `attribute_set`."""
+        await self.call(
+            "POST",
+            ROOT + "/batches/{id}/reprocess",
+            self._path(id=vendor_job_id),
+            json_body=dict(options),
+        )
+
+
+def _counts(data: Mapping[str, Any]) -> tuple[dict[str, int], int | None]:
+    """Per-status place counts and the total: the metadata's counts when it has them (a
+    50,000-place batch lists every id, so counting arrays is the fallback), else the
+    lengths of the `jobs` arrays."""
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    counts = metadata.get("status_counts") or data.get("status_counts")
+    if not isinstance(counts, dict):
+        jobs = data.get("jobs")
+        counts = (
+            {k: len(v) for k, v in jobs.items() if isinstance(v, list)}
+            if isinstance(jobs, dict)
+            else {}
+        )
+    counts = {str(k): v for k, v in counts.items() if isinstance(v, int)}
+    if isinstance(metadata.get("completed_jobs"), int):
+        counts["completed"] = metadata["completed_jobs"]
+    total = metadata.get("total_jobs")
+    if not isinstance(total, int):
+        total = sum(counts.values()) if counts else None
+    return counts, total
+
+
+def _place_job(vendor: str, row: Mapping[str, str]) -> dict[str, Any]:
+    place_id = (row.get("place_id") or "").strip()
+    if not place_id:
+        raise VendorRejectedError(vendor, "every row needs a place_id")
+    inputs: dict[str, Any] = {}
+    for column in INPUT_COLUMNS:
+        value = (row.get(column) or "").strip()
+        if not value:
+            continue
+        if column in ("latitude", "longitude"):
+            try:
+                inputs[column] = float(value)
+            except ValueError:
+                raise VendorRejectedError(
+                    vendor, f"place {place_id}: {column} {value!r} is not a number"
+                ) from None
+        else:
+            inputs[column] = value
+    return {"place_id": place_id, "inputs": inputs}
+
+
+def _result(position: int, job: Any) -> ResultRecord:
+    if not isinstance(job, dict):
+        raise VendorProtocolError(VendorName.REPROMPT, "a result job is not an object")
+    place_id = job.get("place_id")
+    return ResultRecord(
+        position=position,
+        input_id=None if place_id is None else str(place_id),
+        status=job.get("status"),
+        data=job,
+    )
