@@ -4,10 +4,12 @@ joins the receiver and the reconciler into one process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -15,9 +17,14 @@ import structlog
 from enrichwatch.config import Settings, load_settings
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.logging import configure_logging
-from enrichwatch.runtime import open_services
+from enrichwatch.models import EventSource, VendorName
+from enrichwatch.runtime import Services, open_services
+from enrichwatch.serialize import job_json
+from enrichwatch.store import JobRecord
 
 log = structlog.get_logger("enrichwatch")
+T = TypeVar("T")
+VENDOR = click.Choice([vendor.value for vendor in VendorName])
 
 
 class _Context:
@@ -35,6 +42,18 @@ class _Context:
             level=settings.log_level, log_format=settings.log_format, secrets=settings.secrets()
         )
         return settings
+
+    def run(self, settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+        """Run `work` with the services open; an enrichwatch error is one line and exit 1."""
+
+        async def main() -> T:
+            async with open_services(settings) as services:
+                return await work(services)
+
+        try:
+            return asyncio.run(main())
+        except EnrichwatchError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -58,7 +77,7 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite file [ENRICHWATCH_DB].")
 @click.pass_obj
 def serve(obj: _Context, host: str | None, port: int | None, db: Path | None) -> None:
-    """Run the receiver (and the reconciler) in one process until SIGTERM or Ctrl-C."""
+    """Run the receiver and the reconciler in one process until SIGTERM or Ctrl-C."""
     settings = obj.settings(host=host, port=port, db=db)
     try:
         asyncio.run(_serve(settings))
@@ -67,19 +86,24 @@ def serve(obj: _Context, host: str | None, port: int | None, db: Path | None) ->
 
 
 async def _serve(settings: Settings) -> None:
-    from receiver import serving  # the CLI is the only module that composes the roles
+    # The CLI is the only module that composes the two roles.
+    import reconciler
+    from receiver import serving
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_services(settings) as services:
+    async with open_services(settings, issue_api_token=True) as services:
         if services.generated_api_token is not None:
             click.echo(
                 f"API token (shown once; set ENRICHWATCH_API_TOKEN to choose your own): "
                 f"{services.generated_api_token}"
             )
-        async with serving(services, settings.host, settings.port) as url:
+        async with (
+            serving(services, settings.host, settings.port) as url,
+            reconciler.running(services),
+        ):
             log.info("service_started", url=url, db=str(settings.db))
             if settings.public_url is None and settings.host in ("0.0.0.0", "::"):  # noqa: S104
                 log.warning(
@@ -92,3 +116,125 @@ async def _serve(settings: Settings) -> None:
             await stop.wait()
             log.info("service_stopping")
     log.info("service_stopped")
+
+
+@main.command()
+@click.argument("vendor", type=VENDOR)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="A name for the batch, shown in listings and notifications.")
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A vendor option (repeatable); VALUE is read as JSON when it parses, e.g. "
+    "-o endpoint=contact -o 'fields=[\"business_email\"]' -o enrichment_mode=full.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.pass_obj
+def submit(
+    obj: _Context,
+    vendor: str,
+    file: Path,
+    name: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Submit FILE (a CSV with a header row) to VENDOR and track the resulting job(s).
+
+    The whole file is checked against the vendor's rules before anything is sent.
+    """
+    from enrichwatch.inputs import read_rows
+    from enrichwatch.submission import SubmissionError, submit_batch
+    from enrichwatch.vendors.base import SubmitRequest
+
+    settings = obj.settings()
+    vendor_name = VendorName(vendor)
+    try:
+        rows = read_rows(file, vendor)
+    except EnrichwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    request = SubmitRequest(rows=rows, name=name or file.stem, options=_parse_options(options))
+
+    async def work(services: Services) -> list[JobRecord]:
+        outcome = await submit_batch(
+            services, vendor_name, request, public_url=settings.base_url, source=EventSource.API
+        )
+        return outcome.jobs
+
+    try:
+        jobs = obj.run(settings, work)
+    except click.ClickException as exc:
+        cause = exc.__context__
+        if isinstance(cause, SubmissionError) and cause.jobs:
+            _print_jobs(cause.jobs, settings, as_json)
+        raise
+    _print_jobs(jobs, settings, as_json)
+
+
+@main.command()
+@click.argument("vendor", type=VENDOR)
+@click.argument("vendor_job_id")
+@click.option("--name", help="A name for the job.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_obj
+def track(obj: _Context, vendor: str, vendor_job_id: str, name: str | None, as_json: bool) -> None:
+    """Track a job submitted elsewhere, by the vendor's own job id."""
+    settings = obj.settings()
+    vendor_job_id = vendor_job_id.strip()
+    if not vendor_job_id:
+        raise click.BadParameter("must not be blank", param_hint="VENDOR_JOB_ID")
+
+    async def work(services: Services) -> JobRecord:
+        job, _ = await services.store.track_job(
+            VendorName(vendor), vendor_job_id, name, source=EventSource.API
+        )
+        return job
+
+    _print_jobs([obj.run(settings, work)], settings, as_json)
+
+
+@main.command()
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--speed",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Simulated seconds per real second.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sim(port: int, speed: float, seed: int) -> None:
+    """Run the vendor simulator: all five vendor APIs on one local port.
+
+    Prints the ENRICHWATCH_* lines that point enrichwatch at it.
+    """
+    from enrichwatch.sim import run_standalone
+
+    run_standalone(port=port, speed=speed, seed=seed)
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _print_jobs(jobs: list[JobRecord], settings: Settings, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([job_json(job, settings.base_url) for job in jobs], indent=2))
+        return
+    for job in jobs:
+        click.echo(
+            f"job {job.id}  {job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}  "
+            f"{job.state.value}  {job.name or ''}".rstrip()
+        )
+        click.echo(f"  callback URL: {job.callback_url(settings.base_url)}")

@@ -4,9 +4,17 @@ then passed down explicitly. Nothing below the CLI reads the environment."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +34,23 @@ class VendorSettings(BaseModel):
 
     base_url: AnyHttpUrl
     api_key: SecretStr | None = None
+    min_poll_interval: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds: the fastest any one job is polled; unset means the vendor's "
+        "recommended interval.",
+    )
+    max_poll_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds: the longest any open job goes unchecked, callbacks or not.",
+    )
+
+    @model_validator(mode="after")
+    def _poll_bounds_ordered(self) -> Self:
+        if self.min_poll_interval is not None and self.min_poll_interval > self.max_poll_interval:
+            raise ValueError("min_poll_interval must not exceed max_poll_interval")
+        return self
 
     def url(self, path: str) -> str:
         """The vendor's documented `path` appended to the configured base URL."""
@@ -34,6 +59,12 @@ class VendorSettings(BaseModel):
 
 class CrustdataSettings(VendorSettings):
     base_url: AnyHttpUrl = AnyHttpUrl("https://api.crustdata.com")
+    max_poll_interval: float = Field(
+        default=7200.0,
+        gt=0,
+        description="Seconds: the longest any open job goes unchecked, callbacks or not; "
+        "callbacks end most jobs, so the safety net can be slower than for polled vendors.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="Key for x-crustdata-signature; when set, unsigned or mis-signed callbacks "
@@ -56,6 +87,12 @@ class RepromptSettings(VendorSettings):
 
 class BrightLocalSettings(VendorSettings):
     base_url: AnyHttpUrl = AnyHttpUrl("https://tools.brightlocal.com/seo-tools/api")
+    max_poll_interval: float = Field(
+        default=7200.0,
+        gt=0,
+        description="Seconds: the longest any open job goes unchecked, callbacks or not; "
+        "callbacks end most jobs, so the safety net can be slower than for polled vendors.",
+    )
 
 
 class ECoreSettings(VendorSettings):
@@ -82,6 +119,21 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: float = Field(default=10.0, ge=0)
+    work_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between the reconciler's looks for due work."
+    )
+    detection_target: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds: how late after a job finishes we may notice it, at the least.",
+    )
+    detection_target_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="Share of a job's age by which noticing it may be late, when that is "
+        "more than detection_target.",
+    )
 
     crustdata: CrustdataSettings = Field(default_factory=CrustdataSettings)
     influencers_club: InfluencersClubSettings = Field(default_factory=InfluencersClubSettings)

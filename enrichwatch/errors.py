@@ -35,6 +35,20 @@ class UnknownVendorError(EnrichwatchError, LookupError):
         self.name = name
 
 
+class InputError(EnrichwatchError):
+    """A batch's input breaks the vendor's rules; found before anything is sent.
+
+    `row` is the 1-based data row (the CSV line after the header) where there is one.
+    """
+
+    def __init__(self, vendor: str, message: str, *, row: int | None = None) -> None:
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(f"{vendor}: {where}{message}")
+        self.vendor = vendor
+        self.row = row
+        self.message = message
+
+
 class SignatureError(EnrichwatchError):
     """A callback's signature is missing, stale or wrong; `reason` is a short metric label."""
 

@@ -35,5 +35,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.vendor_calls = Counter(
+            "enrichwatch_vendor_calls",
+            "HTTP requests made to vendors, by vendor and endpoint.",
+            ["vendor", "endpoint"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

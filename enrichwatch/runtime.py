@@ -4,14 +4,20 @@ reverse order. The receiver, the reconciler and the CLI receive the resulting `S
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+
+import aiohttp
 
 from enrichwatch.config import Settings
 from enrichwatch.metrics import Metrics
+from enrichwatch.models import VendorName
 from enrichwatch.store import Store
-from enrichwatch.store.store import Clock, token_digest
+from enrichwatch.store.rows import token_digest
+from enrichwatch.store.store import Clock
+from enrichwatch.vendors import VendorAdapter, adapter_class
 
 
 @dataclass(frozen=True)
@@ -19,28 +25,55 @@ class Services:
     settings: Settings
     store: Store
     metrics: Metrics
-    api_token_digest: str
+    http: aiohttp.ClientSession
+    api_token_digest: str | None
+    """None until a token is configured or `serve` has generated one: the API then refuses
+    every request."""
     generated_api_token: str | None
     """Set only on the start that created the token, so it can be shown exactly once."""
+
+    def adapter(
+        self, vendor: VendorName, on_call: Callable[[str], None] | None = None
+    ) -> VendorAdapter:
+        """An adapter for `vendor` whose calls are counted in the metrics and, when given,
+        reported to `on_call` (to charge them to the job they were made for)."""
+        counter = self.metrics.vendor_calls
+
+        def count(name: VendorName, endpoint: str) -> None:
+            counter.labels(name.value, endpoint).inc()
+            if on_call is not None:
+                on_call(endpoint)
+
+        return adapter_class(vendor)(self.settings.vendor(vendor), self.http, on_call=count)
 
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, clock: Clock | None = None
+    settings: Settings, *, clock: Clock = time.time, issue_api_token: bool = False
 ) -> AsyncIterator[Services]:
-    store = Store(settings.db, clock=clock) if clock is not None else Store(settings.db)
-    await store.start()
-    try:
-        generated: str | None = None
-        if settings.api_token is not None:
-            digest = token_digest(settings.api_token.get_secret_value())
-        else:
-            candidate = secrets.token_urlsafe(32)
-            if await store.ensure_api_token(candidate):
-                generated = candidate
-            stored = await store.api_token_digest()
-            assert stored is not None
-            digest = stored
-        yield Services(settings, store, Metrics(), digest, generated)
-    finally:
-        await store.close()
+    """Everything opened once; `issue_api_token` (for the serving process) generates and
+    stores an API token when none is configured or stored yet."""
+    async with AsyncExitStack() as stack:
+        store = Store(settings.db, clock=clock)
+        await store.start()
+        stack.push_async_callback(store.close)
+        # No cookie jar: the session also fetches from third-party storage, where nothing of
+        # a vendor's should travel.
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+        digest, generated = await _api_token(settings, store, issue_api_token)
+        yield Services(settings, store, Metrics(), http, digest, generated)
+
+
+async def _api_token(
+    settings: Settings, store: Store, issue: bool
+) -> tuple[str | None, str | None]:
+    """The digest requests are checked against, and the token if this start generated it."""
+    if settings.api_token is not None:
+        return token_digest(settings.api_token.get_secret_value()), None
+    generated = None
+    if issue:
+        candidate = secrets.token_urlsafe(32)
+        generated = candidate if await store.ensure_api_token(candidate) else None
+    return await store.api_token_digest(), generated

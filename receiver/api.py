@@ -1,36 +1,63 @@
-"""The JSON API under /api/: track jobs and read what happened to them."""
+"""The JSON API under /api/: submit or track jobs and read what happened to them."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from enrichwatch.errors import InputError
 from enrichwatch.models import EventSource, JobState, VendorName
-from enrichwatch.store import EventRecord, JobRecord
+from enrichwatch.serialize import event_json, job_json
+from enrichwatch.submission import SubmissionError, submit_batch
+from enrichwatch.vendors.base import SubmitRequest
 from receiver.errors import ApiError, invalid
 from receiver.keys import PUBLIC_URL, SERVICES
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
 
 
-class TrackJob(BaseModel):
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[dict[str, str]] = Field(min_length=1)
+    options: dict[str, Any] = {}
+
+
+class CreateJob(BaseModel):
+    """Either `vendor_job_id` (track a job submitted elsewhere) or `submit` (send a batch)."""
+
     model_config = ConfigDict(extra="forbid")
 
     vendor: VendorName
-    vendor_job_id: str = Field(min_length=1, max_length=200)
+    vendor_job_id: str | None = Field(default=None, min_length=1, max_length=200)
     name: str | None = Field(default=None, max_length=200)
+    submit: SubmitBody | None = None
 
     @field_validator("vendor_job_id")
     @classmethod
-    def _no_blank_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
+    def _no_blank_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank")
-        return value
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> CreateJob:
+        if (self.vendor_job_id is None) == (self.submit is None):
+            raise PydanticCustomError(
+                "one_of", "give exactly one of vendor_job_id (to track) or submit (to send)"
+            )
+        return self
 
 
 class JobQuery(BaseModel):
@@ -49,64 +76,34 @@ class EventQuery(BaseModel):
     limit: int = Field(default=500, ge=1, le=1000)
 
 
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "vendor": job.vendor.value,
-        "vendor_job_id": job.vendor_job_id,
-        "name": job.name,
-        "state": job.state.value,
-        "vendor_status": job.vendor_status,
-        "error": job.error,
-        "progress": {
-            "done": job.progress_done,
-            "failed": job.progress_failed,
-            "total": job.progress_total,
-        },
-        "results": {"state": job.results_state, "count": job.results_count},
-        "vendor_calls": job.vendor_calls,
-        "callbacks_received": job.callbacks_received,
-        "callback_url": f"{public_url}/hooks/{job.vendor.value}/{job.callback_token}",
-        "next_check_at": iso(job.next_check_at),
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "last_checked_at": iso(job.last_checked_at),
-        "finished_at": iso(job.finished_at),
-    }
-
-
-def event_json(event: EventRecord) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "job_id": event.job_id,
-        "type": event.type,
-        "source": event.source.value,
-        "payload": event.payload,
-        "created_at": iso(event.created_at),
-    }
-
-
-async def track_job(request: web.Request) -> web.Response:
+async def create_job(request: web.Request) -> web.Response:
     services = request.config_dict[SERVICES]
+    public_url = request.config_dict[PUBLIC_URL]
     try:
         raw = await request.json()
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
     try:
-        body = TrackJob.model_validate(raw)
+        body = CreateJob.model_validate(raw)
     except ValidationError as exc:
         raise invalid(exc) from None
-    job, created = await services.store.track_job(
-        body.vendor, body.vendor_job_id, body.name, source=EventSource.API
-    )
+    if body.submit is None:
+        assert body.vendor_job_id is not None
+        job, created = await services.store.track_job(
+            body.vendor, body.vendor_job_id, body.name, source=EventSource.API
+        )
+        return web.json_response(job_json(job, public_url), status=201 if created else 200)
+
+    submit = SubmitRequest(rows=body.submit.rows, name=body.name, options=body.submit.options)
+    try:
+        outcome = await submit_batch(services, body.vendor, submit, public_url=public_url)
+    except InputError as exc:
+        raise ApiError(422, "invalid_input", str(exc), row=exc.row) from None
+    except SubmissionError as exc:
+        jobs = [job_json(job, public_url) for job in exc.jobs]
+        raise ApiError(502, "vendor_error", str(exc), jobs=jobs) from None
     return web.json_response(
-        job_json(job, request.config_dict[PUBLIC_URL]), status=201 if created else 200
+        {"jobs": [job_json(job, public_url) for job in outcome.jobs]}, status=201
     )
 
 

@@ -31,7 +31,7 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
 
     # The token check runs only for the API, not on the callback hot path.
     api_app = web.Application(middlewares=[require_api_token], client_max_size=max_body)
-    api_app.router.add_post("/jobs", api.track_job)
+    api_app.router.add_post("/jobs", api.create_job)
     api_app.router.add_get("/jobs", api.list_jobs)
     api_app.router.add_get("/jobs/{job_id}", api.get_job)
     api_app.router.add_get("/jobs/{job_id}/events", api.list_events)

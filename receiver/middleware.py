@@ -84,7 +84,7 @@ async def require_api_token(request: web.Request, handler: Handler) -> web.Strea
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     digest = hashlib.sha256(token.strip().encode()).hexdigest()
     expected = request.config_dict[SERVICES].api_token_digest
-    if scheme.lower() != "bearer" or not hmac.compare_digest(digest, expected):
+    if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(digest, expected):
         raise ApiError(
             401, "unauthorized", "missing or wrong API token (Authorization: Bearer <token>)"
         )

@@ -110,7 +110,13 @@ async def test_api_without_the_token_is_401_and_changes_nothing(
     [
         (b"{not json", 400, None),
         (b'{"vendor": "nope", "vendor_job_id": "1"}', 422, ["vendor"]),
-        (b'{"vendor": "ecore"}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore"}', 422, ["body"]),
+        (
+            b'{"vendor": "ecore", "vendor_job_id": "1", "submit": {"rows": [{"a": "b"}]}}',
+            422,
+            ["body"],
+        ),
+        (b'{"vendor": "ecore", "submit": {"rows": []}}', 422, ["submit.rows"]),
         (b'{"vendor": "ecore", "vendor_job_id": "   "}', 422, ["vendor_job_id"]),
         (b'{"vendor": "ecore", "vendor_job_id": "1", "colour": "red"}', 422, ["colour"]),
         (b'["a list"]', 422, ["body"]),

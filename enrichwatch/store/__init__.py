@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord
-from enrichwatch.store.store import CallbackOutcome, InboundDelivery, Store, append_event
+from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
+from enrichwatch.store.rows import append_event
+from enrichwatch.store.store import CallbackOutcome, InboundDelivery, Store
 
 __all__ = [
     "CallbackOutcome",
@@ -12,5 +13,6 @@ __all__ = [
     "InboxRecord",
     "JobRecord",
     "Store",
+    "WorkItem",
     "append_event",
 ]

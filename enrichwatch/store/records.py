@@ -18,7 +18,7 @@ class Record(BaseModel):
 class JobRecord(Record):
     id: int
     vendor: VendorName
-    vendor_job_id: str
+    vendor_job_id: str | None
     name: str | None
     state: JobState
     vendor_status: str | None
@@ -40,6 +40,10 @@ class JobRecord(Record):
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
         return cls.model_validate({key: row[key] for key in cls.model_fields})
+
+    def callback_url(self, public_url: str) -> str:
+        """The URL to register with the vendor for this job's callbacks."""
+        return f"{public_url}/hooks/{self.vendor.value}/{self.callback_token}"
 
 
 class EventRecord(Record):
@@ -79,4 +83,22 @@ class InboxRecord(Record):
     def from_row(cls, row: sqlite3.Row) -> InboxRecord:
         values = {key: row[key] for key in cls.model_fields}
         values["headers"] = json.loads(row["headers"])
+        return cls.model_validate(values)
+
+
+class WorkItem(Record):
+    id: int
+    kind: str
+    job_id: int | None
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    unique_key: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> WorkItem:
+        values = {key: row[key] for key in cls.model_fields}
+        values["payload"] = json.loads(row["payload"])
         return cls.model_validate(values)

@@ -7,10 +7,8 @@ connection and never wait for the writer (WAL).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +23,8 @@ from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord
+from enrichwatch.store.rows import append_event, insert_job, token_digest
+from enrichwatch.store.submissions import SubmissionWrites
 from enrichwatch.store.writer import Writer
 
 Clock = Callable[[], float]
@@ -32,15 +32,6 @@ _INSERT_INBOX = """INSERT INTO inbox (vendor, job_id, received_at, method, heade
                                     body, verification, dedupe_key, duplicate_of)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _API_TOKEN_KEY = "api_token_sha256"  # noqa: S105 (a meta key, not a secret)
-
-
-def new_callback_token() -> str:
-    """An unguessable per-job callback token (192 random bits)."""
-    return secrets.token_urlsafe(24)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -62,7 +53,7 @@ class CallbackOutcome:
     duplicate: bool
 
 
-class Store:
+class Store(SubmissionWrites):
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
         self.path = path
         self.clock = clock
@@ -117,14 +108,8 @@ class Store:
             ).fetchone()
             if existing is not None:
                 return JobRecord.from_row(existing), False
-            token = new_callback_token()
-            job_id = conn.execute(
-                """INSERT INTO jobs (vendor, vendor_job_id, name, callback_token, callback_key,
-                                     next_check_at, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (vendor.value, vendor_job_id, name, token, token_digest(token), now, now, now),
-            ).lastrowid
-            assert job_id is not None
+            job = insert_job(conn, vendor, vendor_job_id, name, now=now, due_at=now)
+            job_id = job.id
             append_event(
                 conn,
                 job_id,
@@ -133,7 +118,7 @@ class Store:
                 {"vendor": vendor.value, "vendor_job_id": vendor_job_id, "name": name},
                 now=now,
             )
-            return _job(conn, job_id), True
+            return job, True
 
         return await self._writer.run(op)
 
@@ -305,26 +290,3 @@ class Store:
         assert self._reader is not None, "store is not open"
         async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
-
-
-def append_event(
-    conn: sqlite3.Connection,
-    job_id: int,
-    event_type: str,
-    source: EventSource,
-    payload: dict[str, Any],
-    *,
-    now: float,
-    dedupe_key: str | None = None,
-) -> int | None:
-    """Append an event inside the caller's transaction; None if `dedupe_key` was seen."""
-    cursor = conn.execute(
-        """INSERT INTO events (job_id, type, source, payload, dedupe_key, created_at)
-           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-        (job_id, event_type, source.value, json.dumps(payload), dedupe_key, now),
-    )
-    return cursor.lastrowid if cursor.rowcount == 1 else None
-
-
-def _job(conn: sqlite3.Connection, job_id: int) -> JobRecord:
-    return JobRecord.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())

@@ -17,7 +17,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from enrichwatch.config import VendorSettings
-from enrichwatch.errors import ActionNotSupportedError
+from enrichwatch.errors import ActionNotSupportedError, InputError
 from enrichwatch.models import JobState, VendorName
 
 CallCounter = Callable[[VendorName, str], None]
@@ -117,6 +117,17 @@ class VendorAdapter(ABC):
     def rate_limit(self) -> RateLimitInfo | None:
         """What the vendor last said about our rate budget; None until it says anything."""
         return None
+
+    def validate(self, request: SubmitRequest) -> None:
+        """Check a whole input against the vendor's rules without sending anything; raises
+        InputError naming the row or the limit. Called before the first part is sent."""
+        if not request.rows:
+            raise InputError(self.name, "the input has no rows")
+
+    def split(self, request: SubmitRequest) -> list[SubmitRequest]:
+        """The input as the vendor jobs it will become, each within the vendor's caps, so each
+        part can be tracked (and given its own callback URL) before it is sent."""
+        return [request]
 
     @abstractmethod
     async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:

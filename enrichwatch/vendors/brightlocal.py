@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorError,
     VendorProtocolError,
@@ -23,10 +24,22 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status
+from enrichwatch.vendors.http import HttpAdapter, map_status, require_filled
 
 BATCH = "/v4/batch"
 DEFAULT_JOB_PATH = "/v4/ld/fetch-reviews"
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
+    "/v4/ld/fetch-reviews": ("profile-url", "country"),
+    "/v4/ld/fetch-reviews-by-business-data": (
+        "business-names",
+        "city",
+        "postcode",
+        "local-directory",
+        "country",
+    ),
+    "/v4/seo/offsite": ("website-url",),
+}
+"""The add-job parameters BrightLocal's v4 docs mark Required, besides api-key and batch-id."""
 STATES = {
     # Created means our commit has not happened yet: the adapter owns that step.
     "Created": JobState.SUBMITTED,
@@ -51,19 +64,29 @@ class BrightLocalAdapter(HttpAdapter):
     def auth_params(self) -> dict[str, str]:
         return {"api-key": self.api_key()}
 
-    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
-        """Create → add jobs → commit. Each row is one job: its columns are the job's form
-        parameters, posted to `options["job_path"]` (default fetch-reviews). A failure before
-        the commit deletes the batch (best effort) — an uncommitted batch never runs nor
-        bills, so a retry from scratch is safe. An ambiguous commit is settled by reading the
-        batch back, and committing again only if it is still Created."""
-        options = dict(request.options)
-        job_path = str(options.pop("job_path", DEFAULT_JOB_PATH))
-        if not job_path.startswith("/v4/") or not request.rows:
-            raise VendorRejectedError(self.name, "need rows and a /v4/ job_path")
+    def validate(self, request: SubmitRequest) -> None:
+        """Each row is one job: its columns are the job's form parameters, posted to
+        `options["job_path"]` (default fetch-reviews), with the other options sent for every
+        row (a row's own value wins). One job the vendor refuses stops the whole batch, so
+        the parameters BrightLocal documents as required for that path must be filled in
+        every row; a /v4/ path not listed in `REQUIRED_PARAMS` is left to the vendor."""
+        super().validate(request)
+        job_path = _job_path(request.options)
+        if not job_path.startswith("/v4/"):
+            raise InputError(self.name, f"job_path must be a /v4/ add-job path; got {job_path!r}")
+        options = _job_options(request.options)
+        require_filled(self.name, request.rows, REQUIRED_PARAMS.get(job_path, ()), options)
+
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """Create → add jobs → commit. A failure before the commit deletes the batch (best
+        effort) — an uncommitted batch never runs nor bills, so a retry from scratch is
+        safe. An ambiguous commit is settled by reading the batch back, and committing again
+        only if it is still Created."""
+        job_path = _job_path(part.options)
+        options = _job_options(part.options)
         create = {"stop-on-job-error": _flag(options.pop("stop-on-job-error", False))}
-        if request.callback_url:
-            create |= {"callback": request.callback_url, "callback_request_format": "json"}
+        if part.callback_url:
+            create |= {"callback": part.callback_url, "callback_request_format": "json"}
         try:
             created = await self.call("POST", BATCH, form=create)
         except VendorAmbiguousError as exc:
@@ -73,7 +96,7 @@ class BrightLocalAdapter(HttpAdapter):
         batch_id = _batch_id(self.name, created)
         job_ids: list[int] = []
         try:
-            for row in request.rows:
+            for row in part.rows:
                 added = await self.call(
                     "POST", job_path, form={"batch-id": batch_id, **options, **row}
                 )
@@ -85,9 +108,7 @@ class BrightLocalAdapter(HttpAdapter):
             if isinstance(exc, VendorAmbiguousError):
                 raise VendorTransientError(self.name, f"{exc.message} (batch deleted)") from exc
             raise
-        return [
-            SubmittedJob(vendor_job_id=batch_id, raw={"batch-id": batch_id, "job-ids": job_ids})
-        ]
+        return SubmittedJob(vendor_job_id=batch_id, raw={"batch-id": batch_id, "job-ids": job_ids})
 
     async def commit(self, vendor_job_id: str) -> None:
         """Idempotent: a batch already committed counts as committed."""
@@ -194,6 +215,15 @@ def _error(failures: list[dict[str, Any]], vendor_status: str) -> str | None:
         return "stopped" if vendor_status == "Stopped" else None
     first = failures[0].get("error") or failures[0].get("errors") or "job failed"
     return f"{len(failures)} job(s) failed; first: {first}"
+
+
+def _job_path(options: Mapping[str, Any]) -> str:
+    return str(options.get("job_path", DEFAULT_JOB_PATH))
+
+
+def _job_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that are job parameters: all but the one naming the add-job path."""
+    return {key: value for key, value in options.items() if key != "job_path"}
 
 
 def _flag(value: Any) -> str:

@@ -15,11 +15,11 @@ from multidict import CIMultiDictProxy
 
 from enrichwatch.config import CrustdataSettings
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorConcurrencyLimitError,
     VendorError,
     VendorProtocolError,
-    VendorRejectedError,
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
@@ -30,7 +30,16 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status, parse_timestamp
+from enrichwatch.vendors.http import (
+    HttpAdapter,
+    cell,
+    header,
+    map_status,
+    parse_timestamp,
+    parts_by_count,
+    require_choice,
+    require_filled,
+)
 
 API_VERSION = "2025-11-01"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -38,36 +47,49 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True)
 class Endpoint:
+    kind: str
     route: str
     entity: str
     action: str
     identifier_types: tuple[str, ...]
     cap: int
+    """Most identifiers one job may carry; Crustdata refuses more with 400."""
+    fields_required: bool = False
 
 
 ENDPOINTS: dict[str, Endpoint] = {
-    "person": Endpoint(
-        "/batch/person/enrich",
-        "person",
-        "enrich",
-        ("professional_network_profile_urls", "business_emails"),
-        10_000,
-    ),
-    "company": Endpoint(
-        "/batch/company/enrich",
-        "company",
-        "enrich",
-        ("names", "domains", "professional_network_profile_urls", "crustdata_company_ids"),
-        10_000,
-    ),
-    "contact": Endpoint(
-        "/batch/person/contact/enrich",
-        "person",
-        "contact_enrich",
-        ("professional_network_profile_urls",),
-        300,
-    ),
+    endpoint.kind: endpoint
+    for endpoint in (
+        Endpoint(
+            "person",
+            "/batch/person/enrich",
+            "person",
+            "enrich",
+            ("professional_network_profile_urls", "business_emails"),
+            10_000,
+        ),
+        Endpoint(
+            "company",
+            "/batch/company/enrich",
+            "company",
+            "enrich",
+            ("names", "domains", "professional_network_profile_urls", "crustdata_company_ids"),
+            10_000,
+        ),
+        Endpoint(
+            "contact",
+            "/batch/person/contact/enrich",
+            "person",
+            "contact_enrich",
+            ("professional_network_profile_urls",),
+            300,
+            fields_required=True,
+        ),
+    )
 }
+DEFAULT_ENDPOINT = "person"
+CHUNK_SIZES = range(10, 1001)
+"""The `chunk_size` values Crustdata accepts (default 100)."""
 STATES = {
     "pending": JobState.QUEUED,
     "processing": JobState.RUNNING,
@@ -101,30 +123,49 @@ class CrustdataAdapter(HttpAdapter):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}", "x-api-version": API_VERSION}
 
-    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
-        """`options["endpoint"]` picks person (default), company or contact enrichment; the one
-        identifier column's name picks the identifier type; other options (`fields`,
-        `chunk_size`, `verified`) go into the body as given. Inputs over the endpoint's cap
-        become several jobs."""
-        options = dict(request.options)
-        kind = str(options.pop("endpoint", "person"))
-        endpoint = ENDPOINTS.get(kind)
-        if endpoint is None:
-            raise VendorRejectedError(self.name, f"unknown endpoint {kind!r}")
+    def validate(self, request: SubmitRequest) -> None:
+        """`options["endpoint"]` picks person (default), company or contact enrichment, and
+        the one identifier column's name picks the identifier type. Crustdata refuses a
+        whole job for one bad value, and a later part failing would leave earlier parts
+        running, so everything it is documented to refuse is checked here first."""
+        super().validate(request)
+        endpoint = _endpoint(self.name, request.options)
+        if "chunk_size" in request.options:
+            chunk_size = request.options["chunk_size"]
+            whole = isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
+            if not whole or chunk_size not in CHUNK_SIZES:
+                raise InputError(
+                    self.name,
+                    f"chunk_size must be a whole number from {CHUNK_SIZES.start} to "
+                    f"{CHUNK_SIZES[-1]}; got {chunk_size!r}",
+                )
+        if endpoint.fields_required and not _listed(request.options.get("fields")):
+            raise InputError(
+                self.name,
+                f"{endpoint.kind} enrichment needs a non-empty fields option (e.g. business_email)",
+            )
         column = _identifier_column(self.name, request.rows, endpoint)
+        require_filled(self.name, request.rows, [column])
+
+    def split(self, request: SubmitRequest) -> list[SubmitRequest]:
+        """Parts of at most the endpoint's cap of identifiers (300 for contact, else
+        10,000), since Crustdata refuses a larger job outright."""
+        return parts_by_count(request, _endpoint(self.name, request.options).cap)
+
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """Other options (`fields`, `chunk_size`, `verified`) go into the body as given; the
+        callback URL becomes the job's `webhook_url`."""
+        options = dict(part.options)
+        endpoint = _endpoint(self.name, options)
+        options.pop("endpoint", None)
+        column = _identifier_column(self.name, part.rows, endpoint)
         values: list[str | int] = [
             int(v) if column == "crustdata_company_ids" and v.isdigit() else v
-            for v in (row.get(column, "").strip() for row in request.rows)
-            if v
+            for v in (cell(row, column) for row in part.rows)
         ]
-        if request.callback_url:
-            options["webhook_url"] = request.callback_url
-        parts = [values[i : i + endpoint.cap] for i in range(0, len(values), endpoint.cap)]
-
-        async def submit_one(index: int, part: list[str | int]) -> SubmittedJob:
-            return await self._submit_one(endpoint, {column: part, **options}, len(part))
-
-        return await self.submit_parts(parts, submit_one)
+        if part.callback_url:
+            options["webhook_url"] = part.callback_url
+        return await self._submit_one(endpoint, {column: values, **options}, len(values))
 
     async def _submit_one(
         self, endpoint: Endpoint, body: dict[str, Any], count: int
@@ -311,16 +352,33 @@ class LineSplitter:
         return [rest] if rest else []
 
 
+def _endpoint(vendor: str, options: Mapping[str, Any]) -> Endpoint:
+    kind = options.get("endpoint", DEFAULT_ENDPOINT)
+    require_choice(vendor, "endpoint", kind, ENDPOINTS)
+    return ENDPOINTS[kind]
+
+
 def _identifier_column(vendor: str, rows: list[dict[str, str]], endpoint: Endpoint) -> str:
-    columns = {column for row in rows for column in row}
-    usable = sorted(columns & set(endpoint.identifier_types))
+    """The one column naming the identifier type; other columns ride along unsent."""
+    columns = header(rows)
+    usable = [column for column in columns if column in endpoint.identifier_types]
     if len(usable) != 1:
-        raise VendorRejectedError(
+        raise InputError(
             vendor,
-            f"need exactly one identifier column of {', '.join(endpoint.identifier_types)}; "
-            f"got {', '.join(sorted(columns)) or 'none'}",
+            f"{endpoint.kind} enrichment takes exactly one identifier column, one of "
+            f"{', '.join(endpoint.identifier_types)}; the header has "
+            f"{', '.join(columns) or 'no columns'}",
         )
     return usable[0]
+
+
+def _listed(value: Any) -> list[str]:
+    """The non-blank entries of a list, or of a comma-separated string (Crustdata takes
+    both)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return []
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 def _links(raw: Mapping[str, Any]) -> list[str]:

@@ -5,14 +5,11 @@ No webhooks; credits are charged up front, so a 402 says what was needed."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from enrichwatch.config import ECoreSettings
-from enrichwatch.errors import (
-    VendorAmbiguousError,
-    VendorProtocolError,
-)
+from enrichwatch.errors import InputError, VendorAmbiguousError, VendorProtocolError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.vendors.base import (
     ResultRecord,
@@ -21,11 +18,18 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status, parse_timestamp
+from enrichwatch.vendors.http import (
+    HttpAdapter,
+    cell,
+    map_status,
+    parse_timestamp,
+    require_choice,
+)
 
 ROOT = "/api/v1/enrichment"
 CONTROL = "/api/v1/enrichment-control/"
 MAX_PAGE_SIZE = 200
+CATEGORIES = ("contact", "account")
 STATES = {
     "queued": JobState.QUEUED,
     "in-progress": JobState.RUNNING,
@@ -64,34 +68,36 @@ class ECoreAdapter(HttpAdapter):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"{self.settings.auth_scheme} {self.api_key()}"}
 
-    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+    def validate(self, request: SubmitRequest) -> None:
         """Rows go as `records`; `options["category"]` is `contact` (default) or `account`,
-        other options (`criteria`) go into the body as given. eCore has no documented cap.
+        other options (`criteria`) go into the body as given. eCore prices and charges the
+        whole job at submit, so a row with nothing to match on is refused here rather than
+        paid for."""
+        super().validate(request)
+        require_choice(self.name, "category", _category(request.options), CATEGORIES)
+        for number, row in enumerate(request.rows, 1):
+            if not any(cell(row, column) for column in row):
+                raise InputError(self.name, "every value is empty", row=number)
 
-        On an ambiguous failure the job list is read: a job submitted within `match_window`
-        seconds of the attempt may be ours, the list saying nothing else about a job (see
-        `adopt` for what follows)."""
-        body = {"category": "contact", **request.options}
-
-        async def submit_one(index: int, rows: list[dict[str, str]]) -> SubmittedJob:
-            sent_at = time.time()
-            try:
-                data = await self.call(
-                    "POST", ROOT + "/submit/", json_body={**body, "records": rows}
-                )
-            except VendorAmbiguousError as exc:
-                earliest, latest = sent_at - self.match_window, time.time() + self.match_window
-                matches = [
-                    job
-                    for job in await self._jobs(page_limit=1)
-                    if earliest <= parse_timestamp(job.get("submitted_at")) <= latest
-                ]
-                data = self.adopt(matches, "job_id", exc)
-            if not isinstance(data, dict) or "job_id" not in data:
-                raise VendorProtocolError(self.name, "submit answer has no job_id")
-            return SubmittedJob(vendor_job_id=str(data["job_id"]), raw=data)
-
-        return await self.submit_parts([request.rows] if request.rows else [], submit_one)
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """eCore has no documented cap, so the input is one part. On an ambiguous failure the
+        job list is read: a job submitted within `match_window` seconds of the attempt may
+        be ours, the list saying nothing else about a job (see `adopt` for what follows)."""
+        body = {**part.options, "category": _category(part.options), "records": part.rows}
+        sent_at = time.time()
+        try:
+            data = await self.call("POST", ROOT + "/submit/", json_body=body)
+        except VendorAmbiguousError as exc:
+            earliest, latest = sent_at - self.match_window, time.time() + self.match_window
+            matches = [
+                job
+                for job in await self._jobs(page_limit=1)
+                if earliest <= parse_timestamp(job.get("submitted_at")) <= latest
+            ]
+            data = self.adopt(matches, "job_id", exc)
+        if not isinstance(data, dict) or "job_id" not in data:
+            raise VendorProtocolError(self.name, "submit answer has no job_id")
+        return SubmittedJob(vendor_job_id=str(data["job_id"]), raw=data)
 
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         data = await self.call("GET", ROOT + "/status/{id}/", {"id": vendor_job_id})
@@ -180,3 +186,7 @@ class ECoreAdapter(HttpAdapter):
 
     async def _control(self, vendor_job_id: str, action: str) -> None:
         await self.call("POST", CONTROL, json_body={"csv_file_id": vendor_job_id, "action": action})
+
+
+def _category(options: Mapping[str, Any]) -> Any:
+    return options.get("category", CATEGORIES[0])

@@ -1,5 +1,7 @@
 """The one road every adapter's HTTP takes, so that counting calls, reading rate-limit headers
-and turning HTTP failures into typed errors are written once for all five vendors.
+and turning HTTP failures into typed errors are written once for all five vendors. The way an
+input becomes jobs (validate, split, one job per part) and the row checks and splitting the
+adapters share live here too, for the same reason.
 
 Credentials travel on each request, never on the shared session: the session is also used
 for third-party storage, where our keys must never go.
@@ -10,19 +12,20 @@ from __future__ import annotations
 import io
 import json
 import time
+from abc import abstractmethod
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
     Callable,
     Collection,
+    Iterable,
     Mapping,
     Sequence,
-    Sized,
 )
 from contextlib import aclosing
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -30,6 +33,7 @@ from multidict import CIMultiDictProxy
 
 from enrichwatch.config import VendorSettings
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorAuthError,
     VendorDownloadExpiredError,
@@ -43,7 +47,13 @@ from enrichwatch.errors import (
     VendorUntrustedUrlError,
 )
 from enrichwatch.models import JobState
-from enrichwatch.vendors.base import CallCounter, RateLimitInfo, SubmittedJob, VendorAdapter
+from enrichwatch.vendors.base import (
+    CallCounter,
+    RateLimitInfo,
+    SubmitRequest,
+    SubmittedJob,
+    VendorAdapter,
+)
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
@@ -54,7 +64,7 @@ Headers = CIMultiDictProxy[str]
 Classifier = Callable[[int, Headers, Any, str], VendorError | None]
 """A vendor's own reading of a failed response (status, headers, parsed body, message);
 returning None falls back to the common mapping."""
-Part = TypeVar("Part", bound=Sized)
+Row = Mapping[str, str]
 
 
 class HttpAdapter(VendorAdapter):
@@ -203,19 +213,33 @@ class HttpAdapter(VendorAdapter):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(self.name, method, label, exc) from exc
 
+    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+        """Check the whole input first, so a bad row is reported before any job exists, then
+        send it as the parts `split` makes, one job each. A part `split` produced splits
+        into just itself, so the service's `submit(part)` creates exactly one job."""
+        self.validate(request)
+        return await self.submit_parts(self.split(request), self.submit_part)
+
+    @abstractmethod
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """Send one part, already validated and within the vendor's caps, as exactly one
+        vendor job."""
+
     async def submit_parts(
-        self, parts: Sequence[Part], submit_one: Callable[[int, Part], Awaitable[SubmittedJob]]
+        self,
+        parts: Sequence[SubmitRequest],
+        submit_one: Callable[[SubmitRequest], Awaitable[SubmittedJob]],
     ) -> list[SubmittedJob]:
-        """Submit an input already split to the vendor's cap, one job per part, in order
-        (`submit_one` also gets the part's index). A failure after the first part must not
-        orphan the jobs already running, so it names them and how many rows they cover."""
+        """Submit an input already split to the vendor's cap, one job per part, in order.
+        A failure after the first part must not orphan the jobs already running, so it
+        names them and how many rows they cover."""
         if not parts:
             raise VendorRejectedError(self.name, "nothing to submit: no input rows")
         submitted: list[SubmittedJob] = []
         rows = 0
-        for index, part in enumerate(parts):
+        for part in parts:
             try:
-                job = await submit_one(index, part)
+                job = await submit_one(part)
             except VendorError as exc:
                 if not submitted:
                     raise
@@ -228,7 +252,7 @@ class HttpAdapter(VendorAdapter):
                 ) from exc
             submitted.append(job)
             self._submitted.add(job.vendor_job_id)
-            rows += len(part)
+            rows += len(part.rows)
         return submitted
 
     def adopt(
@@ -294,6 +318,55 @@ class HttpAdapter(VendorAdapter):
             if custom is not None:
                 return custom
         return error_for(self.name, method, response.status, response.headers, body, message)
+
+
+def header(rows: Iterable[Row]) -> list[str]:
+    """The input's columns in first-seen order. Rows arrive as mappings, so the header of
+    the CSV they came from is the union of their keys."""
+    return list(dict.fromkeys(column for row in rows for column in row))
+
+
+def cell(row: Row, column: str, defaults: Mapping[str, Any] | None = None) -> str:
+    """A row's value for `column`, stripped. A column the row lacks falls back to
+    `defaults` (options sent with every row), the way a row's own value would override an
+    option in the request."""
+    value = row[column] if column in row else (defaults or {}).get(column)
+    return "" if value is None else str(value).strip()
+
+
+def require_filled(
+    vendor: str,
+    rows: Sequence[Row],
+    columns: Sequence[str],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """Every row has a value in each of `columns`; else InputError names the first row
+    (1-based, as in the CSV after its header) and the column that is blank."""
+    for number, row in enumerate(rows, 1):
+        for column in columns:
+            if not cell(row, column, defaults):
+                raise InputError(vendor, f"{column} is empty", row=number)
+
+
+def require_choice(vendor: str, name: str, value: Any, allowed: Collection[str]) -> None:
+    """An option's value is one the vendor documents; the message lists them all."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(vendor, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def parts_of(request: SubmitRequest, groups: Iterable[list[dict[str, str]]]) -> list[SubmitRequest]:
+    """The request once per group of rows, each copy keeping the name, options and callback
+    URL; options are copied so that one part's changes cannot leak into another's."""
+    return [
+        request.model_copy(update={"rows": rows, "options": dict(request.options)})
+        for rows in groups
+    ]
+
+
+def parts_by_count(request: SubmitRequest, cap: int) -> list[SubmitRequest]:
+    """The request cut into parts of at most `cap` rows, in order."""
+    rows = request.rows
+    return parts_of(request, (rows[i : i + cap] for i in range(0, len(rows), cap)))
 
 
 def map_status(vendor: str, table: Mapping[str, JobState], value: str) -> JobState:

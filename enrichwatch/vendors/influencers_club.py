@@ -8,14 +8,14 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
 
-from enrichwatch.errors import VendorProtocolError, VendorRejectedError, VendorTransientError
+from enrichwatch.errors import InputError, VendorProtocolError, VendorTransientError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.vendors.base import (
     ResultRecord,
@@ -24,10 +24,21 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status
+from enrichwatch.vendors.http import (
+    HttpAdapter,
+    cell,
+    header,
+    map_status,
+    parts_of,
+    require_choice,
+    require_filled,
+)
 
 BATCH = "/public/v1/enrichment/batch/"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MODES = ("raw", "full", "basic", "advanced")
+"""Handles take raw or full; emails take basic or advanced."""
+PLATFORMS = ("instagram", "youtube", "tiktok", "twitter", "twitch", "onlyfans")
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 STATES = {
     "validating": JobState.QUEUED,
@@ -54,35 +65,67 @@ class InfluencersClubAdapter(HttpAdapter):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}", "Accept": "application/json"}
 
-    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
-        """Rows have one column (`handle` or `email`); options are the vendor's form fields
-        (`enrichment_mode` is required). `include_lookalikes` is sent as false unless given,
-        because the vendor's docs disagree on its default and it changes what is billed.
-        Files over 10 MB become several batches. There is no job list to consult, so an
-        ambiguous failure is raised as it is."""
-        column = _single_column(self.name, request.rows)
-        values = [row[column].strip() for row in request.rows if row.get(column, "").strip()]
-        fields = {"include_lookalikes": False, **request.options}
-        if "enrichment_mode" not in fields:
-            raise VendorRejectedError(self.name, "options must name an enrichment_mode")
-
-        async def submit_one(index: int, part: list[str]) -> SubmittedJob:
-            form = aiohttp.FormData()
-            form.add_field(
-                "file",
-                io.BytesIO(_csv(column, part)),
-                filename="batch.csv",
-                content_type="text/csv",
+    def validate(self, request: SubmitRequest) -> None:
+        """Rows have one column (`handle` or `email`); options are the vendor's form fields.
+        There is no job list to settle an ambiguous upload against, so what the docs say the
+        vendor refuses is better found here than after a part was already sent."""
+        super().validate(request)
+        mode = request.options.get("enrichment_mode")
+        if mode is None:
+            raise InputError(
+                self.name, f"options must name an enrichment_mode: one of {', '.join(MODES)}"
             )
-            for key, value in fields.items():
-                if value is not None:
-                    form.add_field(key, _form_value(value))
-            data = await self.call("POST", BATCH, form=form, client_timeout=self.upload_timeout)
-            if not isinstance(data, dict) or "batch_id" not in data:
-                raise VendorProtocolError(self.name, "create answer has no batch_id")
-            return SubmittedJob(vendor_job_id=str(data["batch_id"]), raw=data)
+        require_choice(self.name, "enrichment_mode", mode, MODES)
+        if request.options.get("platform") is not None:
+            require_choice(self.name, "platform", request.options["platform"], PLATFORMS)
+        column = _single_column(self.name, request.rows)
+        require_filled(self.name, request.rows, [column])
+        room = MAX_UPLOAD_BYTES - len(_csv(column, []))
+        for number, row in enumerate(request.rows, 1):
+            if _line_bytes(cell(row, column)) > room:
+                raise InputError(
+                    self.name,
+                    f"the value alone exceeds the {MAX_UPLOAD_BYTES // (1024 * 1024)} MB "
+                    "upload limit",
+                    row=number,
+                )
 
-        return await self.submit_parts(_parts(column, values), submit_one)
+    def split(self, request: SubmitRequest) -> list[SubmitRequest]:
+        """Rows grouped so each part's CSV, header included, stays within the 10 MB upload
+        cap; the vendor gives no row cap."""
+        column = _single_column(self.name, request.rows)
+        header_bytes = len(_csv(column, []))
+        groups: list[list[dict[str, str]]] = []
+        current: list[dict[str, str]] = []
+        size = header_bytes
+        for row in request.rows:
+            line = _line_bytes(cell(row, column))
+            if current and size + line > MAX_UPLOAD_BYTES:
+                groups.append(current)
+                current, size = [], header_bytes
+            current.append(row)
+            size += line
+        if current:
+            groups.append(current)
+        return parts_of(request, groups)
+
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """`include_lookalikes` is sent as false unless given, because the vendor's docs
+        disagree on its default and it changes what is billed. There is no job list to
+        consult, so an ambiguous failure is raised as it is."""
+        column = _single_column(self.name, part.rows)
+        values = [cell(row, column) for row in part.rows]
+        form = aiohttp.FormData()
+        form.add_field(
+            "file", io.BytesIO(_csv(column, values)), filename="batch.csv", content_type="text/csv"
+        )
+        for key, value in {"include_lookalikes": False, **part.options}.items():
+            if value is not None:
+                form.add_field(key, _form_value(value))
+        data = await self.call("POST", BATCH, form=form, client_timeout=self.upload_timeout)
+        if not isinstance(data, dict) or "batch_id" not in data:
+            raise VendorProtocolError(self.name, "create answer has no batch_id")
+        return SubmittedJob(vendor_job_id=str(data["batch_id"]), raw=data)
 
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         data = await self.call("GET", BATCH + "{id}/status/", {"id": vendor_job_id})
@@ -199,36 +242,29 @@ class JsonArrayItems:
 
 
 def _single_column(vendor: str, rows: list[dict[str, str]]) -> str:
-    columns = sorted({column for row in rows for column in row})
+    columns = header(rows)
     if len(columns) != 1:
-        raise VendorRejectedError(
-            vendor, f"the upload takes one column (handle or email); got {columns or 'none'}"
+        raise InputError(
+            vendor,
+            "the upload takes exactly one column (handle or email); the header has "
+            f"{', '.join(columns) or 'no columns'}",
         )
     return columns[0]
 
 
-def _parts(column: str, values: list[str]) -> list[list[str]]:
-    """Values grouped so each part's CSV, header included, stays under the upload cap."""
-    parts: list[list[str]] = []
-    current: list[str] = []
-    header = size = len(_csv(column, []))
-    for value in values:
-        line = len(_csv(column, [value])) - header
-        if current and size + line > MAX_UPLOAD_BYTES:
-            parts.append(current)
-            current, size = [], header
-        current.append(value)
-        size += line
-    if current:
-        parts.append(current)
-    return parts
+def _line_bytes(value: str) -> int:
+    """Bytes one value adds to the uploaded CSV, quoting and line end included."""
+    return len(_csv_rows([value]))
 
 
 def _csv(column: str, values: list[str]) -> bytes:
+    return _csv_rows([column, *values])
+
+
+def _csv_rows(values: Iterable[str]) -> bytes:
+    """One-column CSV lines, written the one way both the upload and its size use."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([column])
-    writer.writerows([value] for value in values)
+    csv.writer(out, lineterminator="\n").writerows([value] for value in values)
     return out.getvalue().encode()
 
 

@@ -3,16 +3,17 @@ grouped by job status, results paged by offset, reprocessing, and a batch list. 
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from enrichwatch.config import RepromptSettings
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorNotFoundError,
     VendorProtocolError,
-    VendorRejectedError,
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
@@ -23,7 +24,14 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status
+from enrichwatch.vendors.http import (
+    HttpAdapter,
+    cell,
+    header,
+    map_status,
+    parts_by_count,
+    require_filled,
+)
 
 ROOT = "/v1/{org}/place_enrichment"
 MAX_PLACES = 50_000
@@ -35,6 +43,10 @@ STATES = {
     "failed": JobState.FAILED,
 }
 INPUT_COLUMNS = ("name", "full_address", "latitude", "longitude")
+PLACE_COLUMNS = ("place_id", *INPUT_COLUMNS)
+BOUNDS = {"latitude": 90.0, "longitude": 180.0}
+"""Each coordinate's largest magnitude."""
+DEFAULT_NAME = "enrichwatch"
 
 
 class RepromptAdapter(HttpAdapter):
@@ -44,7 +56,7 @@ class RepromptAdapter(HttpAdapter):
         max_batch_size=MAX_PLACES,
         requests_per_minute=None,
         recommended_poll_interval=10.0,
-        extra={"input_columns": ("place_id", *INPUT_COLUMNS)},
+        extra={"input_columns": PLACE_COLUMNS},
     )
     settings: RepromptSettings
     results_page_size = 100
@@ -57,33 +69,66 @@ class RepromptAdapter(HttpAdapter):
     def _path(self, **ids: str) -> dict[str, str]:
         return {"org": self.settings.org, **ids}
 
-    async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
+    def validate(self, request: SubmitRequest) -> None:
         """Rows have the columns `place_id,name,full_address,latitude,longitude`; options
-        are the vendor's body fields (`attribute_set` or `attributes`). Over 50,000 places
-        become several batches. Every batch gets a client-chosen id (`options["batch_id"]`,
-        suffixed `-1`, `-2`… when split, else a fresh uuid), so an ambiguous failure is
-        settled by reading that id back: a batch there is ours and adopted, a 404 means
-        nothing was created."""
-        options = dict(request.options)
-        base_id = str(options.pop("batch_id", "") or "")
-        jobs = [_place_job(self.name, row) for row in request.rows]
-        parts = [jobs[i : i + MAX_PLACES] for i in range(0, len(jobs), MAX_PLACES)]
-        name = request.name or "enrichwatch"
+        are the vendor's body fields (`attribute_set` or `attributes`). place_id keys the
+        results and the batch's status lists, so a repeated one would make two places
+        indistinguishable; a blank latitude or longitude is simply not sent."""
+        super().validate(request)
+        options = request.options
+        if options.get("attribute_set") is not None and options.get("attributes") is not None:
+            raise InputError(self.name, "give attribute_set or attributes, not both")
+        columns = header(request.rows)
+        missing = [column for column in PLACE_COLUMNS if column not in columns]
+        if missing:
+            raise InputError(
+                self.name,
+                f"the header lacks {', '.join(missing)}; Reprompt takes {','.join(PLACE_COLUMNS)}",
+            )
+        require_filled(self.name, request.rows, ["place_id"])
+        first_seen: dict[str, int] = {}
+        for number, row in enumerate(request.rows, 1):
+            place_id = cell(row, "place_id")
+            if place_id in first_seen:
+                raise InputError(
+                    self.name,
+                    f"place_id {place_id!r} repeats row {first_seen[place_id]}",
+                    row=number,
+                )
+            first_seen[place_id] = number
+            for column, bound in BOUNDS.items():
+                _coordinate(self.name, column, cell(row, column), bound, number)
 
-        async def submit_one(index: int, part: list[dict[str, Any]]) -> SubmittedJob:
-            n = index + 1
-            batch_id = base_id or str(uuid.uuid4())
-            if base_id and len(parts) > 1:
-                batch_id = f"{base_id}-{n}"
-            body = {
-                **options,
-                "batch_id": batch_id,
-                "batch_name": name if len(parts) == 1 else f"{name} ({n}/{len(parts)})",
-                "jobs": part,
-            }
-            return await self._submit_one(batch_id, body)
+    def split(self, request: SubmitRequest) -> list[SubmitRequest]:
+        """Parts of at most 50,000 places, each with its own client-chosen `batch_id`:
+        `options["batch_id"]` (suffixed `-1`, `-2`… when split, since a batch id that exists
+        appends to that batch), else a fresh uuid decided here, so that a retried submit of
+        the same part reuses it and an ambiguous failure can be settled by reading it back.
+        Split parts are named "{name} (i/n)". A part splits into just itself."""
+        parts = parts_by_count(request, MAX_PLACES)
+        base_id = str(request.options.get("batch_id") or "")
+        name = request.name or DEFAULT_NAME
+        for n, part in enumerate(parts, 1):
+            if not base_id:
+                part.options["batch_id"] = str(uuid.uuid4())
+            elif len(parts) > 1:
+                part.options["batch_id"] = f"{base_id}-{n}"
+            if len(parts) > 1:
+                part.name = f"{name} ({n}/{len(parts)})"
+        return parts
 
-        return await self.submit_parts(parts, submit_one)
+    async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
+        """The part carries the batch id `split` gave it, so an ambiguous failure is settled
+        by reading that id back: a batch there is ours and adopted, a 404 means nothing was
+        created."""
+        batch_id = str(part.options["batch_id"])
+        body = {
+            **part.options,
+            "batch_id": batch_id,
+            "batch_name": part.name or DEFAULT_NAME,
+            "jobs": [_place_job(row) for row in part.rows],
+        }
+        return await self._submit_one(batch_id, body)
 
     async def _submit_one(self, batch_id: str, body: dict[str, Any]) -> SubmittedJob:
         try:
@@ -202,25 +247,28 @@ def _counts(data: Mapping[str, Any]) -> tuple[dict[str, int], int | None]:
     return counts, total
 
 
-def _place_job(vendor: str, row: Mapping[str, str]) -> dict[str, Any]:
-    place_id = (row.get("place_id") or "").strip()
-    if not place_id:
-        raise VendorRejectedError(vendor, "every row needs a place_id")
+def _coordinate(vendor: str, column: str, value: str, bound: float, row: int) -> None:
+    if not value:
+        return
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number):
+        raise InputError(vendor, f"{column} {value!r} is not a number", row=row)
+    if not -bound <= number <= bound:
+        raise InputError(vendor, f"{column} {value!r} is outside -{bound:g}..{bound:g}", row=row)
+
+
+def _place_job(row: Mapping[str, str]) -> dict[str, Any]:
+    """One place as Reprompt takes it, from a row `validate` accepted: blank inputs are
+    left out and coordinates sent as numbers."""
     inputs: dict[str, Any] = {}
     for column in INPUT_COLUMNS:
-        value = (row.get(column) or "").strip()
-        if not value:
-            continue
-        if column in ("latitude", "longitude"):
-            try:
-                inputs[column] = float(value)
-            except ValueError:
-                raise VendorRejectedError(
-                    vendor, f"place {place_id}: {column} {value!r} is not a number"
-                ) from None
-        else:
-            inputs[column] = value
-    return {"place_id": place_id, "inputs": inputs}
+        value = cell(row, column)
+        if value:
+            inputs[column] = float(value) if column in BOUNDS else value
+    return {"place_id": cell(row, "place_id"), "inputs": inputs}
 
 
 def _result(position: int, job: Any) -> ResultRecord:

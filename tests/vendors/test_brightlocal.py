@@ -56,7 +56,7 @@ async def test_create_add_commit(bright, sim, calls, as_string):
 
 
 async def test_a_job_the_vendor_refuses_deletes_the_uncommitted_batch(bright, sim):
-    rows = [*profiles(1), {"profile-url": "not a url"}]
+    rows = [*profiles(1), {"profile-url": "not a url", "country": "USA"}]
 
     with pytest.raises(VendorRejectedError, match="INVALID_PROFILE_URL"):
         await bright.submit(SubmitRequest(rows=rows))

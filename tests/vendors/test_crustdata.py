@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorConcurrencyLimitError,
     VendorDownloadExpiredError,
@@ -68,14 +69,14 @@ async def test_the_column_name_picks_the_identifier_type(
 async def test_two_identifier_columns_are_refused_before_any_call(crust, calls):
     rows = [{PROFILE: "https://www.linkedin.com/in/a", "business_emails": "a@b.com"}]
 
-    with pytest.raises(VendorRejectedError, match="exactly one identifier column"):
+    with pytest.raises(InputError, match="exactly one identifier column"):
         await crust.submit(SubmitRequest(rows=rows))
     assert not calls
 
 
 async def test_vendor_validation_error_is_rejected(crust):
-    with pytest.raises(VendorRejectedError, match="chunk_size") as caught:
-        await crust.submit(SubmitRequest(rows=profiles(2), options={"chunk_size": 5}))
+    with pytest.raises(VendorRejectedError, match="Unsupported field") as caught:
+        await crust.submit(SubmitRequest(rows=profiles(2), options={"fields": ["nonsense"]}))
     assert caught.value.status == 400
 
 

@@ -53,8 +53,9 @@ async def test_submit_contact_and_account_jobs(ecore, sim):
 
 
 async def test_field_errors_are_rejected(ecore):
-    with pytest.raises(VendorRejectedError, match="category") as caught:
-        await ecore.submit(SubmitRequest(rows=contacts(1), options={"category": "people"}))
+    # eCore documents criteria for account jobs only; its exact rules are left to eCore.
+    with pytest.raises(VendorRejectedError, match="criteria") as caught:
+        await ecore.submit(SubmitRequest(rows=contacts(1), options={"criteria": {"n": 1}}))
     assert caught.value.status == 400
 
 

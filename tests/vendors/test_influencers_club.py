@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorNotFoundError,
     VendorProtocolError,
@@ -56,9 +57,9 @@ async def test_upload_is_one_column_with_the_options(club, sim):
 
 
 async def test_more_than_one_column_or_no_mode_is_refused_locally(club, calls):
-    with pytest.raises(VendorRejectedError, match="one column"):
+    with pytest.raises(InputError, match="one column"):
         await club.submit(SubmitRequest(rows=[{"handle": "a", "email": "b@c.d"}], options=BASIC))
-    with pytest.raises(VendorRejectedError, match="enrichment_mode"):
+    with pytest.raises(InputError, match="enrichment_mode"):
         await club.submit(SubmitRequest(rows=emails(1)))
     assert not calls
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from enrichwatch.errors import (
+    InputError,
     VendorAmbiguousError,
     VendorAuthError,
     VendorNotFoundError,
@@ -70,8 +71,8 @@ async def test_120000_places_become_three_batches(reprompt, sim):
 
 
 async def test_bad_rows_and_bad_options_are_rejected(reprompt):
-    with pytest.raises(VendorRejectedError, match="latitude"):
-        await reprompt.submit(SubmitRequest(rows=[{"place_id": "p", "latitude": "north"}]))
+    with pytest.raises(InputError, match="latitude"):
+        await reprompt.submit(SubmitRequest(rows=[{**places(1)[0], "latitude": "north"}]))
     with pytest.raises(VendorRejectedError) as caught:
         await reprompt.submit(SubmitRequest(rows=places(1), options={"attribute_set": "most"}))
     assert caught.value.status == 422

@@ -9,7 +9,7 @@ CREATE TABLE meta (
 CREATE TABLE jobs (
     id                 INTEGER PRIMARY KEY,
     vendor             TEXT NOT NULL,
-    vendor_job_id      TEXT NOT NULL,
+    vendor_job_id      TEXT,  -- NULL while a submission is on its way to the vendor
     name               TEXT,
     state              TEXT NOT NULL DEFAULT 'submitted'
                        CHECK (state IN ('submitted', 'queued', 'running', 'needs_action',

@@ -1,0 +1,48 @@
+"""Reading a batch's input file: a CSV with a header row, one identifier (or place) per row."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from enrichwatch.errors import InputError
+
+
+def read_rows(path: Path, vendor: str) -> list[dict[str, str]]:
+    """Rows as column → value; raises InputError for a file that is not a usable CSV."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            if header is None or not any(column.strip() for column in header):
+                raise InputError(vendor, f"{path} is empty; the first line must name the columns")
+            columns = [column.strip() for column in header]
+            duplicates = {c for c in columns if columns.count(c) > 1}
+            if duplicates:
+                raise InputError(vendor, f"{path} repeats the column(s) {sorted(duplicates)}")
+            rows: list[dict[str, str] | None] = []
+            for number, values in enumerate(reader, start=1):
+                if not any(value.strip() for value in values):
+                    rows.append(None)  # blank: allowed only at the end of the file
+                    continue
+                if len(values) != len(columns):
+                    raise InputError(
+                        vendor,
+                        f"has {len(values)} values but the header names {len(columns)} columns",
+                        row=number,
+                    )
+                rows.append(dict(zip(columns, values, strict=True)))
+            while rows and rows[-1] is None:
+                rows.pop()
+    except FileNotFoundError:
+        raise InputError(vendor, f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(vendor, f"{path} is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise InputError(vendor, f"{path} is not valid CSV: {exc}") from None
+    # Row numbers in every later message count data lines, so a blank one in the middle
+    # would make them point at the wrong line.
+    for number, row in enumerate(rows, start=1):
+        if row is None:
+            raise InputError(vendor, "is blank (remove blank lines)", row=number)
+    return [row for row in rows if row is not None]

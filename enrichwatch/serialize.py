@@ -1,0 +1,51 @@
+"""The JSON shape of jobs and events, shared by the API and the CLI's --json."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from enrichwatch.store import EventRecord, JobRecord
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "vendor": job.vendor.value,
+        "vendor_job_id": job.vendor_job_id,
+        "name": job.name,
+        "state": job.state.value,
+        "vendor_status": job.vendor_status,
+        "error": job.error,
+        "progress": {
+            "done": job.progress_done,
+            "failed": job.progress_failed,
+            "total": job.progress_total,
+        },
+        "results": {"state": job.results_state, "count": job.results_count},
+        "vendor_calls": job.vendor_calls,
+        "callbacks_received": job.callbacks_received,
+        "callback_url": job.callback_url(public_url),
+        "next_check_at": iso(job.next_check_at),
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "last_checked_at": iso(job.last_checked_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "job_id": event.job_id,
+        "type": event.type,
+        "source": event.source.value,
+        "payload": event.payload,
+        "created_at": iso(event.created_at),
+    }

@@ -1,0 +1,157 @@
+"""Writes for submitting batches: a job row exists (with its callback token) before anything
+is sent, so a callback URL can be given to the vendor and a crash mid-submit leaves a trace."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from enrichwatch.models import EventSource, VendorName
+from enrichwatch.store import work
+from enrichwatch.store.records import JobRecord, WorkItem
+from enrichwatch.store.rows import append_event, fetch_job, insert_job
+from enrichwatch.store.writer import Writer
+
+SUBMIT_WORK = "submit"
+
+
+class SubmissionWrites:
+    """Mixed into Store; the state is Store's."""
+
+    _writer: Writer
+    clock: Callable[[], float]
+
+    async def reserve_job(
+        self, vendor: VendorName, name: str | None, *, rows: int, source: EventSource
+    ) -> JobRecord:
+        """A job for one part of a batch, before it is sent (its vendor_job_id is unknown)."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = insert_job(conn, vendor, None, name, now=now, due_at=None)
+            append_event(conn, job.id, "submit.requested", source, {"rows": rows}, now=now)
+            return job
+
+        return await self._writer.run(op)
+
+    async def record_submitted(
+        self, job_id: int, vendor_job_id: str, *, vendor_calls: int, raw: dict[str, Any]
+    ) -> JobRecord:
+        """The vendor took the part: the job now has its id and is due for its first check.
+
+        If the vendor's id is already tracked (an ambiguous submit adopted an earlier job),
+        this reservation fails pointing at that job, and that job is returned.
+        """
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = fetch_job(conn, job_id)
+            existing = conn.execute(
+                "SELECT id FROM jobs WHERE vendor = ? AND vendor_job_id = ?",
+                (job.vendor.value, vendor_job_id),
+            ).fetchone()
+            _finish_submit_work(conn, job_id, now)
+            if existing is not None and existing["id"] != job_id:
+                _fail(
+                    conn,
+                    job_id,
+                    f"the vendor job is already tracked as job {existing['id']}",
+                    0,
+                    now,
+                )
+                return fetch_job(conn, existing["id"])
+            conn.execute(
+                """UPDATE jobs SET vendor_job_id = ?, next_check_at = ?, updated_at = ?,
+                                   vendor_calls = vendor_calls + ?
+                   WHERE id = ?""",
+                (vendor_job_id, now, now, vendor_calls, job_id),
+            )
+            append_event(
+                conn,
+                job_id,
+                "job.submitted",
+                EventSource.API,
+                {"vendor_job_id": vendor_job_id, "vendor_status": raw.get("status")},
+                now=now,
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def queue_submission(
+        self,
+        job_id: int,
+        request: dict[str, Any],
+        *,
+        retry_at: float,
+        reason: str,
+        vendor_calls: int,
+    ) -> JobRecord:
+        """Keep the part locally and send it later (the vendor's concurrency cap was hit)."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            work.enqueue(
+                conn,
+                kind=SUBMIT_WORK,
+                job_id=job_id,
+                payload={"request": request},
+                unique_key=f"{SUBMIT_WORK}:{job_id}",
+                due_at=retry_at,
+                now=now,
+                last_error=reason,
+            )
+            conn.execute(
+                "UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ? WHERE id = ?",
+                (vendor_calls, now, job_id),
+            )
+            append_event(
+                conn,
+                job_id,
+                "submit.queued",
+                EventSource.SYSTEM,
+                {"reason": reason, "retry_at": retry_at},
+                now=now,
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def fail_submission(self, job_id: int, error: str, *, vendor_calls: int) -> JobRecord:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            _finish_submit_work(conn, job_id, now, state="dead")
+            _fail(conn, job_id, error, vendor_calls, now)
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def claim_submissions(self, *, owner: str, lease_s: float, limit: int) -> list[WorkItem]:
+        now = self.clock()
+        return await self._writer.run(
+            lambda conn: work.claim(
+                conn, kind=SUBMIT_WORK, owner=owner, now=now, lease_s=lease_s, limit=limit
+            )
+        )
+
+
+def _finish_submit_work(
+    conn: sqlite3.Connection, job_id: int, now: float, state: str = "done"
+) -> None:
+    conn.execute(
+        "UPDATE work SET state = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? "
+        "WHERE unique_key = ? AND state = 'pending'",
+        (state, now, f"{SUBMIT_WORK}:{job_id}"),
+    )
+
+
+def _fail(conn: sqlite3.Connection, job_id: int, error: str, vendor_calls: int, now: float) -> None:
+    conn.execute(
+        """UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, next_check_at = NULL,
+                           vendor_calls = vendor_calls + ?, updated_at = ?
+           WHERE id = ?""",
+        (error, now, vendor_calls, now, job_id),
+    )
+    append_event(conn, job_id, "submit.failed", EventSource.SYSTEM, {"error": error}, now=now)

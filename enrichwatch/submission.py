@@ -1,0 +1,128 @@
+"""Submitting a batch: validate the whole input, split it into the vendor jobs it becomes,
+and send each part only after its job row (and callback URL) exists, so that nothing sent is
+ever untracked. A part refused by the vendor's concurrency cap is kept and sent later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from enrichwatch.errors import (
+    EnrichwatchError,
+    VendorAmbiguousError,
+    VendorConcurrencyLimitError,
+    VendorError,
+    VendorTransientError,
+)
+from enrichwatch.models import EventSource, VendorName
+from enrichwatch.runtime import Services
+from enrichwatch.store import JobRecord
+from enrichwatch.vendors.base import SubmitRequest
+
+CONCURRENCY_RETRY_S = 60.0
+"""How long a part waits when the vendor gives no retry delay for its concurrency cap."""
+TRANSIENT_RETRY_S = 30.0
+MAX_TRANSIENT_ATTEMPTS = 5
+
+
+class SubmissionError(EnrichwatchError):
+    """A part failed; `jobs` are the parts sent (or queued) before it, still tracked."""
+
+    def __init__(self, message: str, jobs: list[JobRecord]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+
+
+@dataclass
+class SubmissionOutcome:
+    submitted: list[JobRecord] = field(default_factory=list)
+    queued: list[JobRecord] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[JobRecord]:
+        return sorted(self.submitted + self.queued, key=lambda job: job.id)
+
+
+async def submit_batch(
+    services: Services,
+    vendor: VendorName,
+    request: SubmitRequest,
+    *,
+    public_url: str,
+    source: EventSource = EventSource.API,
+) -> SubmissionOutcome:
+    """Validate, split and submit; raises InputError before anything is sent."""
+    adapter = services.adapter(vendor)
+    adapter.validate(request)
+    parts = adapter.split(request)
+    outcome = SubmissionOutcome()
+    for index, part in enumerate(parts, start=1):
+        job = await services.store.reserve_job(
+            vendor, part.name, rows=len(part.rows), source=source
+        )
+        if adapter.supports_webhooks:
+            part = part.model_copy(update={"callback_url": job.callback_url(public_url)})
+        if outcome.queued:
+            # The vendor is at its cap: later parts wait their turn without asking again.
+            outcome.queued.append(
+                await _queue(services, job, part, "waiting for earlier parts", 0, None)
+            )
+            continue
+        try:
+            job, queued = await attempt_submit(services, job, part)
+        except VendorError as exc:
+            raise SubmissionError(
+                f"part {index} of {len(parts)} failed: {exc}"
+                + (f" ({len(outcome.jobs)} earlier part(s) are tracked)" if outcome.jobs else ""),
+                outcome.jobs,
+            ) from exc
+        (outcome.queued if queued else outcome.submitted).append(job)
+    return outcome
+
+
+async def attempt_submit(
+    services: Services, job: JobRecord, part: SubmitRequest, *, attempt: int = 1
+) -> tuple[JobRecord, bool]:
+    """Send one reserved part; returns the job and whether it was queued for later instead:
+    at the vendor's concurrency cap, or after a transient failure that provably created
+    nothing (the adapters settle ambiguous ones first), up to MAX_TRANSIENT_ATTEMPTS.
+
+    Any other vendor error marks the job failed (with what the vendor said) and is raised.
+    """
+    calls = 0
+
+    def count(_: str) -> None:
+        nonlocal calls
+        calls += 1
+
+    adapter = services.adapter(job.vendor, on_call=count)
+    try:
+        (submitted,) = await adapter.submit(part)
+    except VendorConcurrencyLimitError as exc:
+        return await _queue(services, job, part, str(exc), calls, exc.retry_after), True
+    except VendorTransientError as exc:
+        if isinstance(exc, VendorAmbiguousError) or attempt >= MAX_TRANSIENT_ATTEMPTS:
+            await services.store.fail_submission(job.id, str(exc), vendor_calls=calls)
+            raise
+        delay = exc.retry_after or TRANSIENT_RETRY_S * attempt
+        return await _queue(services, job, part, str(exc), calls, delay), True
+    except VendorError as exc:
+        await services.store.fail_submission(job.id, str(exc), vendor_calls=calls)
+        raise
+    recorded = await services.store.record_submitted(
+        job.id, submitted.vendor_job_id, vendor_calls=calls, raw=submitted.raw
+    )
+    return recorded, False
+
+
+async def _queue(
+    services: Services,
+    job: JobRecord,
+    part: SubmitRequest,
+    reason: str,
+    calls: int,
+    retry_after: float | None,
+) -> JobRecord:
+    retry_at = services.store.clock() + (retry_after or CONCURRENCY_RETRY_S)
+    return await services.store.queue_submission(
+        job.id, part.model_dump(), retry_at=retry_at, reason=reason, vendor_calls=calls
+    )

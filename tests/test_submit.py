@@ -1,0 +1,303 @@
+"""Submitting and tracking batches against the vendor simulator over real HTTP: the CLI (as a
+real subprocess), the API, validation that sends nothing, splitting, and parts held back by a
+vendor's concurrency cap until the reconciler sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sqlite3
+import sys
+import time
+
+import pytest
+import pytest_asyncio
+
+from enrichwatch.config import load_settings
+from enrichwatch.errors import InputError
+from enrichwatch.models import VendorName
+from enrichwatch.runtime import open_services
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from reconciler.submissions import send_queued_submissions
+from tests.conftest import API_TOKEN
+
+
+@pytest_asyncio.fixture
+async def sim():
+    async with SimServer(SimConfig(seed=5, start_time=time.time())) as server:
+        yield server
+
+
+def vendor_env(sim: SimServer) -> dict[str, str]:
+    env = {}
+    for vendor in VendorName:
+        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
+        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
+        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
+    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
+    return env
+
+
+@pytest.fixture
+def sim_settings(tmp_path, sim):
+    overrides = {
+        vendor.value: {
+            "base_url": sim.base_urls[vendor.value],
+            "api_key": sim.api_keys[vendor.value],
+        }
+        for vendor in VendorName
+    }
+    return load_settings(db=tmp_path / "submit.db", api_token=API_TOKEN, port=0, **overrides)
+
+
+async def cli(tmp_path, sim, *args):
+    env = {**os.environ, **vendor_env(sim), "ENRICHWATCH_DB": str(tmp_path / "cli.db")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def write_csv(path, header, rows):
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def jobs_in(db):
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("SELECT * FROM jobs ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_cli_submit_sends_the_batch_with_its_callback_url_and_tracks_it(tmp_path, sim):
+    people = write_csv(
+        tmp_path / "people.csv",
+        ["professional_network_profile_urls"],
+        [[f"https://www.linkedin.com/in/person-{n}/"] for n in range(25)],
+    )
+
+    code, out, err = await cli(tmp_path, sim, "submit", "crustdata", str(people), "--json")
+
+    assert code == 0, err
+    (job,) = json.loads(out)
+    (vendor_job,) = sim.crustdata.jobs.values()
+    assert job["vendor_job_id"] == vendor_job.batch_id
+    assert job["state"] == "submitted"
+    assert job["name"] == "people"
+    assert vendor_job.webhook_url == job["callback_url"]
+    assert vendor_job.job.total == 25
+    (row,) = jobs_in(tmp_path / "cli.db")
+    assert row["vendor_calls"] == 1
+    assert row["next_check_at"] is not None
+
+
+async def test_cli_validation_error_names_the_row_and_sends_nothing(tmp_path, sim):
+    places = write_csv(
+        tmp_path / "places.csv",
+        ["place_id", "name", "full_address", "latitude", "longitude"],
+        [["p1", "A", "1 Main St", "40.1", "-73.9"], ["p2", "B", "2 Main St", "north", "-73.9"]],
+    )
+
+    code, _, err = await cli(tmp_path, sim, "submit", "reprompt", str(places))
+
+    assert code == 1
+    assert "row 2" in err
+    assert "latitude" in err
+    assert "Traceback" not in err
+    assert sim.stats.count("reprompt") == 0
+    assert jobs_in(tmp_path / "cli.db") == []
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "empty"),
+        ("place_id,name\np1,A,extra\n", "row 1"),
+        ("a,a\n1,2\n", "repeats"),
+        ("place_id,name\np1,A\n\np2,B\n", "row 2: is blank"),
+    ],
+)
+async def test_cli_unusable_csv_is_refused(tmp_path, sim, content, expected):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code, _, err = await cli(tmp_path, sim, "submit", "reprompt", str(path))
+    assert code == 1
+    assert expected in err
+    assert sim.stats.count() == 0
+
+
+async def test_cli_missing_file_and_bad_option_are_clear_errors(tmp_path, sim):
+    code, _, err = await cli(tmp_path, sim, "submit", "ecore", str(tmp_path / "nope.csv"))
+    assert code == 1
+    assert "no such file" in err
+    path = write_csv(tmp_path / "ok.csv", ["email"], [["a@b.c"]])
+    code, _, err = await cli(tmp_path, sim, "submit", "ecore", str(path), "-o", "novalue")
+    assert code == 2
+    assert "KEY=VALUE" in err
+    assert sim.stats.count() == 0
+
+
+async def test_reprompt_input_over_the_cap_becomes_three_tracked_batches(sim_settings, sim):
+    rows = [
+        {
+            "place_id": f"p{n}",
+            "name": f"Store {n}",
+            "full_address": f"{n} Main St",
+            "latitude": "40.0",
+            "longitude": "-73.0",
+        }
+        for n in range(120_000)
+    ]
+    async with open_services(sim_settings) as services:
+        outcome = await submit_batch(
+            services,
+            VendorName.REPROMPT,
+            SubmitRequest(rows=rows, name="stores"),
+            public_url="http://127.0.0.1:1",
+        )
+    assert [job.name for job in outcome.submitted] == [
+        "stores (1/3)",
+        "stores (2/3)",
+        "stores (3/3)",
+    ]
+    assert sorted(job.vendor_job_id for job in outcome.submitted) == sorted(
+        view.job_id for view in sim.jobs("reprompt")
+    )
+    assert sorted(view.total for view in sim.jobs("reprompt")) == [20_000, 50_000, 50_000]
+
+
+async def test_input_error_sends_nothing_and_tracks_nothing(sim_settings, sim):
+    async with open_services(sim_settings) as services:
+        with pytest.raises(InputError) as error:
+            await submit_batch(
+                services,
+                VendorName.CRUSTDATA,
+                SubmitRequest(rows=[{"emails": "a@b.c"}]),
+                public_url="http://127.0.0.1:1",
+            )
+        assert await services.store.list_jobs() == []
+    assert "professional_network_profile_urls" in str(error.value)
+    assert sim.stats.count() == 0
+
+
+async def test_concurrency_cap_queues_the_part_and_the_reconciler_sends_it_later(sim_settings, sim):
+    sim.config.crustdata.max_active_jobs = 1
+    now = [time.time()]
+    request = SubmitRequest(rows=[{"business_emails": "a@example.com"}] * 3, name="emails")
+    async with open_services(sim_settings, clock=lambda: now[0]) as services:
+        first = await submit_batch(
+            services, VendorName.CRUSTDATA, request, public_url="http://127.0.0.1:1"
+        )
+        second = await submit_batch(
+            services, VendorName.CRUSTDATA, request, public_url="http://127.0.0.1:1"
+        )
+        (held,) = second.queued
+        assert held.vendor_job_id is None
+        assert held.state.value == "submitted"
+        assert len(sim.crustdata.jobs) == 1
+
+        # Not yet due: nothing is sent.
+        assert await send_queued_submissions(services, "test") == 0
+        # Due, but the vendor is still at its cap: held again, not failed.
+        now[0] += 120
+        assert await send_queued_submissions(services, "test") == 0
+        assert (await services.store.get_job(held.id)).state.value == "submitted"
+
+        await sim.advance(24 * 3600)  # the first job finishes at the vendor
+        now[0] += 3600
+        assert await send_queued_submissions(services, "test") == 1
+        sent = await services.store.get_job(held.id)
+        events = [event.type for event in await services.store.list_events(held.id)]
+
+    assert sent.vendor_job_id in sim.crustdata.jobs
+    assert sent.vendor_job_id != first.submitted[0].vendor_job_id
+    assert sent.vendor_calls == 3  # three submit attempts, each counted
+    assert events == [
+        "submit.requested",
+        "submit.queued",
+        "submit.queued",
+        "job.submitted",
+    ]
+
+
+async def test_api_submit_and_its_input_errors(sim_settings, sim, http):
+    from receiver import serving
+
+    async with open_services(sim_settings) as services, serving(services, "127.0.0.1", 0) as url:
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        bad = {
+            "vendor": "influencers_club",
+            "submit": {
+                "rows": [{"handle": "a"}, {"handle": ""}],
+                "options": {"enrichment_mode": "full"},
+            },
+        }
+        async with http.post(f"{url}/api/jobs", json=bad, headers=auth) as response:
+            assert response.status == 422
+            error = (await response.json())["error"]
+        assert error["code"] == "invalid_input"
+        assert error["row"] == 2
+        assert sim.stats.count() == 0
+
+        good = {
+            "vendor": "ecore",
+            "name": "leads",
+            "submit": {"rows": [{"email": "a@example.com"}], "options": {"category": "contact"}},
+        }
+        async with http.post(f"{url}/api/jobs", json=good, headers=auth) as response:
+            assert response.status == 201
+            (job,) = (await response.json())["jobs"]
+    assert job["vendor_job_id"] in sim.ecore.jobs
+    assert job["name"] == "leads"
+
+
+async def test_cli_track_twice_is_one_job(tmp_path, sim):
+    code, out, err = await cli(tmp_path, sim, "track", "ecore", "job-123", "--name", "x", "--json")
+    assert code == 0, err
+    code, again, _ = await cli(tmp_path, sim, "track", "ecore", "job-123", "--json")
+    assert json.loads(again)[0]["id"] == json.loads(out)[0]["id"]
+    code, _, err = await cli(tmp_path, sim, "track", "nosuch", "job-1")
+    assert code == 2
+    assert "nosuch" in err
+
+
+async def test_sim_command_prints_the_settings_to_use(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        "sim",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        lines = []
+        while len(lines) < 10:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
+            assert line or process.returncode is None
+            if line.startswith("ENRICHWATCH_"):
+                lines.append(line)
+    finally:
+        process.terminate()
+        await process.wait()
+    names = {line.split("=", 1)[0] for line in lines}
+    assert {f"ENRICHWATCH_{v.value.upper()}__BASE_URL" for v in VendorName} <= names
