@@ -46,6 +46,7 @@ async def read(mode: str, base_url: str, key: str, storage: str, batch_id: str) 
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "records": records,
+        "expected": snapshot.raw["result_count"],
         "seconds": time.perf_counter() - started,
         "peak_mb": peak_kib / 1024,
     }

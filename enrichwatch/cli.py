@@ -196,6 +196,89 @@ def track(obj: _Context, vendor: str, vendor_job_id: str, name: str | None, as_j
 
 
 @main.command()
+@click.argument("job_id", type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write; .csv for CSV, anything else JSON lines. Default: JSON lines to stdout.",
+)
+@click.pass_obj
+def results(obj: _Context, job_id: int, output: Path | None) -> None:
+    """Export a job's stored results."""
+    from enrichwatch import export
+
+    settings = obj.settings()
+
+    async def work(services: Services) -> int:
+        job = await services.store.get_job(job_id)
+        chunks = export.csv_rows if output and output.suffix == ".csv" else export.jsonl
+        sink = output.open("wb") if output else sys.stdout.buffer
+        try:
+            async for chunk in chunks(services.store, job.id):
+                sink.write(chunk)
+        finally:
+            if output:
+                sink.close()
+        return job.results_count
+
+    count = obj.run(settings, work)
+    if output:
+        click.echo(f"{count} records written to {output}", err=True)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_obj
+def check(obj: _Context, job_id: int, as_json: bool) -> None:
+    """Ask the vendor about a job now, whatever its schedule."""
+    from reconciler import Reconciler, check_job_now
+
+    settings = obj.settings()
+
+    async def work(services: Services) -> JobRecord:
+        return await check_job_now(Reconciler(services), job_id)
+
+    _print_jobs([obj.run(settings, work)], settings, as_json)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_obj
+def resume(obj: _Context, job_id: int, as_json: bool) -> None:
+    """Resume a paused job (influencers.club after a credit top-up, eCore)."""
+    from enrichwatch import actions
+
+    settings = obj.settings()
+    job = obj.run(settings, lambda services: actions.resume(services, job_id))
+    _print_jobs([job], settings, as_json)
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="failed_only, incomplete_only, refresh, attributes or attribute_set (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_obj
+def reprocess(obj: _Context, job_id: int, options: tuple[str, ...], as_json: bool) -> None:
+    """Reprocess a Reprompt batch; its results are fetched anew when it finishes."""
+    from enrichwatch import actions
+
+    settings = obj.settings()
+    parsed = _parse_options(options)
+    job = obj.run(settings, lambda services: actions.reprocess(services, job_id, parsed))
+    _print_jobs([job], settings, as_json)
+
+
+@main.command()
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
 @click.option(
     "--speed",

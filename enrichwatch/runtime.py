@@ -3,11 +3,12 @@ reverse order. The receiver, the reconciler and the CLI receive the resulting `S
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -31,6 +32,8 @@ class Services:
     every request."""
     generated_api_token: str | None
     """Set only on the start that created the token, so it can be shown exactly once."""
+    due_now: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a callback makes a job due, so an in-process reconciler looks at once."""
 
     def adapter(
         self, vendor: VendorName, on_call: Callable[[str], None] | None = None

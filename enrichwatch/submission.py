@@ -109,7 +109,11 @@ async def attempt_submit(
         await services.store.fail_submission(job.id, str(exc), vendor_calls=calls)
         raise
     recorded = await services.store.record_submitted(
-        job.id, submitted.vendor_job_id, vendor_calls=calls, raw=submitted.raw
+        job.id,
+        submitted.vendor_job_id,
+        vendor_calls=calls,
+        raw=submitted.raw,
+        expects_callback=part.callback_url is not None,
     )
     return recorded, False
 

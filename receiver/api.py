@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import (
@@ -16,9 +17,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from enrichwatch.errors import InputError
+from enrichwatch import actions, export
+from enrichwatch.actions import ActionError
+from enrichwatch.errors import ActionNotSupportedError, InputError, VendorError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.serialize import event_json, job_json
+from enrichwatch.store import JobRecord
 from enrichwatch.submission import SubmissionError, submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver.errors import ApiError, invalid
@@ -154,3 +158,84 @@ def _job_id(request: web.Request) -> int:
     if not raw.isdigit():
         raise ApiError(404, "not_found", f"no job with id {raw!r}")
     return int(raw)
+
+
+class ResultsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+async def job_results(request: web.Request) -> web.StreamResponse:
+    """The job's stored results, streamed page by page."""
+    services = request.config_dict[SERVICES]
+    query = _query(ResultsQuery, request)
+    job = await services.store.get_job(_job_id(request))
+    content_type = "application/x-ndjson" if query.format == "jsonl" else "text/csv"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="job-{job.id}.{query.format}"',
+            "X-Results-State": job.results_state or "none",
+        }
+    )
+    await response.prepare(request)
+    chunks = export.jsonl if query.format == "jsonl" else export.csv_rows
+    async for chunk in chunks(services.store, job.id):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def resume_job(request: web.Request) -> web.Response:
+    services = request.config_dict[SERVICES]
+    job = await _acting(actions.resume(services, _job_id(request)))
+    services.due_now.set()
+    return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
+
+
+async def reprocess_job(request: web.Request) -> web.Response:
+    services = request.config_dict[SERVICES]
+    options: dict[str, Any] = {}
+    if request.can_read_body:
+        try:
+            options = ReprocessOptions.model_validate(await request.json()).model_dump(
+                exclude_none=True
+            )
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+        except ValidationError as exc:
+            raise invalid(exc) from None
+    job = await _acting(actions.reprocess(services, _job_id(request), options))
+    services.due_now.set()
+    return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
+
+
+async def check_job(request: web.Request) -> web.Response:
+    """Make the job due now; the reconciler checks it at once."""
+    services = request.config_dict[SERVICES]
+    job = await services.store.record_action(
+        _job_id(request), "job.check_requested", {}, vendor_calls=0
+    )
+    services.due_now.set()
+    return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
+
+
+class ReprocessOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    failed_only: bool | None = None
+    incomplete_only: bool | None = None
+    refresh: bool | None = None
+    attributes: list[str] | None = None
+    attribute_set: Literal["open_closed", "core", "all"] | None = None
+
+
+async def _acting(action: Awaitable[JobRecord]) -> JobRecord:
+    """An action's refusals as JSON errors: not offered (409), or refused by the vendor (502)."""
+    try:
+        return await action
+    except (ActionError, ActionNotSupportedError) as exc:
+        raise ApiError(409, "action_not_possible", str(exc)) from None
+    except VendorError as exc:
+        raise ApiError(502, "vendor_error", str(exc), vendor_status=exc.status) from None

@@ -35,6 +35,10 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     api_app.router.add_get("/jobs", api.list_jobs)
     api_app.router.add_get("/jobs/{job_id}", api.get_job)
     api_app.router.add_get("/jobs/{job_id}/events", api.list_events)
+    api_app.router.add_get("/jobs/{job_id}/results", api.job_results)
+    api_app.router.add_post("/jobs/{job_id}/check", api.check_job)
+    api_app.router.add_post("/jobs/{job_id}/resume", api.resume_job)
+    api_app.router.add_post("/jobs/{job_id}/reprocess", api.reprocess_job)
     app.add_subapp("/api/", api_app)
     return app
 

@@ -63,6 +63,8 @@ async def receive_callback(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such callback URL")
 
     structlog.contextvars.bind_contextvars(job_id=outcome.job_id)
+    if not outcome.duplicate:
+        services.due_now.set()
     metrics.callbacks.labels(vendor.value, "duplicate" if outcome.duplicate else "accepted").inc()
     log.info("callback_stored", inbox_id=outcome.inbox_id, duplicate=outcome.duplicate)
     return web.json_response(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from enrichwatch.store.checks import CheckOutcome
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
 from enrichwatch.store.rows import append_event
 from enrichwatch.store.store import CallbackOutcome, InboundDelivery, Store
 
 __all__ = [
     "CallbackOutcome",
+    "CheckOutcome",
     "EventRecord",
     "InboundDelivery",
     "InboxRecord",

@@ -28,8 +28,14 @@ class JobRecord(Record):
     progress_total: int | None
     callback_token: str
     next_check_at: float | None
-    vendor_calls: int
+    vendor_calls: float
     callbacks_received: int
+    expects_callback: bool
+    last_callback_at: float | None
+    late_webhook_at: float | None
+    check_failures: int
+    retry_after: float | None
+    input_rows: int | None
     results_state: str | None
     results_count: int
     created_at: float

@@ -21,6 +21,7 @@ import aiosqlite
 
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.store.checks import CheckWrites
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord
 from enrichwatch.store.rows import append_event, insert_job, token_digest
@@ -53,7 +54,7 @@ class CallbackOutcome:
     duplicate: bool
 
 
-class Store(SubmissionWrites):
+class Store(SubmissionWrites, CheckWrites):
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
         self.path = path
         self.clock = clock
@@ -188,9 +189,10 @@ class Store(SubmissionWrites):
                 due = None if JobState(row["state"]).is_terminal else now
                 conn.execute(
                     """UPDATE jobs SET callbacks_received = callbacks_received + 1,
-                           next_check_at = COALESCE(?, next_check_at), updated_at = ?
+                           next_check_at = COALESCE(?, next_check_at), updated_at = ?,
+                           last_callback_at = ?, expects_callback = 1
                        WHERE id = ?""",
-                    (due, now, job_id),
+                    (due, now, now, job_id),
                 )
             return CallbackOutcome(job_id, inbox_id, duplicate_of is not None)
 
@@ -275,6 +277,43 @@ class Store(SubmissionWrites):
             (job_id, after_seq, limit),
         )
         return [EventRecord.from_row(row) for row in rows]
+
+    async def progress_samples(self, job_id: int, limit: int = 20) -> list[tuple[float, int, int]]:
+        """The job's latest progress counts as (time, done, total), oldest first."""
+        rows = await self._fetchall(
+            """SELECT created_at, payload FROM events
+                WHERE job_id = ? AND type = 'job.progressed' ORDER BY seq DESC LIMIT ?""",
+            (job_id, limit),
+        )
+        samples = []
+        for row in reversed(rows):
+            payload = json.loads(row["payload"])
+            if payload.get("done") is not None and payload.get("total"):
+                samples.append((row["created_at"], payload["done"], payload["total"]))
+        return samples
+
+    async def durations(
+        self, vendor: VendorName, limit: int = 500
+    ) -> list[tuple[int | None, float]]:
+        """(size, seconds from tracking to completion) of the vendor's latest completed jobs."""
+        rows = await self._fetchall(
+            """SELECT COALESCE(progress_total, input_rows) AS size,
+                      finished_at - created_at AS duration
+                 FROM jobs WHERE vendor = ? AND state = 'completed' AND finished_at IS NOT NULL
+                ORDER BY finished_at DESC LIMIT ?""",
+            (vendor.value, limit),
+        )
+        return [(row["size"], row["duration"]) for row in rows]
+
+    async def results(
+        self, job_id: int, *, after: int = -1, limit: int = 1000
+    ) -> list[sqlite3.Row]:
+        """A page of stored results, by position."""
+        return await self._fetchall(
+            """SELECT position, input_id, status, data FROM results
+                WHERE job_id = ? AND position > ? ORDER BY position LIMIT ?""",
+            (job_id, after, limit),
+        )
 
     async def list_inbox(self, job_id: int) -> list[InboxRecord]:
         rows = await self._fetchall("SELECT * FROM inbox WHERE job_id = ? ORDER BY id", (job_id,))

@@ -30,13 +30,20 @@ class SubmissionWrites:
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = insert_job(conn, vendor, None, name, now=now, due_at=None)
+            conn.execute("UPDATE jobs SET input_rows = ? WHERE id = ?", (rows, job.id))
             append_event(conn, job.id, "submit.requested", source, {"rows": rows}, now=now)
             return job
 
         return await self._writer.run(op)
 
     async def record_submitted(
-        self, job_id: int, vendor_job_id: str, *, vendor_calls: int, raw: dict[str, Any]
+        self,
+        job_id: int,
+        vendor_job_id: str,
+        *,
+        vendor_calls: int,
+        raw: dict[str, Any],
+        expects_callback: bool = False,
     ) -> JobRecord:
         """The vendor took the part: the job now has its id and is due for its first check.
 
@@ -63,9 +70,9 @@ class SubmissionWrites:
                 return fetch_job(conn, existing["id"])
             conn.execute(
                 """UPDATE jobs SET vendor_job_id = ?, next_check_at = ?, updated_at = ?,
-                                   vendor_calls = vendor_calls + ?
+                                   vendor_calls = vendor_calls + ?, expects_callback = ?
                    WHERE id = ?""",
-                (vendor_job_id, now, now, vendor_calls, job_id),
+                (vendor_job_id, now, now, vendor_calls, expects_callback, job_id),
             )
             append_event(
                 conn,

@@ -24,8 +24,14 @@ CREATE TABLE jobs (
     next_check_at      REAL,
     lease_owner        TEXT,
     lease_expires_at   REAL,
-    vendor_calls       INTEGER NOT NULL DEFAULT 0,
+    vendor_calls       REAL NOT NULL DEFAULT 0,  -- a list call is shared by the jobs it covers
     callbacks_received INTEGER NOT NULL DEFAULT 0,
+    expects_callback   INTEGER NOT NULL DEFAULT 0,  -- we gave the vendor our callback URL
+    last_callback_at   REAL,
+    late_webhook_at    REAL,
+    check_failures     INTEGER NOT NULL DEFAULT 0,  -- consecutive failed status calls
+    retry_after        REAL,
+    input_rows         INTEGER,
     results_state      TEXT CHECK (results_state IN ('pending', 'fetching', 'stored', 'fetch_failed')),
     results_count      INTEGER NOT NULL DEFAULT 0,
     created_at         REAL NOT NULL,

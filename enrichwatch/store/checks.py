@@ -1,0 +1,419 @@
+"""Writes for the reconciler: claiming due jobs, recording what a status call found (event and
+projection in one transaction, state only ever moving forward), and storing results."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
+from enrichwatch.store import work
+from enrichwatch.store.records import JobRecord, WorkItem
+from enrichwatch.store.rows import append_event, fetch_job
+from enrichwatch.store.writer import Writer
+from enrichwatch.vendors.base import ResultRecord, StatusSnapshot
+
+FETCH_WORK = "fetch"
+_OPEN = tuple(state.value for state in JobState if state not in TERMINAL_STATES)
+_RANK = {
+    JobState.SUBMITTED: 0,
+    JobState.QUEUED: 1,
+    JobState.RUNNING: 2,
+    JobState.NEEDS_ACTION: 2,  # a pause and a run can follow each other
+    JobState.COMPLETED: 3,
+    JobState.FAILED: 3,
+    JobState.EXPIRED: 3,
+}
+
+
+def moves_forward(current: JobState, seen: JobState) -> bool:
+    """Whether a state the vendor reports may replace the job's: never out of a terminal
+    state, never back to an earlier one (a late or reordered answer changes nothing)."""
+    if current.is_terminal or seen is current:
+        return False
+    return _RANK[seen] >= _RANK[current]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What one status call found, and when to look next (`next_check_at` None: never)."""
+
+    snapshot: StatusSnapshot
+    cost: float
+    next_check_at: float | None
+    late_webhook: bool = False
+
+
+class CheckWrites:
+    """Mixed into Store; the state is Store's."""
+
+    _writer: Writer
+    clock: Callable[[], float]
+
+    async def claim_due_jobs(self, *, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
+        """Lease open jobs whose check is due, soonest first; an expired lease is fair game."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(_OPEN))
+
+        def op(conn: sqlite3.Connection) -> list[JobRecord]:
+            rows = conn.execute(
+                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?
+                    WHERE id IN (
+                        SELECT id FROM jobs
+                         WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
+                           AND state IN ({placeholders})
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+                         ORDER BY next_check_at LIMIT ?)
+                    RETURNING *""",  # noqa: S608 (placeholders only)
+                (owner, now + lease_s, now, *_OPEN, now, limit),
+            ).fetchall()
+            return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
+
+        return await self._writer.run(op)
+
+    async def make_open_jobs_due(self) -> int:
+        """Every open job due now: the check after start-up."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(_OPEN))
+        return await self._writer.run(
+            lambda conn: (
+                conn.execute(
+                    f"""UPDATE jobs SET next_check_at = ?, lease_owner = NULL,
+                        lease_expires_at = NULL
+                    WHERE state IN ({placeholders}) AND vendor_job_id IS NOT NULL""",  # noqa: S608
+                    (now, *_OPEN),
+                ).rowcount
+            )
+        )
+
+    async def make_stale_jobs_due(self, max_intervals: Mapping[VendorName, float]) -> int:
+        """Open jobs unchecked for longer than their vendor's maximum interval, due now."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(_OPEN))
+
+        def op(conn: sqlite3.Connection) -> int:
+            stale = 0
+            for vendor, max_interval in max_intervals.items():
+                stale += conn.execute(
+                    f"""UPDATE jobs SET next_check_at = ?
+                        WHERE vendor = ? AND state IN ({placeholders})
+                          AND vendor_job_id IS NOT NULL
+                          AND COALESCE(last_checked_at, created_at) < ?
+                          AND (next_check_at IS NULL OR next_check_at > ?)""",  # noqa: S608
+                    (now, vendor.value, *_OPEN, now - max_interval, now),
+                ).rowcount
+            return stale
+
+        return await self._writer.run(op)
+
+    async def record_check(self, job_id: int, outcome: CheckOutcome) -> JobRecord:
+        """Apply one status call's findings and release the job's lease."""
+        now = self.clock()
+        snap = outcome.snapshot
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = fetch_job(conn, job_id)
+            append_event(
+                conn,
+                job_id,
+                "vendor.polled",
+                EventSource.POLL,
+                {"cost": outcome.cost, "vendor_status": snap.vendor_status, "state": snap.state},
+                now=now,
+            )
+            state = job.state
+            if moves_forward(job.state, snap.state):
+                state = snap.state
+                append_event(
+                    conn,
+                    job_id,
+                    "job.state_changed",
+                    EventSource.POLL,
+                    {"from": job.state, "to": state, "vendor_status": snap.vendor_status},
+                    now=now,
+                )
+            progress = (snap.done, snap.failed, snap.total)
+            if progress != (job.progress_done, job.progress_failed, job.progress_total) and any(
+                value is not None for value in progress
+            ):
+                append_event(
+                    conn,
+                    job_id,
+                    "job.progressed",
+                    EventSource.POLL,
+                    {"done": snap.done, "failed": snap.failed, "total": snap.total},
+                    now=now,
+                )
+            late = outcome.late_webhook and job.late_webhook_at is None
+            if late:
+                append_event(conn, job_id, "webhook.late", EventSource.SYSTEM, {}, now=now)
+            fetch = snap.results_available and (state.is_terminal or state is JobState.NEEDS_ACTION)
+            # Once per state that brings results (a pause's partial set, then the final one).
+            if fetch and (state is not job.state or job.results_state is None):
+                work.enqueue(
+                    conn,
+                    kind=FETCH_WORK,
+                    job_id=job_id,
+                    # The fetch starts from this answer (its links, inline results) rather
+                    # than paying for another status call.
+                    payload={"snapshot": snap.model_dump(mode="json")},
+                    unique_key=f"{FETCH_WORK}:{job_id}:{state.value}",
+                    due_at=now,
+                    now=now,
+                )
+            conn.execute(
+                """UPDATE jobs SET state = ?, vendor_status = ?, error = COALESCE(?, error),
+                       progress_done = COALESCE(?, progress_done),
+                       progress_failed = COALESCE(?, progress_failed),
+                       progress_total = COALESCE(?, progress_total),
+                       vendor_calls = vendor_calls + ?, last_checked_at = ?, check_failures = 0,
+                       retry_after = NULL, next_check_at = ?, lease_owner = NULL,
+                       lease_expires_at = NULL, updated_at = ?,
+                       finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END,
+                       late_webhook_at = CASE WHEN ? THEN ? ELSE late_webhook_at END,
+                       results_state = CASE WHEN ? AND results_state IS NULL
+                                            THEN 'pending' ELSE results_state END
+                   WHERE id = ?""",
+                (
+                    state.value,
+                    snap.vendor_status,
+                    snap.error,
+                    snap.done,
+                    snap.failed,
+                    snap.total,
+                    outcome.cost,
+                    now,
+                    None if state.is_terminal else outcome.next_check_at,
+                    now,
+                    state.is_terminal,
+                    now,
+                    late,
+                    now,
+                    fetch,
+                    job_id,
+                ),
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def record_check_failure(
+        self, job_id: int, error: str, *, cost: float, retry_at: float, retry_after: float | None
+    ) -> JobRecord:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            append_event(
+                conn, job_id, "vendor.poll_failed", EventSource.POLL, {"error": error}, now=now
+            )
+            conn.execute(
+                """UPDATE jobs SET check_failures = check_failures + 1, retry_after = ?,
+                       vendor_calls = vendor_calls + ?, last_checked_at = ?, next_check_at = ?,
+                       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (retry_after, cost, now, retry_at, now, job_id),
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def defer_checks(
+        self, job_ids: Sequence[int], until: float, *, mark_planned: bool = False
+    ) -> None:
+        """Release leases without a call, due again at `until` (the vendor's budget is spent,
+        or the first check of a fresh job is planned); `mark_planned` records that a plan was
+        made, so the job is not treated as fresh again."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                """UPDATE jobs SET next_check_at = ?, lease_owner = NULL, lease_expires_at = NULL,
+                       updated_at = ?,
+                       last_checked_at = CASE WHEN ? THEN created_at ELSE last_checked_at END
+                   WHERE id = ?""",
+                [(until, now, mark_planned, job_id) for job_id in job_ids],
+            )
+
+        await self._writer.run(op)
+
+    async def end_job(self, job_id: int, state: JobState, reason: str) -> JobRecord:
+        """Close a job the vendor cannot tell us about any more (expired, lost, refused)."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = fetch_job(conn, job_id)
+            if job.state.is_terminal:
+                return job
+            append_event(
+                conn,
+                job_id,
+                "job.state_changed",
+                EventSource.SYSTEM,
+                {"from": job.state, "to": state, "reason": reason},
+                now=now,
+            )
+            conn.execute(
+                """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
+                       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (state.value, reason, now, now, job_id),
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def record_action(
+        self,
+        job_id: int,
+        event_type: str,
+        payload: dict[str, object],
+        *,
+        vendor_calls: int,
+        reopen: bool = False,
+    ) -> JobRecord:
+        """An operator's action at the vendor (resume, reprocess): the job is due for a check
+        now. `reopen` (reprocess) returns a finished job to running and drops its results,
+        which the vendor will produce anew."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            append_event(conn, job_id, event_type, EventSource.API, payload, now=now)
+            if reopen:
+                conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+                conn.execute(
+                    """UPDATE jobs SET state = 'running', finished_at = NULL, error = NULL,
+                           results_state = NULL, results_count = 0
+                       WHERE id = ?""",
+                    (job_id,),
+                )
+            conn.execute(
+                """UPDATE jobs SET next_check_at = ?, vendor_calls = vendor_calls + ?,
+                       updated_at = ?
+                   WHERE id = ?""",
+                (now, vendor_calls, now, job_id),
+            )
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def claim_job(self, job_id: int, *, owner: str, lease_s: float) -> JobRecord | None:
+        """Lease one open job for an immediate check; None if it is finished or leased."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(_OPEN))
+
+        def op(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute(
+                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?
+                    WHERE id = ? AND state IN ({placeholders}) AND vendor_job_id IS NOT NULL
+                      AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+                    RETURNING *""",  # noqa: S608 (placeholders only)
+                (owner, now + lease_s, job_id, *_OPEN, now),
+            ).fetchone()
+            return None if row is None else JobRecord.from_row(row)
+
+        return await self._writer.run(op)
+
+    # -- results ----------------------------------------------------------------------------
+
+    async def claim_fetches(self, *, owner: str, lease_s: float, limit: int) -> list[WorkItem]:
+        now = self.clock()
+        return await self._writer.run(
+            lambda conn: work.claim(
+                conn, kind=FETCH_WORK, owner=owner, now=now, lease_s=lease_s, limit=limit
+            )
+        )
+
+    async def start_fetch(self, job_id: int) -> int:
+        """Mark the results as being fetched; returns the position to resume from."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "UPDATE jobs SET results_state = 'fetching', updated_at = ? WHERE id = ?",
+                (now, job_id),
+            )
+            row = conn.execute(
+                "SELECT MAX(position) FROM results WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return 0 if row[0] is None else int(row[0]) + 1
+
+        return await self._writer.run(op)
+
+    async def store_results(self, job_id: int, records: Sequence[ResultRecord]) -> int:
+        """Insert a page; positions already stored are skipped, so a retried page is harmless.
+        Returns how many were new."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            cursor = conn.executemany(
+                """INSERT INTO results (job_id, position, input_id, status, data)
+                   VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                [(job_id, r.position, r.input_id, r.status, json.dumps(r.data)) for r in records],
+            )
+            conn.execute(
+                "UPDATE jobs SET results_count = results_count + ? WHERE id = ?",
+                (cursor.rowcount, job_id),
+            )
+            return cursor.rowcount
+
+        return await self._writer.run(op)
+
+    async def charge_calls(self, job_id: int, calls: float) -> None:
+        """Add vendor calls made for a job outside a status check (fetching its results)."""
+        if calls:
+            await self._writer.run(
+                lambda conn: conn.execute(
+                    "UPDATE jobs SET vendor_calls = vendor_calls + ? WHERE id = ?", (calls, job_id)
+                )
+            )
+
+    async def finish_fetch(self, job_id: int, item_id: int) -> JobRecord:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = fetch_job(conn, job_id)
+            append_event(
+                conn,
+                job_id,
+                "results.stored",
+                EventSource.SYSTEM,
+                {"count": job.results_count, "partial": job.state is not JobState.COMPLETED},
+                now=now,
+            )
+            conn.execute(
+                "UPDATE jobs SET results_state = 'stored', updated_at = ? WHERE id = ?",
+                (now, job_id),
+            )
+            work.finish(conn, item_id, now=now)
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def retry_fetch(self, item_id: int, job_id: int, *, due_at: float, error: str) -> None:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            append_event(
+                conn, job_id, "results.fetch_retry", EventSource.SYSTEM, {"error": error}, now=now
+            )
+            work.retry_later(conn, item_id, due_at=due_at, error=error, now=now)
+
+        await self._writer.run(op)
+
+    async def fail_fetch(self, item_id: int, job_id: int, error: str) -> JobRecord:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            append_event(
+                conn, job_id, "results.fetch_failed", EventSource.SYSTEM, {"error": error}, now=now
+            )
+            conn.execute(
+                "UPDATE jobs SET results_state = 'fetch_failed', error = ?, updated_at = ? "
+                "WHERE id = ?",
+                (error, now, job_id),
+            )
+            work.finish(conn, item_id, now=now, state="dead")
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)

@@ -1,0 +1,248 @@
+"""Checking due jobs: claim them with a lease, ask each vendor (one list call for many jobs
+where it has one), record what it said, and plan the next look with the polling policy.
+
+Level-triggered: every check reads the vendor's current state and moves the job toward it,
+so a check may run twice, late, or after a crash without harm."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import structlog
+
+from enrichwatch.errors import (
+    VendorAuthError,
+    VendorError,
+    VendorNotFoundError,
+    VendorPaymentError,
+)
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.polling import (
+    CheckReason,
+    DurationModel,
+    JobView,
+    PastJob,
+    ProgressSample,
+    backoff,
+    next_check,
+)
+from enrichwatch.store import CheckOutcome, JobRecord
+from enrichwatch.vendors.base import StatusSnapshot, VendorAdapter
+from reconciler.state import Reconciler
+
+log = structlog.get_logger("enrichwatch.reconciler")
+
+LEASE_S = 120.0
+BATCH = 200
+
+
+async def check_due_jobs(rc: Reconciler) -> int:
+    """One pass over every job whose check is due; returns how many were checked."""
+    jobs = await rc.services.store.claim_due_jobs(owner=rc.owner, lease_s=LEASE_S, limit=BATCH)
+    by_vendor: dict[VendorName, list[JobRecord]] = defaultdict(list)
+    for job in jobs:
+        by_vendor[job.vendor].append(job)
+    for vendor, group in by_vendor.items():
+        await _check_vendor(rc, vendor, group)
+    for job_ids, until in rc.deferred:
+        await rc.services.store.defer_checks(job_ids, until)
+    rc.deferred.clear()
+    return len(jobs)
+
+
+async def _check_vendor(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord]) -> None:
+    history = await _history(rc, vendor)
+    # A job we have just submitted is known to be unfinished: plan its first call from the
+    # vendor's history instead of spending one to learn nothing.
+    fresh = [job for job in jobs if _just_submitted(job)]
+    for job in fresh:
+        await _plan_without_calling(rc, job, history)
+    jobs = [job for job in jobs if not _just_submitted(job)]
+    if not jobs:
+        return
+    calls = 0
+
+    def count(_: str) -> None:
+        nonlocal calls
+        calls += 1
+
+    adapter = rc.services.adapter(vendor, on_call=count)
+    remaining = list(jobs)
+    if adapter.has_list_endpoint and len(jobs) > 1:
+        if not _affordable(rc, vendor, jobs):
+            return
+        try:
+            snapshots = await adapter.list_status([job.vendor_job_id or "" for job in jobs])
+        except VendorError as exc:
+            _observe_limits(rc, vendor, adapter)
+            for job in jobs:
+                await _record_failure(rc, job, exc, calls / len(jobs))
+            return
+        _observe_limits(rc, vendor, adapter)
+        share = calls / len(jobs)
+        remaining = []
+        for job in jobs:
+            snapshot = snapshots.get(job.vendor_job_id or "")
+            if snapshot is None:
+                remaining.append(job)
+            else:
+                await _record(rc, job, snapshot, share, history)
+    await _check_each(rc, vendor, remaining, history)
+
+
+async def _check_each(
+    rc: Reconciler, vendor: VendorName, jobs: list[JobRecord], history: DurationModel
+) -> None:
+    """One status call per job, as the vendor's budget allows."""
+    calls = 0
+
+    def count(_: str) -> None:
+        nonlocal calls
+        calls += 1
+
+    adapter = rc.services.adapter(vendor, on_call=count)
+    for index, job in enumerate(jobs):
+        if not _affordable(rc, vendor, jobs[index:]):
+            break
+        calls = 0
+        try:
+            snapshot = await adapter.status(job.vendor_job_id or "")
+        except VendorError as exc:
+            _observe_limits(rc, vendor, adapter)
+            await _record_failure(rc, job, exc, calls)
+            continue
+        _observe_limits(rc, vendor, adapter)
+        await _record(rc, job, snapshot, calls, history)
+
+
+async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:
+    """Check one job at once (a forced check), whatever its plan; a finished job is returned
+    as it is."""
+    job = await rc.services.store.claim_job(job_id, owner=rc.owner, lease_s=LEASE_S)
+    if job is not None:
+        await _check_each(rc, job.vendor, [job], await _history(rc, job.vendor))
+    return await rc.services.store.get_job(job_id)
+
+
+async def _history(rc: Reconciler, vendor: VendorName) -> DurationModel:
+    """The vendor's durations as learned from its completed jobs in the event log."""
+    past = await rc.services.store.durations(vendor)
+    return DurationModel(PastJob(size, duration) for size, duration in past)
+
+
+def _just_submitted(job: JobRecord) -> bool:
+    return (
+        job.input_rows is not None
+        and job.last_checked_at is None
+        and (job.last_callback_at is None)
+    )
+
+
+async def _plan_without_calling(rc: Reconciler, job: JobRecord, history: DurationModel) -> None:
+    now = rc.now()
+    view = JobView(
+        submitted_at=job.created_at,
+        state=job.state,
+        size=job.input_rows,
+        expects_callback=job.expects_callback,
+    )
+    plan = next_check(view, now, rc.policies[job.vendor], history, rc.rng)
+    # The first real call, whatever the plan, comes within the safety net of submission.
+    await rc.services.store.defer_checks([job.id], max(plan.at, now), mark_planned=True)
+
+
+def _affordable(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord]) -> bool:
+    """Reserve one call from the vendor's budget; when it cannot be made now, the jobs wait
+    (without a call) until it can."""
+    now = rc.now()
+    ready = rc.budgets[vendor].reserve(now)
+    if ready <= now:
+        return True
+    rc.deferred.append(([job.id for job in jobs], ready))
+    return False
+
+
+def _observe_limits(rc: Reconciler, vendor: VendorName, adapter: VendorAdapter) -> None:
+    info = adapter.rate_limit
+    if info is not None:
+        rc.budgets[vendor].observe(rc.now(), info.remaining, info.reset)
+
+
+async def _record(
+    rc: Reconciler,
+    job: JobRecord,
+    snapshot: StatusSnapshot,
+    cost: float,
+    history: DurationModel,
+) -> None:
+    now = rc.now()
+    state = snapshot.state if not job.state.is_terminal else job.state
+    next_at: float | None = None
+    # Polling found the end of a job whose callback never came: the callback is late (or
+    # lost), whatever the plan said.
+    late = job.expects_callback and job.last_callback_at is None and state.is_terminal
+    if not state.is_terminal:
+        view = _view(job, snapshot, now, await rc.services.store.progress_samples(job.id))
+        plan = next_check(
+            view,
+            now,
+            rc.policies[job.vendor],
+            history,
+            rc.rng,
+            budget_ready_at=rc.budgets[job.vendor].available_at(now),
+        )
+        if plan.reason is CheckReason.EXPIRED:
+            await rc.services.store.end_job(job.id, JobState.EXPIRED, "older than the maximum age")
+            return
+        next_at, late = plan.at, plan.late_webhook
+    updated = await rc.services.store.record_check(
+        job.id, CheckOutcome(snapshot, cost, next_at, late)
+    )
+    if updated.state is not job.state:
+        log.info("job_state_changed", job_id=job.id, vendor=job.vendor.value, state=updated.state)
+
+
+async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost: float) -> None:
+    store = rc.services.store
+    if isinstance(exc, VendorNotFoundError):
+        await store.end_job(job.id, JobState.EXPIRED, f"the vendor no longer knows this job: {exc}")
+        return
+    now = rc.now()
+    policy = rc.policies[job.vendor]
+    if isinstance(exc, VendorAuthError | VendorPaymentError):
+        # Retrying will not help until someone fixes the key or the credits; look again at
+        # the safety-net interval rather than hammering the vendor.
+        retry_at = now + policy.max_interval
+    else:
+        retry_after = exc.retry_after
+        if retry_after is not None:
+            rc.budgets[job.vendor].block_until(now + retry_after)
+        retry_at = now + backoff(
+            job.check_failures + 1, rc.rng, base=policy.backoff_base, retry_after=retry_after
+        )
+    log.warning("status_check_failed", job_id=job.id, vendor=job.vendor.value, error=str(exc))
+    await store.record_check_failure(
+        job.id, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after
+    )
+
+
+def _view(
+    job: JobRecord,
+    snapshot: StatusSnapshot,
+    now: float,
+    samples: list[tuple[float, int, int]],
+) -> JobView:
+    """The job as the policy sees it right after this check."""
+    progress = [ProgressSample(job.created_at, 0, samples[0][2])] if samples else []
+    progress += [ProgressSample(at, done, total) for at, done, total in samples]
+    if snapshot.done is not None and snapshot.total:
+        progress.append(ProgressSample(now, snapshot.done, snapshot.total))
+    return JobView(
+        submitted_at=job.created_at,
+        state=snapshot.state if snapshot.state is not JobState.SUBMITTED else job.state,
+        size=snapshot.total or job.progress_total or job.input_rows,
+        samples=tuple(progress),
+        last_check_at=now,
+        expects_callback=job.expects_callback,
+        callback_at=job.last_callback_at,
+    )

@@ -1,0 +1,40 @@
+"""What one reconciler process keeps between passes: each vendor account's request budget and
+polling policy. Budgets are per process; all else lives in the database."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+
+from enrichwatch.models import VendorName
+from enrichwatch.polling import TokenBucket, VendorPolicy, vendor_policy
+from enrichwatch.runtime import Services
+from enrichwatch.vendors import adapter_class
+
+
+def owner_id() -> str:
+    """Who holds a lease: unique per process, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Reconciler:
+    services: Services
+    owner: str = field(default_factory=owner_id)
+    rng: random.Random = field(default_factory=random.Random)
+    budgets: dict[VendorName, TokenBucket] = field(default_factory=dict)
+    policies: dict[VendorName, VendorPolicy] = field(default_factory=dict)
+    deferred: list[tuple[list[int], float]] = field(default_factory=list)
+    """Jobs a pass could not afford to check, and when the budget allows; flushed per pass."""
+
+    def __post_init__(self) -> None:
+        settings = self.services.settings
+        for vendor in VendorName:
+            limits = adapter_class(vendor).limits
+            self.budgets[vendor] = TokenBucket.per_minute(limits.requests_per_minute)
+            self.policies[vendor] = vendor_policy(limits, settings.vendor(vendor), settings)
+
+    def now(self) -> float:
+        return self.services.store.clock()
