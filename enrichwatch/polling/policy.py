@@ -37,7 +37,8 @@ class CheckReason(StrEnum):
     WEBHOOK_WAIT = "webhook_wait"
     """Waiting for a callback; the time is the deadline after which it counts as late."""
     WEBHOOK_LATE = "webhook_late"
-    """The callback is late; polling until the job ends."""
+    """The callback is late; checking until the job ends, each time at a deadline re-armed
+    from what the last call showed."""
     PAUSED = "paused"
     """The job waits for an operator; only the safety net checks it."""
     BACKOFF = "backoff"
@@ -78,7 +79,7 @@ class VendorPolicy:
     max_age: float = 7 * DAY
     miss_probability: float = 0.01
     done_quantile: float = 0.8
-    webhook_quantile: float = 0.98
+    webhook_quantile: float = 0.95
     backoff_base: float = 5.0
     estimator: ProgressEstimator = field(default_factory=ProgressEstimator)
 
@@ -184,10 +185,10 @@ def _wanted(
     deadline = callback_deadline(job, policy, durations)
     if deadline is not None and now < deadline:
         return CheckPlan(deadline, CheckReason.WEBHOOK_WAIT)
-    at = _predicted(completion_estimate(job, policy, durations), job, policy)
+    completion = completion_estimate(job, policy, durations)
     if deadline is not None and job.callback_at is None:
-        return CheckPlan(at, CheckReason.WEBHOOK_LATE, late_webhook=True)
-    return CheckPlan(at, CheckReason.PREDICTED)
+        return CheckPlan(_late(completion, job, deadline, policy), CheckReason.WEBHOOK_LATE, True)
+    return CheckPlan(_predicted(completion, job, policy), CheckReason.PREDICTED)
 
 
 def callback_deadline(job: JobView, policy: VendorPolicy, durations: DurationModel) -> float | None:
@@ -196,6 +197,17 @@ def callback_deadline(job: JobView, policy: VendorPolicy, durations: DurationMod
     if not job.expects_callback:
         return None
     return job.submitted_at + durations.duration(job.size).quantile(policy.webhook_quantile)
+
+
+def _late(completion: CompletionTime, job: JobView, deadline: float, policy: VendorPolicy) -> float:
+    """Past the deadline, the first call is due soon: the silence is as likely a lost callback
+    as a slow job. Once a call since then has found the job still running, the silence is
+    explained and the callback is again the likely way to hear of the end, so rather than
+    polling toward the completion, wait for it up to a deadline re-armed from the sharper
+    estimate (progress counts, a longer run); only a lost callback pays for that wait."""
+    if job.last_check_at is None or job.last_check_at < deadline:
+        return _predicted(completion, job, policy)
+    return completion.quantile(policy.webhook_quantile)
 
 
 def _retry(job: JobView, policy: VendorPolicy, rng: random.Random) -> CheckPlan:

@@ -161,18 +161,24 @@ def test_webhook_job_is_not_polled_before_its_deadline():
 
 def test_late_webhook_falls_back_to_polling_until_the_job_ends():
     deadline = MODEL.duration(100).quantile(POLICY.webhook_quantile)
-    job = JobView(
-        submitted_at=0.0,
+    job = JobView(submitted_at=0.0, size=100, expects_callback=True, last_check_at=deadline / 2)
+    first = next_check(job, deadline + 5, POLICY, MODEL, random.Random(0))
+    assert (first.at, first.reason, first.late_webhook) == (
+        deadline + 5,
+        CheckReason.WEBHOOK_LATE,
+        True,
+    )
+    running = replace(
+        job,
         state=JobState.RUNNING,
-        size=100,
         samples=(ProgressSample(0.0, 0, 100), ProgressSample(deadline, 90, 100)),
         last_check_at=deadline,
-        expects_callback=True,
     )
-    plan = next_check(job, deadline, POLICY, MODEL, random.Random(0))
+    plan = next_check(running, deadline, POLICY, MODEL, random.Random(0))
     assert plan.late_webhook
     assert plan.reason is CheckReason.WEBHOOK_LATE
-    assert plan.at < deadline + 0.2 * deadline
+    # Re-armed from the progress counts: well before the job's age doubles.
+    assert deadline + POLICY.min_interval <= plan.at < deadline + 0.25 * deadline
 
 
 def test_a_callback_makes_the_job_due_for_one_confirming_call():
