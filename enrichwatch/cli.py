@@ -213,7 +213,10 @@ def results(obj: _Context, job_id: int, output: Path | None) -> None:
     async def work(services: Services) -> int:
         job = await services.store.get_job(job_id)
         chunks = export.csv_rows if output and output.suffix == ".csv" else export.jsonl
-        sink = output.open("wb") if output else sys.stdout.buffer
+        try:
+            sink = output.open("wb") if output else sys.stdout.buffer
+        except OSError as exc:
+            raise ExportError(f"cannot write {output}: {exc.strerror}") from None
         try:
             async for chunk in chunks(services.store, job.id):
                 sink.write(chunk)
@@ -296,6 +299,10 @@ def sim(port: int, speed: float, seed: int) -> None:
     from enrichwatch.sim import run_standalone
 
     run_standalone(port=port, speed=speed, seed=seed)
+
+
+class ExportError(EnrichwatchError):
+    """The results file cannot be written."""
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

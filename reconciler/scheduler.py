@@ -1,11 +1,16 @@
-"""The reconciler's loop, run by APScheduler. The schedule only says *when to look*; what is
-due lives in the database, so a restart (or a second reconciler) loses nothing."""
+"""The reconciler's loop. APScheduler only says *when to look*; what is due lives in the
+database, so a restart (or a second reconciler) loses nothing.
+
+Two lanes run side by side, each one pass at a time: checks (held-back submissions, then due
+status checks) and fetches (results). A fetch can take minutes, so checks never wait for one:
+a job a callback made due is checked at once even while a large result file downloads. A look
+asked for while a lane is busy is not lost: the lane runs again as soon as its pass ends."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -27,71 +32,102 @@ SWEEP_INTERVAL_S = 3600.0
 
 async def reconcile_once(rc: Reconciler) -> None:
     """One pass: send held-back parts, check due jobs, fetch due results."""
-    await send_queued_submissions(rc.services, rc.owner)
-    await check_due_jobs(rc)
+    await _check_pass(rc)
     await fetch_due_results(rc)
 
 
-class _Loop:
-    """Runs passes one at a time (the vendors' budgets are shared state) and lets a stop wait
-    for the pass in flight."""
+async def _check_pass(rc: Reconciler) -> None:
+    await send_queued_submissions(rc.services, rc.owner)
+    await check_due_jobs(rc)
 
-    def __init__(self, rc: Reconciler) -> None:
-        self.rc = rc
-        self.lock = asyncio.Lock()
 
-    async def run_pass(self) -> None:
-        async with self.lock:
-            structlog.contextvars.clear_contextvars()
-            try:
-                await reconcile_once(self.rc)
-            except Exception:
-                # One bad pass must not stop the schedule; the next pass starts afresh.
-                log.exception("reconcile_pass_failed")
+class _Lane:
+    """Runs one kind of pass, one at a time, whenever `wanted` is set; setting it during a
+    pass makes another pass follow that one."""
 
-    async def sweep(self) -> None:
-        """The slow safety net: any open job unchecked for longer than its vendor's maximum
-        interval is made due, whatever its plan says."""
-        count = await self.rc.services.store.make_stale_jobs_due(
-            {vendor: policy.max_interval for vendor, policy in self.rc.policies.items()}
-        )
-        if count:
-            log.info("safety_sweep", jobs=count)
+    def __init__(
+        self, name: str, work: Callable[[], Awaitable[object]], wanted: asyncio.Event
+    ) -> None:
+        self.name = name
+        self.work = work
+        self.wanted = wanted
+        self.busy = asyncio.Lock()
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            async with self.busy:
+                structlog.contextvars.clear_contextvars()
+                try:
+                    await self.work()
+                except Exception:
+                    # One bad pass must not stop the lane; the next pass starts afresh.
+                    log.exception("reconcile_pass_failed", lane=self.name)
 
 
 @asynccontextmanager
 async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncIterator[Reconciler]:
-    """Run the reconciler until the block exits. At start every open job is checked once."""
+    """Run the reconciler until the block exits. At start every open job is checked once,
+    and work a killed predecessor held (a results fetch under way) is taken up at once."""
     rc = rc or Reconciler(services)
-    loop = _Loop(rc)
     await services.store.make_open_jobs_due()
+    released = await services.store.release_work_leases()
+    if released:
+        log.info("work_leases_released", items=released)
+
+    fetches = _Lane("fetch", lambda: fetch_due_results(rc), asyncio.Event())
+
+    async def check() -> None:
+        await _check_pass(rc)
+        fetches.wanted.set()  # results the checks found are fetched without waiting a tick
+
+    # A callback sets `due_now` (in this process): the checks lane looks at once.
+    checks = _Lane("check", check, services.due_now)
+    lanes = (checks, fetches)
+
+    async def tick() -> None:
+        for lane in lanes:
+            lane.wanted.set()
+
+    async def sweep() -> None:
+        """The slow safety net: any open job unchecked for longer than its vendor's maximum
+        interval is made due, whatever its plan says."""
+        count = await services.store.make_stale_jobs_due(
+            {vendor: policy.max_interval for vendor, policy in rc.policies.items()}
+        )
+        if count:
+            log.info("safety_sweep", jobs=count)
+            checks.wanted.set()
+
+    tasks = [
+        asyncio.create_task(lane.run_forever(), name=f"reconciler-{lane.name}") for lane in lanes
+    ]
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(
-        loop.run_pass,
+        tick,
         "interval",
         seconds=services.settings.work_interval,
         id=RECONCILE_JOB,
         next_run_time=datetime.now(UTC),
         **common,
     )
-    scheduler.add_job(loop.sweep, "interval", seconds=SWEEP_INTERVAL_S, id=SWEEP_JOB, **common)
+    scheduler.add_job(sweep, "interval", seconds=SWEEP_INTERVAL_S, id=SWEEP_JOB, **common)
     scheduler.start()
-    wake = asyncio.create_task(_wake_on_callbacks(services, scheduler), name="reconciler-wake")
     try:
         yield rc
     finally:
-        wake.cancel()
         scheduler.shutdown(wait=False)
         with contextlib.suppress(TimeoutError):
-            # Let the pass in flight finish its current step; the database keeps the rest.
-            await asyncio.wait_for(loop.lock.acquire(), services.settings.shutdown_timeout)
-        await asyncio.gather(wake, return_exceptions=True)
+            # Let the passes in flight finish their current step; the database keeps the rest.
+            await asyncio.wait_for(_idle(lanes), services.settings.shutdown_timeout)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _wake_on_callbacks(services: Services, scheduler: AsyncIOScheduler) -> None:
-    """A callback made a job due: run a pass now instead of at the next tick."""
-    while True:
-        await services.due_now.wait()
-        services.due_now.clear()
-        scheduler.modify_job(RECONCILE_JOB, next_run_time=datetime.now(UTC))
+async def _idle(lanes: tuple[_Lane, ...]) -> None:
+    """Wait until no lane is in a pass, and keep them from starting another."""
+    for lane in lanes:
+        await lane.busy.acquire()

@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pydantic_core import to_json
+
 from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
 from enrichwatch.store import work
 from enrichwatch.store.records import JobRecord, WorkItem
@@ -88,6 +90,22 @@ class CheckWrites:
             )
         )
 
+    async def release_work_leases(self) -> int:
+        """Free every leased work item (results fetches, held-back submissions): the start-up
+        step that lets a restarted reconciler resume what a killed one was doing, instead of
+        waiting out its lease. One reconciler runs per database, so at start any lease is a
+        dead predecessor's. Returns how many were freed."""
+        now = self.clock()
+        return await self._writer.run(
+            lambda conn: (
+                conn.execute(
+                    """UPDATE work SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                       WHERE state = 'pending' AND lease_owner IS NOT NULL""",
+                    (now,),
+                ).rowcount
+            )
+        )
+
     async def make_stale_jobs_due(self, max_intervals: Mapping[VendorName, float]) -> int:
         """Open jobs unchecked for longer than their vendor's maximum interval, due now."""
         now = self.clock()
@@ -115,7 +133,7 @@ class CheckWrites:
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = fetch_job(conn, job_id)
-            append_event(
+            polled = append_event(
                 conn,
                 job_id,
                 "vendor.polled",
@@ -150,8 +168,12 @@ class CheckWrites:
             if late:
                 append_event(conn, job_id, "webhook.late", EventSource.SYSTEM, {}, now=now)
             fetch = snap.results_available and (state.is_terminal or state is JobState.NEEDS_ACTION)
-            # Once per state that brings results (a pause's partial set, then the final one).
-            if fetch and (state is not job.state or job.results_state is None):
+            # Once per state that brings results (a pause's partial set, then the final one;
+            # again after a reprocess reopened the job). Each is a fetch of its own, keyed by
+            # the check that found it, so its attempts count from zero and its first attempt
+            # starts from this answer; and the results are pending again until it is done.
+            fetch_now = fetch and (state is not job.state or job.results_state is None)
+            if fetch_now:
                 work.enqueue(
                     conn,
                     kind=FETCH_WORK,
@@ -159,7 +181,7 @@ class CheckWrites:
                     # The fetch starts from this answer (its links, inline results) rather
                     # than paying for another status call.
                     payload={"snapshot": snap.model_dump(mode="json")},
-                    unique_key=f"{FETCH_WORK}:{job_id}:{state.value}",
+                    unique_key=f"{FETCH_WORK}:{job_id}:{polled}",
                     due_at=now,
                     now=now,
                 )
@@ -173,8 +195,7 @@ class CheckWrites:
                        lease_expires_at = NULL, updated_at = ?,
                        finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END,
                        late_webhook_at = CASE WHEN ? THEN ? ELSE late_webhook_at END,
-                       results_state = CASE WHEN ? AND results_state IS NULL
-                                            THEN 'pending' ELSE results_state END
+                       results_state = CASE WHEN ? THEN 'pending' ELSE results_state END
                    WHERE id = ?""",
                 (
                     state.value,
@@ -191,7 +212,7 @@ class CheckWrites:
                     now,
                     late,
                     now,
-                    fetch,
+                    fetch_now,
                     job_id,
                 ),
             )
@@ -343,13 +364,25 @@ class CheckWrites:
 
     async def store_results(self, job_id: int, records: Sequence[ResultRecord]) -> int:
         """Insert a page; positions already stored are skipped, so a retried page is harmless.
-        Returns how many were new."""
+        Returns how many were new.
+
+        The rows are built before the write is queued, so the write (which may run twice, see
+        `Writer.run`) is SQLite alone. pydantic-core serialises several times faster than
+        `json.dumps` (compact, UTF-8 as is); text UTF-8 cannot carry (a lone surrogate) sends
+        the page to `json.dumps`, which escapes it."""
+        try:
+            rows = [
+                (job_id, r.position, r.input_id, r.status, to_json(r.data).decode())
+                for r in records
+            ]
+        except ValueError:
+            rows = [(job_id, r.position, r.input_id, r.status, json.dumps(r.data)) for r in records]
 
         def op(conn: sqlite3.Connection) -> int:
             cursor = conn.executemany(
                 """INSERT INTO results (job_id, position, input_id, status, data)
                    VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                [(job_id, r.position, r.input_id, r.status, json.dumps(r.data)) for r in records],
+                rows,
             )
             conn.execute(
                 "UPDATE jobs SET results_count = results_count + ? WHERE id = ?",

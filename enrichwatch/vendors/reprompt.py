@@ -3,8 +3,10 @@ grouped by job status, results paged by offset, reprocessing, and a batch list. 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
@@ -60,6 +62,8 @@ class RepromptAdapter(HttpAdapter):
     )
     settings: RepromptSettings
     results_page_size = 100
+    results_read_ahead = 3
+    """Result pages asked for at once at most."""
     list_page_size = 100
     max_list_pages = 10
 
@@ -194,24 +198,47 @@ class RepromptAdapter(HttpAdapter):
     async def results(
         self, snapshot: StatusSnapshot, start: int = 0
     ) -> AsyncIterator[list[ResultRecord]]:
-        offset = start
-        while True:
-            params: dict[str, str | int] = {
-                "batchId": snapshot.vendor_job_id,
-                "limit": self.results_page_size,
-                "offset": offset,
-            }
-            data = await self.call("GET", ROOT + "/jobs", self._path(), params=params)
-            jobs = data.get("jobs") if isinstance(data, dict) else None
-            if not isinstance(jobs, list):
-                raise VendorProtocolError(self.name, "results body has no jobs array")
-            if not jobs:
-                return
-            yield [_result(offset + i, job) for i, job in enumerate(jobs)]
-            offset += len(jobs)
-            total = data.get("total")
-            if isinstance(total, int) and offset >= total:
-                return
+        """Pages by offset from `start`, with up to `results_read_ahead` requests in flight, so
+        Reprompt prepares the next pages while the caller stores this one. Once `total` is
+        known, the pages ahead are asked for at the offsets full pages would reach, and none
+        past the last; a page shorter than asked (before the end) drops the guesses and goes
+        on from where it really ended, so no position is skipped or repeated."""
+        batch_id, size = snapshot.vendor_job_id, self.results_page_size
+        ahead: deque[tuple[int, asyncio.Task[tuple[list[Any], int | None]]]] = deque()
+        ahead.append((start, asyncio.create_task(self._results_page(batch_id, start))))
+        try:
+            while ahead:
+                offset, request = ahead.popleft()
+                jobs, total = await request
+                if not jobs:
+                    return
+                page = [_result(offset + i, job) for i, job in enumerate(jobs)]
+                end = offset + len(jobs)
+                if len(jobs) != size:
+                    _drop(ahead)
+                # Without a total, where the pages end is unknown: one request at a time.
+                depth = 1 if total is None else self.results_read_ahead
+                following = ahead[-1][0] + size if ahead else end
+                while len(ahead) < depth and (total is None or following < total):
+                    task = asyncio.create_task(self._results_page(batch_id, following))
+                    ahead.append((following, task))
+                    following += size
+                yield page
+        finally:
+            _drop(ahead)  # the caller stopped early
+
+    async def _results_page(self, batch_id: str, offset: int) -> tuple[list[Any], int | None]:
+        params: dict[str, str | int] = {
+            "batchId": batch_id,
+            "limit": self.results_page_size,
+            "offset": offset,
+        }
+        data = await self.call("GET", ROOT + "/jobs", self._path(), params=params)
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, list):
+            raise VendorProtocolError(self.name, "results body has no jobs array")
+        total = data.get("total")
+        return jobs, total if isinstance(total, int) else None
 
     async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
         """Options are the vendor's: `failed_only` (its default true), `incomplete_only`,
@@ -269,6 +296,14 @@ def _place_job(row: Mapping[str, str]) -> dict[str, Any]:
         if value:
             inputs[column] = float(value) if column in BOUNDS else value
     return {"place_id": cell(row, "place_id"), "inputs": inputs}
+
+
+def _drop(requests: deque[tuple[int, asyncio.Task[Any]]]) -> None:
+    """Cancel pages asked for that will not be read; a failure one already had is not news."""
+    while requests:
+        _, request = requests.popleft()
+        if not request.cancel() and not request.cancelled():
+            request.exception()
 
 
 def _result(position: int, job: Any) -> ResultRecord:

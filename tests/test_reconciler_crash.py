@@ -1,0 +1,374 @@
+"""A real `enrichwatch serve` process against the vendor simulator on a scaled clock: killed
+with SIGKILL in the middle of polling and in the middle of a results fetch, it picks up where
+it left off on restart (every job finishes, results have no duplicates and no gaps); and a
+callback makes a waiting job checked at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import aiohttp
+import pytest_asyncio
+
+from enrichwatch.models import VendorName
+from enrichwatch.sim import JobProfile, SimConfig, SimServer
+from enrichwatch.store import InboundDelivery, Store
+from tests.test_reconciler import INPUTS
+
+TOKEN = "reconciler-crash-token-0000"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+T = TypeVar("T")
+
+
+def serve_env(sim: SimServer, db, port: int = 0, **settings: object) -> dict[str, str]:
+    """`enrichwatch serve` aimed at the simulator; `settings` are more ENRICHWATCH_* values
+    (`work_interval=0.2`, `crustdata__max_poll_interval=1`, …)."""
+    env = {
+        **os.environ,
+        "ENRICHWATCH_DB": str(db),
+        "ENRICHWATCH_PORT": str(port),
+        "ENRICHWATCH_API_TOKEN": TOKEN,
+        "ENRICHWATCH_LOG_LEVEL": "warning",
+        "ENRICHWATCH_LOG_FORMAT": "json",
+        "ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS": json.dumps([sim.storage.host]),
+    }
+    for vendor in VendorName:
+        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
+        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
+        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
+    for name, value in settings.items():
+        env[f"ENRICHWATCH_{name.upper()}"] = str(value)
+    return env
+
+
+@asynccontextmanager
+async def serve(env: dict[str, str], log_path):
+    """A running `python -m enrichwatch serve`; yields the process and its URL. Its log goes
+    to `log_path` (a pipe nobody reads could fill and stall it)."""
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "enrichwatch",
+            "serve",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        url = None
+        while url is None:
+            assert process.stdout is not None
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, "serve exited before listening: " + log_path.read_text()
+            if "listening on" in line:
+                url = line.rsplit(" ", 1)[1].strip()
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def kill(process) -> None:
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+
+def free_port() -> int:
+    """A port for a service to bind on both of its starts, so callback URLs stay valid."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def query(db, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def eventually(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `condition` with short waits until it is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def positions(db, job_id: int) -> list[int]:
+    rows = query(db, "SELECT position FROM results WHERE job_id = ? ORDER BY position", (job_id,))
+    return [row["position"] for row in rows]
+
+
+async def api(http: aiohttp.ClientSession, method: str, url: str, body: object = None) -> dict:
+    async with http.request(method, url, json=body, headers=AUTH) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()
+
+
+# -- kill -9 mid-fetch -----------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def fast_sim():
+    async with SimServer(SimConfig(seed=3, speed=300)) as sim:
+        yield sim
+
+
+async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_path, fast_sim):
+    sim, db = fast_sim, tmp_path / "fetch.db"
+    crust = sim.crustdata.add_job(200_000)
+    end = crust.job.terminal_at()
+    assert end is not None
+    await sim.advance_to(end + 1)  # finished at the vendor: the first check finds results
+    (view,) = sim.jobs("crustdata")
+    assert view.vendor_status == "completed"
+    env = serve_env(sim, db, work_interval=0.2)
+
+    async with serve(env, tmp_path / "serve.log") as (process, url):
+        async with aiohttp.ClientSession() as http:
+            job = await api(
+                http,
+                "POST",
+                f"{url}/api/jobs",
+                {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+            )
+
+        def mid_fetch() -> bool:
+            (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
+            # Past the first part file, so the restart has to skip a part and a half.
+            count = row["results_count"]
+            return row["results_state"] == "fetching" and 7_500 <= count < view.succeeded
+
+        await eventually(mid_fetch, 30, "the fetch is under way")
+        await kill(process)
+
+    killed_at = len(positions(db, job["id"]))
+    assert 0 < killed_at < view.succeeded
+    async with serve(env, tmp_path / "serve.log"):
+
+        def stored() -> bool:
+            (row,) = query(db, "SELECT results_state FROM jobs WHERE id = ?", (job["id"],))
+            return row["results_state"] == "stored"
+
+        await eventually(stored, 40, "the results are stored after the restart")
+
+    (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
+    assert row["state"] == "completed"
+    assert positions(db, job["id"]) == list(range(view.succeeded))
+    assert row["results_count"] == view.succeeded
+    events = [
+        r["type"] for r in query(db, "SELECT type FROM events WHERE job_id = ?", (job["id"],))
+    ]
+    assert events.count("results.stored") == 1
+
+
+# -- kill -9 mid-polling ---------------------------------------------------------------------
+
+
+def sim_config(seed: int, speed: float, seconds: float) -> SimConfig:
+    """Every vendor's jobs take about `seconds` simulated seconds, whatever their size."""
+    config = SimConfig(seed=seed, speed=speed)
+    for vendor in VendorName:
+        config.vendor(vendor.value).profile = JobProfile(
+            base_seconds=seconds, seconds_per_record=0.0, sigma=0.1, start_jitter=0.0
+        )
+    return config
+
+
+def poll_fast(**settings: object) -> dict[str, object]:
+    """Settings that poll every vendor at least every second (real time)."""
+    for vendor in VendorName:
+        settings[f"{vendor.value}__min_poll_interval"] = 0.2
+        settings[f"{vendor.value}__max_poll_interval"] = 1.0
+    return {"work_interval": 0.2, **settings}
+
+
+OPEN = "state NOT IN ('completed', 'failed', 'expired')"
+
+
+async def test_kill_mid_polling_then_restart_finishes_every_job_with_all_results(tmp_path):
+    db, log = tmp_path / "poll.db", tmp_path / "serve.log"
+    # About 5 s of real time per job: long enough to be killed while being polled.
+    async with SimServer(sim_config(seed=21, speed=100, seconds=500)) as sim:
+        env = serve_env(sim, db, port=free_port(), **poll_fast())
+        async with serve(env, log) as (process, url), aiohttp.ClientSession() as http:
+            jobs = {}
+            for vendor, (rows, options) in INPUTS.items():
+                body = {"vendor": vendor.value, "submit": {"rows": rows, "options": options}}
+                (jobs[vendor],) = (await api(http, "POST", f"{url}/api/jobs", body))["jobs"]
+
+            def polled_while_open() -> bool:
+                polled = query(db, "SELECT COUNT(*) FROM events WHERE type = 'vendor.polled'")
+                still_open = query(db, f"SELECT COUNT(*) FROM jobs WHERE {OPEN}")
+                # A round of polls made, and most jobs still open.
+                return polled[0][0] >= len(jobs) and still_open[0][0] >= 3
+
+            await eventually(polled_while_open, 10, "jobs are being polled")
+            await kill(process)
+
+        assert query(db, f"SELECT COUNT(*) FROM jobs WHERE {OPEN}")[0][0] > 0
+        async with serve(env, log):
+
+            def all_stored() -> bool:
+                rows = query(db, "SELECT state, results_state FROM jobs")
+                return all(row["results_state"] == "stored" for row in rows)
+
+            await eventually(all_stored, 30, "every job finished with its results stored")
+
+        for vendor, job in jobs.items():
+            (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
+            (view,) = [v for v in sim.jobs(vendor.value) if v.job_id == row["vendor_job_id"]]
+            expected = view.succeeded if vendor is VendorName.CRUSTDATA else view.total
+            assert row["state"] == "completed", vendor
+            assert positions(db, job["id"]) == list(range(expected)), vendor
+            assert row["results_count"] == expected, vendor
+            events = query(db, "SELECT type FROM events WHERE job_id = ?", (job["id"],))
+            assert [e["type"] for e in events].count("results.stored") == 1, vendor
+
+
+# -- callbacks wake the reconciler -----------------------------------------------------------
+
+
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def polls(db, job_id: int) -> int:
+    rows = query(
+        db, "SELECT COUNT(*) FROM events WHERE job_id = ? AND type = 'vendor.polled'", (job_id,)
+    )
+    return int(rows[0][0])
+
+
+@pytest_asyncio.fixture
+async def slow_sim():
+    """Jobs that run for days of simulated time: nothing finishes during a test."""
+    async with SimServer(sim_config(seed=8, speed=100, seconds=10 * 86_400)) as sim:
+        yield sim
+
+
+async def submit_people(tmp_path, env) -> dict:
+    """A Crustdata job submitted with the CLI (so with its callback URL)."""
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "professional_network_profile_urls\n"
+        + "".join(f"https://www.linkedin.com/in/p{n}/\n" for n in range(20))
+    )
+    code, out, err = await cli(env, "submit", "crustdata", str(people), "--json")
+    assert code == 0, err
+    (job,) = json.loads(out)
+    return job
+
+
+def planned_far_away(db, *job_ids: int) -> bool:
+    """The jobs' next checks are planned at least five minutes ahead."""
+    rows = [query(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))[0] for job_id in job_ids]
+    return all(
+        row["last_checked_at"] is not None and row["next_check_at"] > time.time() + 300
+        for row in rows
+    )
+
+
+async def test_a_callback_gets_its_job_checked_within_a_second_even_mid_fetch(tmp_path, slow_sim):
+    sim, db = slow_sim, tmp_path / "wake.db"
+    # Scheduled passes are a minute apart: only the start and callbacks make them sooner.
+    env = serve_env(sim, db, port=free_port(), work_interval=60)
+    # Two jobs waiting for their callbacks, submitted before the service starts.
+    first, second = await submit_people(tmp_path, env), await submit_people(tmp_path, env)
+    # And a finished job whose results (190,000 records) take seconds to fetch.
+    sim.config.crustdata.profile = JobProfile(base_seconds=60.0, seconds_per_record=0.0)
+    large = sim.crustdata.add_job(200_000)
+    end = large.job.terminal_at()
+    assert end is not None
+    await sim.advance_to(end + 1)
+
+    async def callback_is_checked_at_once(http: aiohttp.ClientSession, job: dict) -> None:
+        assert polls(db, job["id"]) == 0  # waiting for the callback costs no call
+        body = {"batch_id": job["vendor_job_id"], "status": "completed"}
+        async with http.post(job["callback_url"], json=body) as response:
+            assert response.status == 200
+        acknowledged = time.monotonic()
+        await eventually(lambda: polls(db, job["id"]) == 1, 1.0, "the job is checked")
+        assert time.monotonic() - acknowledged < 1.0
+
+    async with serve(env, tmp_path / "serve.log") as (_, url), aiohttp.ClientSession() as http:
+        await eventually(
+            lambda: planned_far_away(db, first["id"], second["id"]),
+            10,
+            "the start-up pass plans both first checks",
+        )
+        await callback_is_checked_at_once(http, first)
+
+        tracked = await api(
+            http,
+            "POST",
+            f"{url}/api/jobs",
+            {"vendor": "crustdata", "vendor_job_id": large.batch_id},
+        )
+        await api(http, "POST", f"{url}/api/jobs/{tracked['id']}/check")
+
+        def fetching() -> bool:
+            (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (tracked["id"],))
+            return row["results_state"] == "fetching" and row["results_count"] > 0
+
+        await eventually(fetching, 10, "the large fetch is under way")
+        await callback_is_checked_at_once(http, second)
+        (row,) = query(db, "SELECT results_state FROM jobs WHERE id = ?", (tracked["id"],))
+        assert row["results_state"] == "fetching"  # the check did not wait for the fetch
+
+
+async def test_a_job_made_due_by_another_process_is_checked_within_the_work_interval(
+    tmp_path, slow_sim
+):
+    db = tmp_path / "due.db"
+    env = serve_env(slow_sim, db, port=free_port(), work_interval=0.5)
+    job = await submit_people(tmp_path, env)
+    async with serve(env, tmp_path / "serve.log"):
+        await eventually(
+            lambda: planned_far_away(db, job["id"]), 10, "the start-up pass plans the first check"
+        )
+        # A receiver in another process stores a callback: its in-process wake-up cannot
+        # reach this service, only the database can.
+        async with Store.open(db) as store:
+            delivery = InboundDelivery(
+                method="POST",
+                headers={"content-type": "application/json"},
+                content_type="application/json",
+                body=b"{}",
+                verification="none",
+                dedupe_key="elsewhere-1",
+            )
+            token = job["callback_url"].rsplit("/", 1)[1]
+            assert await store.record_callback(VendorName.CRUSTDATA, token, delivery)
+        await eventually(lambda: polls(db, job["id"]) == 1, 3.0, "the job is checked")

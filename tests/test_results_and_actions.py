@@ -1,0 +1,374 @@
+"""Stored results as the API and the CLI export them, and operator actions (check, resume,
+reprocess) against the vendor simulator, over real HTTP and with the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sqlite3
+import sys
+import time
+from typing import Any
+
+import pytest_asyncio
+
+from enrichwatch.config import load_settings
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.runtime import open_services
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from receiver import serving
+from reconciler import Reconciler, reconcile_once
+from reconciler.checks import check_due_jobs
+from reconciler.fetch import fetch_due_results
+from tests.conftest import API_TOKEN
+from tests.test_reconciler import INPUTS, _next_due, run_until_settled
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path):
+    """The simulator on a manual clock, and enrichwatch's receiver running on that clock; the
+    test runs reconcile passes itself. `world.cli(...)` runs the CLI on the same database."""
+    async with SimServer(SimConfig(seed=17, start_time=time.time())) as sim:
+        overrides: dict[str, Any] = {
+            vendor.value: {
+                "base_url": sim.base_urls[vendor.value],
+                "api_key": sim.api_keys[vendor.value],
+            }
+            for vendor in VendorName
+        }
+        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        db = tmp_path / "actions.db"
+        settings = load_settings(db=db, api_token=API_TOKEN, **overrides)
+        async with (
+            open_services(settings, clock=sim.clock.now) as services,
+            serving(services, "127.0.0.1", 0) as url,
+        ):
+            yield World(sim, services, url, Reconciler(services), _cli_env(sim, db))
+
+
+class World:
+    def __init__(self, sim, services, url, rc, env) -> None:
+        self.sim, self.services, self.url, self.rc, self.env = sim, services, url, rc, env
+        self.db = services.store.path
+
+    async def submit(self, vendor: VendorName):
+        rows, options = INPUTS[vendor]
+        request = SubmitRequest(rows=rows, name=vendor.value, options=options)
+        outcome = await submit_batch(self.services, vendor, request, public_url=self.url)
+        (job,) = outcome.submitted
+        return job
+
+    async def job(self, job_id: int):
+        return await self.services.store.get_job(job_id)
+
+    async def events(self, job_id: int) -> list[str]:
+        return [event.type for event in await self.services.store.list_events(job_id)]
+
+    def view(self, vendor: VendorName, vendor_job_id: str | None):
+        (view,) = [v for v in self.sim.jobs(vendor.value) if v.job_id == vendor_job_id]
+        return view
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "enrichwatch",
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, stdout.decode(), stderr.decode()
+
+
+def _cli_env(sim: SimServer, db) -> dict[str, str]:
+    env = {**os.environ, "ENRICHWATCH_DB": str(db), "ENRICHWATCH_LOG_LEVEL": "warning"}
+    for vendor in VendorName:
+        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
+        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
+        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
+    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
+    return env
+
+
+def stored(db, job_id: int) -> list[dict[str, Any]]:
+    """The job's rows in the results table, in position order, data decoded."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT position, input_id, status, data FROM results WHERE job_id = ? "
+            "ORDER BY position",
+            (job_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        {"position": p, "input_id": i, "status": s, "data": json.loads(d)} for p, i, s, d in rows
+    ]
+
+
+async def get(world: World, path: str, headers: dict[str, str] | None = None):
+    async with world.services.http.get(f"{world.url}{path}", headers=headers) as response:
+        return response.status, response.headers, await response.read()
+
+
+async def post(world: World, path: str, body: object = None):
+    async with world.services.http.post(f"{world.url}{path}", json=body, headers=AUTH) as response:
+        return response.status, await response.json()
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def assert_jsonl_matches(body: bytes, records: list[dict[str, Any]]) -> None:
+    lines = body.decode().splitlines()
+    assert [json.loads(line) for line in lines] == records
+
+
+def assert_csv_matches(body: bytes, records: list[dict[str, Any]]) -> None:
+    """Every record is one row: the fixed columns, each flattened field under its dotted name
+    (a field a record lacks is blank), and the whole data as JSON in the last column."""
+    reader = csv.reader(io.StringIO(body.decode(), newline=""))
+    header, *rows = list(reader)
+    assert header[:3] == ["position", "input_id", "status"]
+    assert header[-1] == "data"
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records, strict=True):
+        cells = dict(zip(header, row, strict=True))
+        assert cells["position"] == str(record["position"])
+        assert cells["input_id"] == (record["input_id"] or "")
+        assert cells["status"] == (record["status"] or "")
+        assert json.loads(cells["data"]) == record["data"]
+        for column in header[3:-1]:
+            assert cells[column] == _field(record["data"], column.split(".")), column
+
+
+def _field(data: Any, path: list[str]) -> str:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return ""
+        data = data[key]
+    return data if isinstance(data, str) else json.dumps(data)
+
+
+async def test_results_api_and_cli_exports_match_the_stored_records(world, tmp_path):
+    jobs = [await world.submit(VendorName.REPROMPT), await world.submit(VendorName.CRUSTDATA)]
+    await run_until_settled(world.sim, world.services, world.rc)
+
+    for job in jobs:
+        records = stored(world.db, job.id)
+        assert len(records) == (await world.job(job.id)).results_count > 0
+
+        status, headers, body = await get(world, f"/api/jobs/{job.id}/results", AUTH)
+        assert status == 200
+        assert headers["Content-Type"].startswith("application/x-ndjson")
+        assert headers["X-Results-State"] == "stored"
+        assert_jsonl_matches(body, records)
+        status, headers, body = await get(world, f"/api/jobs/{job.id}/results?format=csv", AUTH)
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/csv")
+        assert_csv_matches(body, records)
+
+        for suffix, matches in ((".jsonl", assert_jsonl_matches), (".csv", assert_csv_matches)):
+            out = tmp_path / f"job-{job.id}{suffix}"
+            code, _, err = await world.cli("results", str(job.id), "-o", str(out))
+            assert code == 0, err
+            assert f"{len(records)} records written" in err
+            matches(out.read_bytes(), records)
+        code, stdout, err = await world.cli("results", str(job.id))
+        assert code == 0, err
+        assert_jsonl_matches(stdout.encode(), records)
+
+
+async def test_results_refusals_and_an_empty_job(world, tmp_path):
+    job, _ = await world.services.store.track_job(VendorName.ECORE, "not-yet", None)
+
+    status, _, body = await get(world, f"/api/jobs/{job.id}/results")
+    assert status == 401
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    status, _, body = await get(world, "/api/jobs/9999/results", AUTH)
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "not_found"
+    status, _, body = await get(world, f"/api/jobs/{job.id}/results?format=xml", AUTH)
+    assert status == 400
+    assert json.loads(body)["error"]["fields"][0]["field"] == "format"
+
+    status, headers, body = await get(world, f"/api/jobs/{job.id}/results", AUTH)
+    assert (status, body, headers["X-Results-State"]) == (200, b"", "none")
+    status, _, body = await get(world, f"/api/jobs/{job.id}/results?format=csv", AUTH)
+    assert (status, body) == (200, b"position,input_id,status,data\r\n")
+    code, _, err = await world.cli("results", str(job.id), "-o", str(tmp_path / "e.jsonl"))
+    assert code == 0, err
+    assert (tmp_path / "e.jsonl").read_bytes() == b""
+    code, _, err = await world.cli("results", str(job.id), "-o", str(tmp_path / "e.csv"))
+    assert code == 0, err
+    assert (tmp_path / "e.csv").read_bytes() == b"position,input_id,status,data\r\n"
+
+    code, _, err = await world.cli("results", "9999", "-o", str(tmp_path / "none.csv"))
+    assert code == 1
+    assert err.strip() == "Error: no job with id 9999"
+    assert not (tmp_path / "none.csv").exists()
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+async def step_until(world: World, condition, *, step=reconcile_once, steps: int = 200) -> None:
+    """`step` (a reconcile pass) and jumps of the clock to the next thing due, until
+    `condition()` holds."""
+    for _ in range(steps):
+        await step(world.rc)
+        if await condition():
+            return
+        due = _next_due(world.db)
+        if due is None:
+            break
+        await world.sim.advance_to(max(due, world.sim.clock.now()))
+    raise AssertionError("the condition was never met")
+
+
+async def test_resume_of_a_paused_ecore_job_reaches_the_vendor_and_the_job_completes(world):
+    by_cli, by_api = await world.submit(VendorName.ECORE), await world.submit(VendorName.ECORE)
+    await world.sim.advance(20)  # both are running at the vendor now
+    adapter = world.services.adapter(VendorName.ECORE)
+    for job in (by_cli, by_api):
+        await adapter.pause(job.vendor_job_id or "")
+
+    async def paused_with_partial_results() -> bool:
+        jobs = [await world.job(job.id) for job in (by_cli, by_api)]
+        return all(j.state is JobState.NEEDS_ACTION and j.results_state == "stored" for j in jobs)
+
+    await step_until(world, paused_with_partial_results)
+    partial = {job.id: (await world.job(job.id)).results_count for job in (by_cli, by_api)}
+    assert all(0 < count < len(INPUTS[VendorName.ECORE][0]) for count in partial.values())
+    controls = "POST /api/v1/enrichment-control/"
+    before = world.sim.stats.count("ecore", controls)
+
+    code, out, err = await world.cli("resume", str(by_cli.id))
+    assert code == 0, err
+    assert f"job {by_cli.id}  ecore  {by_cli.vendor_job_id}  needs_action" in out
+    status, body = await post(world, f"/api/jobs/{by_api.id}/resume")
+    assert status == 202, body
+    assert body["id"] == by_api.id
+
+    assert world.sim.stats.count("ecore", controls) == before + 2
+    for job in (by_cli, by_api):
+        assert world.view(VendorName.ECORE, job.vendor_job_id).vendor_status == "in-progress"
+        assert "job.resume_requested" in await world.events(job.id)
+
+    # The check that finds the job completed leaves its final results to be fetched.
+    async def completed() -> bool:
+        jobs = [await world.job(job.id) for job in (by_cli, by_api)]
+        return all(j.state is JobState.COMPLETED for j in jobs)
+
+    await step_until(world, completed, step=check_due_jobs)
+    for job in (by_cli, by_api):
+        assert (await world.job(job.id)).results_state == "pending"
+    await fetch_due_results(world.rc)
+
+    for job in (by_cli, by_api):
+        done = await world.job(job.id)
+        view = world.view(VendorName.ECORE, job.vendor_job_id)
+        assert done.state is JobState.COMPLETED
+        assert done.results_state == "stored"
+        assert [r["position"] for r in stored(world.db, job.id)] == list(range(view.total))
+        assert done.results_count == view.total
+        assert (await world.events(job.id)).count("results.stored") == 2  # partial, then all
+
+
+async def test_resume_where_the_vendor_has_none_is_a_clear_error(world):
+    job = await world.submit(VendorName.REPROMPT)
+    calls = world.sim.stats.count()
+
+    code, out, err = await world.cli("resume", str(job.id))
+    assert code == 1
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"Error: {VendorName.REPROMPT.value}: resume is not offered"
+    ]
+    status, body = await post(world, f"/api/jobs/{job.id}/resume")
+    assert status == 409
+    assert body["error"]["code"] == "action_not_possible"
+    assert "resume is not offered" in body["error"]["message"]
+
+    assert world.sim.stats.count() == calls  # nothing reached the vendor
+    assert "job.resume_requested" not in await world.events(job.id)
+
+
+async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again(world):
+    job = await world.submit(VendorName.REPROMPT)
+    await run_until_settled(world.sim, world.services, world.rc)
+    first = await world.job(job.id)
+    assert first.state is JobState.COMPLETED
+    assert first.results_count == len(INPUTS[VendorName.REPROMPT][0])
+    # Some places failed, so reprocessing the failed ones (the vendor's default) does work.
+    assert world.view(VendorName.REPROMPT, job.vendor_job_id).failed > 0
+    reprocess_calls = "POST /v1/{org}/place_enrichment/batches/{id}/reprocess"
+    status_calls = "GET /v1/{org}/place_enrichment/batches/{id}"
+
+    for n, by in enumerate(("cli", "api"), start=1):
+        if by == "cli":
+            code, out, err = await world.cli("reprocess", str(job.id), "-o", "failed_only=true")
+            assert code == 0, err
+            assert f"job {job.id}  reprompt  {job.vendor_job_id}  running" in out
+        else:
+            status, body = await post(
+                world, f"/api/jobs/{job.id}/reprocess", {"failed_only": False}
+            )
+            assert status == 202, body
+            assert (body["state"], body["results"]) == ("running", {"state": None, "count": 0})
+        reopened = await world.job(job.id)
+        assert reopened.state is JobState.RUNNING
+        assert (reopened.results_state, reopened.results_count) == (None, 0)
+        assert reopened.finished_at is None
+        assert stored(world.db, job.id) == []
+        assert world.sim.stats.count("reprompt", reprocess_calls) == n
+        assert world.view(VendorName.REPROMPT, job.vendor_job_id).vendor_status != "completed"
+
+        await run_until_settled(world.sim, world.services, world.rc)
+
+        done = await world.job(job.id)
+        view = world.view(VendorName.REPROMPT, job.vendor_job_id)
+        assert done.state is JobState.COMPLETED
+        assert done.results_state == "stored"
+        assert [r["position"] for r in stored(world.db, job.id)] == list(range(view.total))
+        assert done.results_count == view.total
+        events = await world.events(job.id)
+        assert events.count("job.reprocess_requested") == n
+        assert events.count("results.stored") == n + 1
+        # Each fetch started from the status call that found the batch finished: every status
+        # call made is a recorded check, none was spent again by a fetch.
+        assert world.sim.stats.count("reprompt", status_calls) == events.count("vendor.polled")
+
+
+async def test_check_makes_exactly_one_status_call_and_prints_the_job(world):
+    job = await world.submit(VendorName.INFLUENCERS_CLUB)
+    await world.sim.advance(30)
+    status_calls = "GET /public/v1/enrichment/batch/{id}/status/"
+    before = world.sim.stats.count()
+
+    code, out, err = await world.cli("check", str(job.id), "--json")
+
+    assert code == 0, err
+    assert world.sim.stats.count() == before + 1
+    assert world.sim.stats.count("influencers_club", status_calls) == 1
+    (shown,) = json.loads(out)
+    checked = await world.job(job.id)
+    assert shown["id"] == job.id
+    assert shown["state"] == checked.state.value == "running"
+    assert shown["vendor_status"] == checked.vendor_status
+    assert (await world.events(job.id)).count("vendor.polled") == 1
+
+    code, out, err = await world.cli("check", str(job.id))
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(f"job {job.id}  influencers_club  {job.vendor_job_id}")
+    assert world.sim.stats.count() == before + 2
