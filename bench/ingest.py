@@ -98,7 +98,8 @@ async def run(requests: int, concurrency: int, rounds: int) -> dict[str, list[di
     results: dict[str, list[dict[str, float]]] = {"bare aiohttp handler": [], "enrichwatch": []}
     with tempfile.TemporaryDirectory() as tmp:
         bare_argv = [sys.executable, "-m", "bench.bare_server"]
-        ingest_argv = [sys.executable, "-m", "enrichwatch", "serve"]
+        # The receiver alone: a reconciler would poll vendors for the benchmark's jobs.
+        ingest_argv = [sys.executable, "-m", "enrichwatch", "receiver"]
         ingest_env = {
             "ENRICHWATCH_DB": str(Path(tmp) / "bench.db"),
             "ENRICHWATCH_PORT": "0",

@@ -4,6 +4,7 @@ joins the receiver and the reconciler into one process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -71,21 +72,45 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
     ctx.obj = _Context(config_file)
 
 
+def _listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--host", help="Address to listen on [ENRICHWATCH_HOST, 127.0.0.1]."),
+            click.option("--port", type=int, help="Port to listen on [ENRICHWATCH_PORT, 8080]."),
+            click.option(
+                "--db", type=click.Path(path_type=Path), help="SQLite file [ENRICHWATCH_DB]."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option("--host", help="Address to listen on [ENRICHWATCH_HOST, default 127.0.0.1].")
-@click.option("--port", type=int, help="Port to listen on [ENRICHWATCH_PORT, default 8080].")
-@click.option("--db", type=click.Path(path_type=Path), help="SQLite file [ENRICHWATCH_DB].")
+@_listen_options
 @click.pass_obj
 def serve(obj: _Context, host: str | None, port: int | None, db: Path | None) -> None:
     """Run the receiver and the reconciler in one process until SIGTERM or Ctrl-C."""
-    settings = obj.settings(host=host, port=port, db=db)
+    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=True)
+
+
+@main.command()
+@_listen_options
+@click.pass_obj
+def receiver(obj: _Context, host: str | None, port: int | None, db: Path | None) -> None:
+    """Run only the receiver (callbacks and API); a reconciler runs elsewhere on the same
+    database and picks up due jobs within its work interval."""
+    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=False)
+
+
+def _run_service(settings: Settings, *, with_reconciler: bool) -> None:
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, with_reconciler))
     except EnrichwatchError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, with_reconciler: bool) -> None:
     # The CLI is the only module that composes the two roles.
     import reconciler
     from receiver import serving
@@ -102,9 +127,9 @@ async def _serve(settings: Settings) -> None:
             )
         async with (
             serving(services, settings.host, settings.port) as url,
-            reconciler.running(services),
+            reconciler.running(services) if with_reconciler else contextlib.nullcontext(),
         ):
-            log.info("service_started", url=url, db=str(settings.db))
+            log.info("service_started", url=url, db=str(settings.db), reconciler=with_reconciler)
             if settings.public_url is None and settings.host in ("0.0.0.0", "::"):  # noqa: S104
                 log.warning(
                     "public_url_unset",

@@ -16,7 +16,7 @@ TOKEN = "crash-test-token-000000"
 
 
 @asynccontextmanager
-async def serve_process(db):
+async def serve_process(db, command="serve"):
     env = {
         **os.environ,
         "ENRICHWATCH_DB": str(db),
@@ -28,7 +28,7 @@ async def serve_process(db):
         sys.executable,
         "-m",
         "enrichwatch",
-        "serve",
+        command,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -120,3 +120,23 @@ async def test_bad_setting_fails_at_start_naming_it(tmp_path):
     assert "ENRICHWATCH_PORT" in stderr.decode()
     assert "Traceback" not in stderr.decode()
     assert not (tmp_path / "x.db").exists()
+
+
+async def test_receiver_alone_stores_callbacks_and_stops_cleanly(tmp_path):
+    async with (
+        serve_process(tmp_path / "receiver.db", "receiver") as (process, url),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{url}/api/jobs",
+            json={"vendor": "ecore", "vendor_job_id": "e-1"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            callback_url = (await response.json())["callback_url"]
+        async with http.post(callback_url, data=b"{}") as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    conn = sqlite3.connect(tmp_path / "receiver.db")
+    assert conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 1
+    conn.close()
