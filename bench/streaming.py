@@ -13,9 +13,9 @@ import argparse
 import asyncio
 import gzip
 import json
-import resource
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -24,6 +24,13 @@ from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.vendors.crustdata import CrustdataAdapter
 
 MODES = ("streamed", "whole files")
+
+
+def peak_rss_kib() -> int:
+    """VmHWM, not ru_maxrss: a child inherits its parent's ru_maxrss across fork and exec, and
+    the parent here holds the simulator."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
 
 
 async def read(mode: str, base_url: str, key: str, storage: str, batch_id: str) -> dict[str, float]:
@@ -43,7 +50,7 @@ async def read(mode: str, base_url: str, key: str, storage: str, batch_id: str) 
                     body = await response.read()
                 parsed.extend(json.loads(line) for line in gzip.decompress(body).splitlines())
             records = len(parsed)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     return {
         "records": records,
         "expected": snapshot.raw["result_count"],
