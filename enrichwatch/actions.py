@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from enrichwatch.errors import EnrichwatchError
-from enrichwatch.runtime import Services
+from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
 
 
@@ -17,7 +17,7 @@ class ActionError(EnrichwatchError):
 
 async def resume(services: Services, job_id: int) -> JobRecord:
     job = await _sent_job(services, job_id)
-    calls = _Counter()
+    calls = CallTally()
     await services.adapter(job.vendor, on_call=calls).resume(job.vendor_job_id or "")
     return await services.store.record_action(
         job.id, "job.resume_requested", {}, vendor_calls=calls.count
@@ -26,7 +26,7 @@ async def resume(services: Services, job_id: int) -> JobRecord:
 
 async def reprocess(services: Services, job_id: int, options: Mapping[str, Any]) -> JobRecord:
     job = await _sent_job(services, job_id)
-    calls = _Counter()
+    calls = CallTally()
     await services.adapter(job.vendor, on_call=calls).reprocess(job.vendor_job_id or "", options)
     return await services.store.record_action(
         job.id, "job.reprocess_requested", dict(options), vendor_calls=calls.count, reopen=True
@@ -38,11 +38,3 @@ async def _sent_job(services: Services, job_id: int) -> JobRecord:
     if job.vendor_job_id is None:
         raise ActionError(f"job {job_id} has not been sent to {job.vendor.value} yet")
     return job
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, _: str) -> None:
-        self.count += 1

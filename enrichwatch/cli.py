@@ -28,6 +28,9 @@ T = TypeVar("T")
 VENDOR = click.Choice([vendor.value for vendor in VendorName])
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+
+
 class _Context:
     def __init__(self, config_file: Path | None) -> None:
         self.config_file = config_file
@@ -156,7 +159,7 @@ async def _serve(settings: Settings, with_reconciler: bool) -> None:
     help="A vendor option (repeatable); VALUE is read as JSON when it parses, e.g. "
     "-o endpoint=contact -o 'fields=[\"business_email\"]' -o enrichment_mode=full.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@_json_option
 @click.pass_obj
 def submit(
     obj: _Context,
@@ -202,7 +205,7 @@ def submit(
 @click.argument("vendor", type=VENDOR)
 @click.argument("vendor_job_id")
 @click.option("--name", help="A name for the job.")
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_json_option
 @click.pass_obj
 def track(obj: _Context, vendor: str, vendor_job_id: str, name: str | None, as_json: bool) -> None:
     """Track a job submitted elsewhere, by the vendor's own job id."""
@@ -257,7 +260,7 @@ def results(obj: _Context, job_id: int, output: Path | None) -> None:
 
 @main.command()
 @click.argument("job_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_json_option
 @click.pass_obj
 def check(obj: _Context, job_id: int, as_json: bool) -> None:
     """Ask the vendor about a job now, whatever its schedule."""
@@ -273,7 +276,7 @@ def check(obj: _Context, job_id: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_json_option
 @click.pass_obj
 def resume(obj: _Context, job_id: int, as_json: bool) -> None:
     """Resume a paused job (influencers.club after a credit top-up, eCore)."""
@@ -294,7 +297,7 @@ def resume(obj: _Context, job_id: int, as_json: bool) -> None:
     metavar="KEY=VALUE",
     help="failed_only, incomplete_only, refresh, attributes or attribute_set (repeatable).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_json_option
 @click.pass_obj
 def reprocess(obj: _Context, job_id: int, options: tuple[str, ...], as_json: bool) -> None:
     """Reprocess a Reprompt batch; its results are fetched anew when it finishes."""

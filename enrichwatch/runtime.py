@@ -21,6 +21,21 @@ from enrichwatch.store.store import Clock
 from enrichwatch.vendors import VendorAdapter, adapter_class
 
 
+class CallTally:
+    """Counts an adapter's vendor calls, so they can be charged to the job they were made for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, _endpoint: str) -> None:
+        self.count += 1
+
+    def take(self) -> int:
+        """The calls counted since the last take."""
+        count, self.count = self.count, 0
+        return count
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings

@@ -14,7 +14,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import EventSource, VendorName
-from enrichwatch.runtime import Services
+from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
 from enrichwatch.vendors.base import SubmitRequest
 
@@ -88,30 +88,25 @@ async def attempt_submit(
 
     Any other vendor error marks the job failed (with what the vendor said) and is raised.
     """
-    calls = 0
-
-    def count(_: str) -> None:
-        nonlocal calls
-        calls += 1
-
-    adapter = services.adapter(job.vendor, on_call=count)
+    tally = CallTally()
+    adapter = services.adapter(job.vendor, on_call=tally)
     try:
         (submitted,) = await adapter.submit(part)
     except VendorConcurrencyLimitError as exc:
-        return await _queue(services, job, part, str(exc), calls, exc.retry_after), True
+        return await _queue(services, job, part, str(exc), tally.count, exc.retry_after), True
     except VendorTransientError as exc:
         if isinstance(exc, VendorAmbiguousError) or attempt >= MAX_TRANSIENT_ATTEMPTS:
-            await services.store.fail_submission(job.id, str(exc), vendor_calls=calls)
+            await services.store.fail_submission(job.id, str(exc), vendor_calls=tally.count)
             raise
         delay = exc.retry_after or TRANSIENT_RETRY_S * attempt
-        return await _queue(services, job, part, str(exc), calls, delay), True
+        return await _queue(services, job, part, str(exc), tally.count, delay), True
     except VendorError as exc:
-        await services.store.fail_submission(job.id, str(exc), vendor_calls=calls)
+        await services.store.fail_submission(job.id, str(exc), vendor_calls=tally.count)
         raise
     recorded = await services.store.record_submitted(
         job.id,
         submitted.vendor_job_id,
-        vendor_calls=calls,
+        vendor_calls=tally.count,
         raw=submitted.raw,
         expects_callback=part.callback_url is not None,
     )

@@ -26,6 +26,7 @@ from enrichwatch.polling import (
     backoff,
     next_check,
 )
+from enrichwatch.runtime import CallTally
 from enrichwatch.store import CheckOutcome, JobRecord
 from enrichwatch.vendors.base import StatusSnapshot, VendorAdapter
 from reconciler.state import Reconciler
@@ -60,13 +61,8 @@ async def _check_vendor(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord
     jobs = [job for job in jobs if not _just_submitted(job)]
     if not jobs:
         return
-    calls = 0
-
-    def count(_: str) -> None:
-        nonlocal calls
-        calls += 1
-
-    adapter = rc.services.adapter(vendor, on_call=count)
+    tally = CallTally()
+    adapter = rc.services.adapter(vendor, on_call=tally)
     remaining = list(jobs)
     if adapter.has_list_endpoint and len(jobs) > 1:
         if not _affordable(rc, vendor, jobs):
@@ -76,10 +72,10 @@ async def _check_vendor(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord
         except VendorError as exc:
             _observe_limits(rc, vendor, adapter)
             for job in jobs:
-                await _record_failure(rc, job, exc, calls / len(jobs))
+                await _record_failure(rc, job, exc, tally.count / len(jobs))
             return
         _observe_limits(rc, vendor, adapter)
-        share = calls / len(jobs)
+        share = tally.count / len(jobs)
         remaining = []
         for job in jobs:
             snapshot = snapshots.get(job.vendor_job_id or "")
@@ -94,25 +90,19 @@ async def _check_each(
     rc: Reconciler, vendor: VendorName, jobs: list[JobRecord], history: DurationModel
 ) -> None:
     """One status call per job, as the vendor's budget allows."""
-    calls = 0
-
-    def count(_: str) -> None:
-        nonlocal calls
-        calls += 1
-
-    adapter = rc.services.adapter(vendor, on_call=count)
+    tally = CallTally()
+    adapter = rc.services.adapter(vendor, on_call=tally)
     for index, job in enumerate(jobs):
         if not _affordable(rc, vendor, jobs[index:]):
             break
-        calls = 0
         try:
             snapshot = await adapter.status(job.vendor_job_id or "")
         except VendorError as exc:
             _observe_limits(rc, vendor, adapter)
-            await _record_failure(rc, job, exc, calls)
+            await _record_failure(rc, job, exc, tally.take())
             continue
         _observe_limits(rc, vendor, adapter)
-        await _record(rc, job, snapshot, calls, history)
+        await _record(rc, job, snapshot, tally.take(), history)
 
 
 async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:

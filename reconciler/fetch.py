@@ -11,7 +11,9 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.polling import backoff
+from enrichwatch.runtime import CallTally
 from enrichwatch.store import WorkItem
+from enrichwatch.store.checks import FETCH_WORK
 from enrichwatch.vendors.base import StatusSnapshot
 from reconciler.state import Reconciler
 
@@ -28,7 +30,9 @@ LINK_REFRESHES = 2
 async def fetch_due_results(rc: Reconciler) -> int:
     """One pass over due fetches; returns how many finished."""
     finished = 0
-    for item in await rc.services.store.claim_fetches(owner=rc.owner, lease_s=LEASE_S, limit=BATCH):
+    for item in await rc.services.store.claim_work(
+        FETCH_WORK, owner=rc.owner, lease_s=LEASE_S, limit=BATCH
+    ):
         if await _fetch(rc, item):
             finished += 1
     return finished
@@ -38,13 +42,8 @@ async def _fetch(rc: Reconciler, item: WorkItem) -> bool:
     store = rc.services.store
     assert item.job_id is not None
     job = await store.get_job(item.job_id)
-    calls = 0
-
-    def count(_: str) -> None:
-        nonlocal calls
-        calls += 1
-
-    adapter = rc.services.adapter(job.vendor, on_call=count)
+    tally = CallTally()
+    adapter = rc.services.adapter(job.vendor, on_call=tally)
     # The status that found the results, with their links; a retry asks afresh.
     known = item.payload.get("snapshot") if item.attempts == 1 else None
     structlog.contextvars.bind_contextvars(job_id=job.id, vendor=job.vendor.value)
@@ -77,7 +76,7 @@ async def _fetch(rc: Reconciler, item: WorkItem) -> bool:
         return False
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "vendor")
-        await store.charge_calls(job.id, calls)
+        await store.charge_calls(job.id, tally.count)
     done = await store.finish_fetch(job.id, item.id)
     log.info("results_stored", job_id=job.id, vendor=job.vendor.value, count=done.results_count)
     return True

@@ -7,6 +7,7 @@ import structlog
 
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.runtime import Services
+from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import attempt_submit
 from enrichwatch.vendors.base import SubmitRequest
 
@@ -19,7 +20,9 @@ BATCH = 20
 async def send_queued_submissions(services: Services, owner: str) -> int:
     """One pass over the due parts; returns how many were sent."""
     sent = 0
-    for item in await services.store.claim_submissions(owner=owner, lease_s=LEASE_S, limit=BATCH):
+    for item in await services.store.claim_work(
+        SUBMIT_WORK, owner=owner, lease_s=LEASE_S, limit=BATCH
+    ):
         assert item.job_id is not None
         job = await services.store.get_job(item.job_id)
         structlog.contextvars.bind_contextvars(job_id=job.id, vendor=job.vendor.value)

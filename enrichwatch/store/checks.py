@@ -12,7 +12,7 @@ from pydantic_core import to_json
 
 from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.records import JobRecord, WorkItem
+from enrichwatch.store.records import JobRecord
 from enrichwatch.store.rows import append_event, fetch_job
 from enrichwatch.store.writer import Writer
 from enrichwatch.vendors.base import ResultRecord, StatusSnapshot
@@ -337,14 +337,6 @@ class CheckWrites:
         return await self._writer.run(op)
 
     # -- results ----------------------------------------------------------------------------
-
-    async def claim_fetches(self, *, owner: str, lease_s: float, limit: int) -> list[WorkItem]:
-        now = self.clock()
-        return await self._writer.run(
-            lambda conn: work.claim(
-                conn, kind=FETCH_WORK, owner=owner, now=now, lease_s=lease_s, limit=limit
-            )
-        )
 
     async def start_fetch(self, job_id: int) -> int:
         """Mark the results as being fetched; returns the position to resume from."""

@@ -21,9 +21,10 @@ import aiosqlite
 
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.store import work
 from enrichwatch.store.checks import CheckWrites
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
-from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord
+from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
 from enrichwatch.store.rows import append_event, insert_job, token_digest
 from enrichwatch.store.submissions import SubmissionWrites
 from enrichwatch.store.writer import Writer
@@ -197,6 +198,17 @@ class Store(SubmissionWrites, CheckWrites):
             return CallbackOutcome(job_id, inbox_id, duplicate_of is not None)
 
         return await self._writer.run(op)
+
+    async def claim_work(
+        self, kind: str, *, owner: str, lease_s: float, limit: int
+    ) -> list[WorkItem]:
+        """Lease up to `limit` due work items of `kind` (see `store.work.claim`)."""
+        now = self.clock()
+        return await self._writer.run(
+            lambda conn: work.claim(
+                conn, kind=kind, owner=owner, now=now, lease_s=lease_s, limit=limit
+            )
+        )
 
     async def ensure_api_token(self, candidate: str) -> bool:
         """Store `candidate`'s hash as the API token unless one is stored; True if stored.

@@ -9,7 +9,7 @@ from typing import Any
 
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.records import JobRecord, WorkItem
+from enrichwatch.store.records import JobRecord
 from enrichwatch.store.rows import append_event, fetch_job, insert_job
 from enrichwatch.store.writer import Writer
 
@@ -134,14 +134,6 @@ class SubmissionWrites:
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
-
-    async def claim_submissions(self, *, owner: str, lease_s: float, limit: int) -> list[WorkItem]:
-        now = self.clock()
-        return await self._writer.run(
-            lambda conn: work.claim(
-                conn, kind=SUBMIT_WORK, owner=owner, now=now, lease_s=lease_s, limit=limit
-            )
-        )
 
 
 def _finish_submit_work(
