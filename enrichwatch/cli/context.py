@@ -1,0 +1,78 @@
+"""What every command shares: the settings loader, the service runner and job printing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from enrichwatch.config import Settings, load_settings
+from enrichwatch.errors import EnrichwatchError
+from enrichwatch.logging import configure_logging
+from enrichwatch.models import VendorName
+from enrichwatch.runtime import Services, open_services
+from enrichwatch.serialize import job_json
+from enrichwatch.store import JobRecord
+
+T = TypeVar("T")
+VENDOR = click.Choice([vendor.value for vendor in VendorName])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+
+
+class CliContext:
+    def __init__(self, config_file: Path | None) -> None:
+        self.config_file = config_file
+
+    def settings(self, **overrides: Any) -> Settings:
+        try:
+            settings = load_settings(
+                self.config_file, **{k: v for k, v in overrides.items() if v is not None}
+            )
+        except EnrichwatchError as exc:
+            raise click.ClickException(str(exc)) from None
+        configure_logging(
+            level=settings.log_level, log_format=settings.log_format, secrets=settings.secrets()
+        )
+        return settings
+
+    def run(self, settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+        """Run `work` with the services open; an enrichwatch error is one line and exit 1."""
+
+        async def main() -> T:
+            async with open_services(settings) as services:
+                return await work(services)
+
+        try:
+            return asyncio.run(main())
+        except EnrichwatchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def print_jobs(jobs: list[JobRecord], settings: Settings, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([job_json(job, settings.base_url) for job in jobs], indent=2))
+        return
+    for job in jobs:
+        click.echo(
+            f"job {job.id}  {job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}  "
+            f"{job.state.value}  {job.name or ''}".rstrip()
+        )
+        click.echo(f"  callback URL: {job.callback_url(settings.base_url)}")

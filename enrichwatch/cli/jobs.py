@@ -1,0 +1,189 @@
+"""Commands about jobs: submit or track them, act on them, export their results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from enrichwatch.cli.context import (
+    VENDOR,
+    CliContext,
+    json_option,
+    parse_options,
+    print_jobs,
+)
+from enrichwatch.errors import EnrichwatchError
+from enrichwatch.models import EventSource, VendorName
+from enrichwatch.runtime import Services
+from enrichwatch.store import JobRecord
+
+
+@click.command()
+@click.argument("vendor", type=VENDOR)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="A name for the batch, shown in listings and notifications.")
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A vendor option (repeatable); VALUE is read as JSON when it parses, e.g. "
+    "-o endpoint=contact -o 'fields=[\"business_email\"]' -o enrichment_mode=full.",
+)
+@json_option
+@click.pass_obj
+def submit(
+    obj: CliContext,
+    vendor: str,
+    file: Path,
+    name: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Submit FILE (a CSV with a header row) to VENDOR and track the resulting job(s).
+
+    The whole file is checked against the vendor's rules before anything is sent.
+    """
+    from enrichwatch.inputs import read_rows
+    from enrichwatch.submission import SubmissionError, submit_batch
+    from enrichwatch.vendors.base import SubmitRequest
+
+    settings = obj.settings()
+    vendor_name = VendorName(vendor)
+    try:
+        rows = read_rows(file, vendor)
+    except EnrichwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    request = SubmitRequest(rows=rows, name=name or file.stem, options=parse_options(options))
+
+    async def work(services: Services) -> list[JobRecord]:
+        outcome = await submit_batch(
+            services, vendor_name, request, public_url=settings.base_url, source=EventSource.API
+        )
+        return outcome.jobs
+
+    try:
+        jobs = obj.run(settings, work)
+    except click.ClickException as exc:
+        cause = exc.__context__
+        if isinstance(cause, SubmissionError) and cause.jobs:
+            print_jobs(cause.jobs, settings, as_json)
+        raise
+    print_jobs(jobs, settings, as_json)
+
+
+@click.command()
+@click.argument("vendor", type=VENDOR)
+@click.argument("vendor_job_id")
+@click.option("--name", help="A name for the job.")
+@json_option
+@click.pass_obj
+def track(
+    obj: CliContext, vendor: str, vendor_job_id: str, name: str | None, as_json: bool
+) -> None:
+    """Track a job submitted elsewhere, by the vendor's own job id."""
+    settings = obj.settings()
+    vendor_job_id = vendor_job_id.strip()
+    if not vendor_job_id:
+        raise click.BadParameter("must not be blank", param_hint="VENDOR_JOB_ID")
+
+    async def work(services: Services) -> JobRecord:
+        job, _ = await services.store.track_job(
+            VendorName(vendor), vendor_job_id, name, source=EventSource.API
+        )
+        return job
+
+    print_jobs([obj.run(settings, work)], settings, as_json)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write; .csv for CSV, anything else JSON lines. Default: JSON lines to stdout.",
+)
+@click.pass_obj
+def results(obj: CliContext, job_id: int, output: Path | None) -> None:
+    """Export a job's stored results."""
+    from enrichwatch import export
+
+    settings = obj.settings()
+
+    async def work(services: Services) -> int:
+        job = await services.store.get_job(job_id)
+        chunks = export.csv_rows if output and output.suffix == ".csv" else export.jsonl
+        try:
+            sink = output.open("wb") if output else sys.stdout.buffer
+        except OSError as exc:
+            raise ExportError(f"cannot write {output}: {exc.strerror}") from None
+        try:
+            async for chunk in chunks(services.store, job.id):
+                sink.write(chunk)
+        finally:
+            if output:
+                sink.close()
+        return job.results_count
+
+    count = obj.run(settings, work)
+    if output:
+        click.echo(f"{count} records written to {output}", err=True)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@json_option
+@click.pass_obj
+def check(obj: CliContext, job_id: int, as_json: bool) -> None:
+    """Ask the vendor about a job now, whatever its schedule."""
+    from reconciler import Reconciler, check_job_now
+
+    settings = obj.settings()
+
+    async def work(services: Services) -> JobRecord:
+        return await check_job_now(Reconciler(services), job_id)
+
+    print_jobs([obj.run(settings, work)], settings, as_json)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@json_option
+@click.pass_obj
+def resume(obj: CliContext, job_id: int, as_json: bool) -> None:
+    """Resume a paused job (influencers.club after a credit top-up, eCore)."""
+    from enrichwatch import actions
+
+    settings = obj.settings()
+    job = obj.run(settings, lambda services: actions.resume(services, job_id))
+    print_jobs([job], settings, as_json)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="failed_only, incomplete_only, refresh, attributes or attribute_set (repeatable).",
+)
+@json_option
+@click.pass_obj
+def reprocess(obj: CliContext, job_id: int, options: tuple[str, ...], as_json: bool) -> None:
+    """Reprocess a Reprompt batch; its results are fetched anew when it finishes."""
+    from enrichwatch import actions
+
+    settings = obj.settings()
+    parsed = parse_options(options)
+    job = obj.run(settings, lambda services: actions.reprocess(services, job_id, parsed))
+    print_jobs([job], settings, as_json)
+
+
+class ExportError(EnrichwatchError):
+    """The results file cannot be written."""

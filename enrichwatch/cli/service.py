@@ -1,0 +1,112 @@
+"""The long-running commands: the service (both roles or the receiver alone) and the
+vendor simulator. The only place that composes the receiver and the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import structlog
+
+from enrichwatch.cli.context import CliContext
+from enrichwatch.config import Settings
+from enrichwatch.errors import EnrichwatchError
+from enrichwatch.runtime import open_services
+
+log = structlog.get_logger("enrichwatch")
+
+
+def _listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--host", help="Address to listen on [ENRICHWATCH_HOST, 127.0.0.1]."),
+            click.option("--port", type=int, help="Port to listen on [ENRICHWATCH_PORT, 8080]."),
+            click.option(
+                "--db", type=click.Path(path_type=Path), help="SQLite file [ENRICHWATCH_DB]."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command()
+@_listen_options
+@click.pass_obj
+def serve(obj: CliContext, host: str | None, port: int | None, db: Path | None) -> None:
+    """Run the receiver and the reconciler in one process until SIGTERM or Ctrl-C."""
+    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=True)
+
+
+@click.command()
+@_listen_options
+@click.pass_obj
+def receiver(obj: CliContext, host: str | None, port: int | None, db: Path | None) -> None:
+    """Run only the receiver (callbacks and API); a reconciler runs elsewhere on the same
+    database and picks up due jobs within its work interval."""
+    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=False)
+
+
+def _run_service(settings: Settings, *, with_reconciler: bool) -> None:
+    try:
+        asyncio.run(_serve(settings, with_reconciler))
+    except EnrichwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve(settings: Settings, with_reconciler: bool) -> None:
+    # The CLI is the only module that composes the two roles.
+    import reconciler
+    from receiver import serving
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_services(settings, issue_api_token=True) as services:
+        if services.generated_api_token is not None:
+            click.echo(
+                f"API token (shown once; set ENRICHWATCH_API_TOKEN to choose your own): "
+                f"{services.generated_api_token}"
+            )
+        async with (
+            serving(services, settings.host, settings.port) as url,
+            reconciler.running(services) if with_reconciler else contextlib.nullcontext(),
+        ):
+            log.info("service_started", url=url, db=str(settings.db), reconciler=with_reconciler)
+            if settings.public_url is None and settings.host in ("0.0.0.0", "::"):  # noqa: S104
+                log.warning(
+                    "public_url_unset",
+                    hint="callback URLs will name a wildcard address; "
+                    "set ENRICHWATCH_PUBLIC_URL to the URL vendors reach this service at",
+                )
+            click.echo(f"enrichwatch listening on {url}")
+            sys.stdout.flush()
+            await stop.wait()
+            log.info("service_stopping")
+    log.info("service_stopped")
+
+
+@click.command()
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--speed",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Simulated seconds per real second.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sim(port: int, speed: float, seed: int) -> None:
+    """Run the vendor simulator: all five vendor APIs on one local port.
+
+    Prints the ENRICHWATCH_* lines that point enrichwatch at it.
+    """
+    from enrichwatch.sim import run_standalone
+
+    run_standalone(port=port, speed=speed, seed=seed)
