@@ -3,12 +3,16 @@ then passed down explicitly. Nothing below the CLI reads the environment."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -26,6 +30,7 @@ from enrichwatch.errors import SettingsError
 from enrichwatch.models import VendorName
 
 ENV_PREFIX = "ENRICHWATCH_"
+MIN_API_TOKEN_LENGTH = 16
 
 
 class VendorSettings(BaseModel):
@@ -45,6 +50,13 @@ class VendorSettings(BaseModel):
         gt=0,
         description="Seconds: the longest any open job goes unchecked, callbacks or not.",
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_blank(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("must not be blank (leave it unset instead)")
+        return key
 
     @model_validator(mode="after")
     def _poll_bounds_ordered(self) -> Self:
@@ -100,6 +112,137 @@ class ECoreSettings(VendorSettings):
     auth_scheme: Literal["Bearer", "Token"] = "Bearer"
 
 
+NotifyChannel = Literal["slack", "email", "webhook", "console"]
+
+
+class NotifySettings(BaseModel):
+    """Where notifications go (DESIGN.md: notifications). A job's own targets, given when it
+    is submitted or tracked, replace these for that job."""
+
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming-webhook URL (it embeds a token, so it is kept secret).",
+    )
+    email_to: list[str] = Field(
+        default_factory=list, description="Recipients; needs the [smtp] settings."
+    )
+    webhook_url: AnyHttpUrl | None = Field(
+        default=None, description="Outbound Standard Webhooks endpoint for other systems."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_… key the outbound webhooks are signed with."
+    )
+    console: bool | None = Field(
+        default=None,
+        description="Log every notification; unset means on only when no other channel is set.",
+    )
+    late_webhooks: bool = Field(
+        default=False, description="Also notify, once per job, when a vendor's callback is late."
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Sends tried before a notification is dead-lettered."
+    )
+    retry_base: float = Field(
+        default=10.0, gt=0, description="Seconds: the first retry delay, doubled each attempt."
+    )
+    retry_cap: float = Field(
+        default=3600.0, gt=0, description="Seconds: the longest delay between two attempts."
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds one send may take.")
+    attach_limit_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=0,
+        description="Results up to this size are attached to emails as CSV; larger, a link.",
+    )
+
+    @field_validator("email_to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not is_email_address(address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_webhook_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Self:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret (a whsec_ key) to sign with")
+        return self
+
+    def global_channels(self, smtp: SmtpSettings) -> frozenset[NotifyChannel]:
+        """The channels every job notifies unless it names its own."""
+        channels: set[NotifyChannel] = set()
+        if self.slack_webhook_url is not None:
+            channels.add("slack")
+        if self.email_to and smtp.host:
+            channels.add("email")
+        if self.webhook_url is not None:
+            channels.add("webhook")
+        if self.console or (self.console is None and not channels):
+            channels.add("console")
+        return frozenset(channels)
+
+
+class SmtpSettings(BaseModel):
+    """The mail server notifications are sent through."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    host: str | None = None
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default 25, 587 with starttls, 465 with tls."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    from_: str = Field(
+        default="enrichwatch@localhost", alias="from", description="The From address."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="PEM bundle to trust for the server's certificate."
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _from_address(cls, value: str) -> str:
+        if not is_email_address(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"none": 25, "starttls": 587, "tls": 465}[self.security]
+
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
+
+
+def is_email_address(value: str) -> bool:
+    """A plain addr-spec (no display name); the mail server has the final word."""
+    return bool(_EMAIL.match(value))
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The key of a Standard Webhooks `whsec_` secret (base64, padding optional)."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("webhook secret must be base64, optionally prefixed whsec_") from None
+    if not key:
+        raise ValueError("webhook secret must not be empty")
+    return key
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -114,7 +257,11 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = Field(
         default=None, description="Base URL vendors reach us at; default http://HOST:PORT."
     )
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for /api/ and the dashboard; at least 16 characters. Unset, "
+        "`serve` generates one and prints it once.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -140,6 +287,16 @@ class Settings(BaseSettings):
     reprompt: RepromptSettings = Field(default_factory=RepromptSettings)
     brightlocal: BrightLocalSettings = Field(default_factory=BrightLocalSettings)
     ecore: ECoreSettings = Field(default_factory=ECoreSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty token would let "Authorization: Bearer " in; a short one is guessable.
+        if token is not None and len(token.get_secret_value().strip()) < MIN_API_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_TOKEN_LENGTH} characters (or unset)")
+        return token
 
     @field_validator("host")
     @classmethod
@@ -147,6 +304,12 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _email_needs_smtp(self) -> Self:
+        if self.notify.email_to and not self.smtp.host:
+            raise ValueError("notify.email_to needs smtp.host (ENRICHWATCH_SMTP__HOST)")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -173,7 +336,12 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, so logging can scrub them wherever they appear."""
-        values = [self.api_token] + [
+        values = [
+            self.api_token,
+            self.notify.slack_webhook_url,
+            self.notify.webhook_secret,
+            self.smtp.password,
+        ] + [
             secret
             for vendor in VendorName
             for secret in (
@@ -200,11 +368,18 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
         raise SettingsError(f"could not read settings: {exc}") from None
 
 
+_SECRET_WORDS = ("secret", "password", "slack_webhook_url")
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         path = [str(part) for part in error["loc"]]
+        if not path:  # a rule across settings
+            lines.append(f"invalid settings: {error['msg']}")
+            continue
         env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
-        value = "" if "api_key" in path or "secret" in path[-1] else f" (got {error['input']!r})"
+        secret = "api_key" in path or any(word in path[-1] for word in _SECRET_WORDS)
+        value = "" if secret else f" (got {error['input']!r})"
         lines.append(f"invalid setting {env_name} / {'.'.join(path)}: {error['msg']}{value}")
     return "\n".join(lines)

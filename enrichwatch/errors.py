@@ -27,6 +27,23 @@ class UnknownJobError(StoreError):
         self.job_id = job_id
 
 
+class UnknownInboxError(StoreError):
+    """No stored callback has that inbox id."""
+
+    def __init__(self, inbox_id: int) -> None:
+        super().__init__(f"no stored callback with inbox id {inbox_id}")
+        self.inbox_id = inbox_id
+
+
+class FetchSupersededError(StoreError):
+    """A results fetch outlived its run: a reprocess reopened the job while it ran."""
+
+    def __init__(self, job_id: int, item_id: int) -> None:
+        super().__init__(f"the results fetch {item_id} of job {job_id} was superseded")
+        self.job_id = job_id
+        self.item_id = item_id
+
+
 class UnknownVendorError(EnrichwatchError, LookupError):
     """The name is not one of the supported vendors."""
 

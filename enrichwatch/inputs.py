@@ -36,6 +36,8 @@ def read_rows(path: Path, vendor: str) -> list[dict[str, str]]:
                 rows.pop()
     except FileNotFoundError:
         raise InputError(vendor, f"no such file: {path}") from None
+    except OSError as exc:  # a directory in the path, no permission…
+        raise InputError(vendor, f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(vendor, f"{path} is not UTF-8 text") from None
     except csv.Error as exc:

@@ -42,5 +42,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.notifications = Counter(
+            "enrichwatch_notifications",
+            "Notification sends, by channel and result (sent, failed: will retry, dead: "
+            "dead-lettered).",
+            ["channel", "result"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

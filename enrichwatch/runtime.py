@@ -16,6 +16,7 @@ from enrichwatch.config import Settings
 from enrichwatch.metrics import Metrics
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
+from enrichwatch.store.notifications import NotifyRoutes
 from enrichwatch.store.rows import token_digest
 from enrichwatch.store.store import Clock
 from enrichwatch.vendors import VendorAdapter, adapter_class
@@ -73,6 +74,7 @@ async def open_services(
     stores an API token when none is configured or stored yet."""
     async with AsyncExitStack() as stack:
         store = Store(settings.db, clock=clock)
+        store.notify_routes = notify_routes(settings)
         await store.start()
         stack.push_async_callback(store.close)
         # No cookie jar: the session also fetches from third-party storage, where nothing of
@@ -95,3 +97,11 @@ async def _api_token(
         candidate = secrets.token_urlsafe(32)
         generated = candidate if await store.ensure_api_token(candidate) else None
     return await store.api_token_digest(), generated
+
+
+def notify_routes(settings: Settings) -> NotifyRoutes:
+    """The configured notification channels, as the store needs them to create outbox rows."""
+    return NotifyRoutes(
+        channels=settings.notify.global_channels(settings.smtp),
+        late_webhooks=settings.notify.late_webhooks,
+    )

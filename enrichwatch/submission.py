@@ -16,6 +16,7 @@ from enrichwatch.errors import (
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
+from enrichwatch.store.notifications import JobTargets
 from enrichwatch.vendors.base import SubmitRequest
 
 CONCURRENCY_RETRY_S = 60.0
@@ -49,15 +50,17 @@ async def submit_batch(
     *,
     public_url: str,
     source: EventSource = EventSource.API,
+    notify: JobTargets | None = None,
 ) -> SubmissionOutcome:
-    """Validate, split and submit; raises InputError before anything is sent."""
+    """Validate, split and submit; raises InputError before anything is sent. `notify`: the
+    batch's own notification targets (every part's)."""
     adapter = services.adapter(vendor)
     adapter.validate(request)
     parts = adapter.split(request)
     outcome = SubmissionOutcome()
     for index, part in enumerate(parts, start=1):
         job = await services.store.reserve_job(
-            vendor, part.name, rows=len(part.rows), source=source
+            vendor, part.name, rows=len(part.rows), source=source, notify=notify
         )
         if adapter.supports_webhooks:
             part = part.model_copy(update={"callback_url": job.callback_url(public_url)})

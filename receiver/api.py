@@ -19,7 +19,13 @@ from pydantic_core import PydanticCustomError
 
 from enrichwatch import actions, export
 from enrichwatch.actions import ActionError
-from enrichwatch.errors import ActionNotSupportedError, InputError, VendorError
+from enrichwatch.errors import (
+    ActionNotSupportedError,
+    InputError,
+    VendorError,
+    VendorNotFoundError,
+    VendorRejectedError,
+)
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.serialize import event_json, job_json
 from enrichwatch.store import JobRecord
@@ -27,8 +33,11 @@ from enrichwatch.submission import SubmissionError, submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver.errors import ApiError, invalid
 from receiver.keys import PUBLIC_URL, SERVICES
+from receiver.notifications import NotifyBody, targets_of
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
+MAX_ID = 2**63 - 1
+"""Ids and sequence numbers are SQLite integers; nothing larger can name a row."""
 
 
 class SubmitBody(BaseModel):
@@ -47,6 +56,7 @@ class CreateJob(BaseModel):
     vendor_job_id: str | None = Field(default=None, min_length=1, max_length=200)
     name: str | None = Field(default=None, max_length=200)
     submit: SubmitBody | None = None
+    notify: NotifyBody | None = None
 
     @field_validator("vendor_job_id")
     @classmethod
@@ -76,7 +86,7 @@ class JobQuery(BaseModel):
 class EventQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=MAX_ID)
     limit: int = Field(default=500, ge=1, le=1000)
 
 
@@ -85,22 +95,25 @@ async def create_job(request: web.Request) -> web.Response:
     public_url = request.config_dict[PUBLIC_URL]
     try:
         raw = await request.json()
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
     try:
         body = CreateJob.model_validate(raw)
     except ValidationError as exc:
         raise invalid(exc) from None
+    notify = targets_of(body.notify, services.settings)
     if body.submit is None:
         assert body.vendor_job_id is not None
         job, created = await services.store.track_job(
-            body.vendor, body.vendor_job_id, body.name, source=EventSource.API
+            body.vendor, body.vendor_job_id, body.name, source=EventSource.API, notify=notify
         )
         return web.json_response(job_json(job, public_url), status=201 if created else 200)
 
     submit = SubmitRequest(rows=body.submit.rows, name=body.name, options=body.submit.options)
     try:
-        outcome = await submit_batch(services, body.vendor, submit, public_url=public_url)
+        outcome = await submit_batch(
+            services, body.vendor, submit, public_url=public_url, notify=notify
+        )
     except InputError as exc:
         raise ApiError(422, "invalid_input", str(exc), row=exc.row) from None
     except SubmissionError as exc:
@@ -155,7 +168,7 @@ def _query(model: type[QueryT], request: web.Request) -> QueryT:
 
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["job_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
         raise ApiError(404, "not_found", f"no job with id {raw!r}")
     return int(raw)
 
@@ -202,7 +215,7 @@ async def reprocess_job(request: web.Request) -> web.Response:
             options = ReprocessOptions.model_validate(await request.json()).model_dump(
                 exclude_none=True
             )
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
         except ValidationError as exc:
             raise invalid(exc) from None
@@ -214,9 +227,8 @@ async def reprocess_job(request: web.Request) -> web.Response:
 async def check_job(request: web.Request) -> web.Response:
     """Make the job due now; the reconciler checks it at once."""
     services = request.config_dict[SERVICES]
-    job = await services.store.record_action(
-        _job_id(request), "job.check_requested", {}, vendor_calls=0
-    )
+    job = await services.store.get_job(_job_id(request))
+    job = await services.store.record_action(job.id, "job.check_requested", {}, vendor_calls=0)
     services.due_now.set()
     return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
 
@@ -232,10 +244,13 @@ class ReprocessOptions(BaseModel):
 
 
 async def _acting(action: Awaitable[JobRecord]) -> JobRecord:
-    """An action's refusals as JSON errors: not offered (409), or refused by the vendor (502)."""
+    """An action's refusals as JSON errors: not offered, or refused by the vendor for this job
+    or these options (409); the vendor failing (502)."""
     try:
         return await action
     except (ActionError, ActionNotSupportedError) as exc:
         raise ApiError(409, "action_not_possible", str(exc)) from None
+    except (VendorRejectedError, VendorNotFoundError) as exc:
+        raise ApiError(409, "action_not_possible", str(exc), vendor_status=exc.status) from None
     except VendorError as exc:
         raise ApiError(502, "vendor_error", str(exc), vendor_status=exc.status) from None

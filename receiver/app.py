@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from enrichwatch.runtime import Services
-from receiver import api, health, hooks
+from receiver import api, health, hooks, notifications, openapi
+from receiver.dashboard import add_dashboard
 from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.middleware import observe, require_api_token
 
@@ -28,6 +29,8 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    # The API document is public (it holds no data); the routes it describes are not.
+    app.router.add_get(openapi.DOCUMENT_PATH, openapi.serve_document)
 
     # The token check runs only for the API, not on the callback hot path.
     api_app = web.Application(middlewares=[require_api_token], client_max_size=max_body)
@@ -39,7 +42,9 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     api_app.router.add_post("/jobs/{job_id}/check", api.check_job)
     api_app.router.add_post("/jobs/{job_id}/resume", api.resume_job)
     api_app.router.add_post("/jobs/{job_id}/reprocess", api.reprocess_job)
+    notifications.add_routes(api_app)
     app.add_subapp("/api/", api_app)
+    add_dashboard(app)
     return app
 
 

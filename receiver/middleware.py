@@ -66,9 +66,12 @@ async def _answer_errors_as_json(request: web.Request, handler: Handler) -> web.
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(
+        response = error_response(
             exc.status, HTTP_CODES.get(exc.status, "http_error"), exc.reason, **_allow(exc)
         )
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("request_failed")
         return error_response(500, "internal_error", "internal error; see the service log")

@@ -6,6 +6,7 @@ so a check may run twice, late, or after a crash without harm."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 
 import structlog
@@ -38,13 +39,23 @@ BATCH = 200
 
 
 async def check_due_jobs(rc: Reconciler) -> int:
-    """One pass over every job whose check is due; returns how many were checked."""
+    """One pass over every job whose check is due, each vendor's at the same time as the
+    others'; returns how many were checked. A job whose check failed unexpectedly keeps its
+    lease until it lapses, and is checked again then."""
     jobs = await rc.services.store.claim_due_jobs(owner=rc.owner, lease_s=LEASE_S, limit=BATCH)
     by_vendor: dict[VendorName, list[JobRecord]] = defaultdict(list)
     for job in jobs:
         by_vendor[job.vendor].append(job)
-    for vendor, group in by_vendor.items():
-        await _check_vendor(rc, vendor, group)
+    # Vendors side by side: one whose API hangs holds up only its own jobs.
+    outcomes = await asyncio.gather(
+        *(_check_vendor(rc, vendor, group) for vendor, group in by_vendor.items()),
+        return_exceptions=True,
+    )
+    for vendor, outcome in zip(by_vendor, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            log.error("vendor_checks_failed", vendor=vendor.value, exc_info=outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
     for job_ids, until in rc.deferred:
         await rc.services.store.defer_checks(job_ids, until)
     rc.deferred.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 
 from enrichwatch.errors import (
+    FetchSupersededError,
     VendorDownloadExpiredError,
     VendorError,
     VendorTransientError,
@@ -39,6 +40,15 @@ async def fetch_due_results(rc: Reconciler) -> int:
 
 
 async def _fetch(rc: Reconciler, item: WorkItem) -> bool:
+    try:
+        return await _fetch_item(rc, item)
+    except FetchSupersededError:
+        # A reprocess reopened the job meanwhile; its new run brings a fetch of its own.
+        log.info("results_fetch_superseded", job_id=item.job_id, item_id=item.id)
+        return False
+
+
+async def _fetch_item(rc: Reconciler, item: WorkItem) -> bool:
     store = rc.services.store
     assert item.job_id is not None
     job = await store.get_job(item.job_id)
@@ -49,14 +59,14 @@ async def _fetch(rc: Reconciler, item: WorkItem) -> bool:
     structlog.contextvars.bind_contextvars(job_id=job.id, vendor=job.vendor.value)
     try:
         for refresh in range(LINK_REFRESHES + 1):
-            start = await store.start_fetch(job.id)
+            start = await store.start_fetch(job.id, item_id=item.id)
             try:
                 if known is not None and refresh == 0:
                     snapshot = StatusSnapshot.model_validate(known)
                 else:
                     snapshot = await adapter.status(job.vendor_job_id or "")
                 async for page in adapter.results(snapshot, start=start):
-                    await store.store_results(job.id, page)
+                    await store.store_results(job.id, page, item_id=item.id)
                 break
             except VendorDownloadExpiredError:
                 if refresh == LINK_REFRESHES:

@@ -1,10 +1,11 @@
 """The reconciler's loop. APScheduler only says *when to look*; what is due lives in the
 database, so a restart (or a second reconciler) loses nothing.
 
-Two lanes run side by side, each one pass at a time: checks (held-back submissions, then due
-status checks) and fetches (results). A fetch can take minutes, so checks never wait for one:
-a job a callback made due is checked at once even while a large result file downloads. A look
-asked for while a lane is busy is not lost: the lane runs again as soon as its pass ends."""
+Three lanes run side by side, each one pass at a time: checks (held-back submissions, then due
+status checks), fetches (results) and notifications. A fetch can take minutes, so checks never
+wait for one: a job a callback made due is checked at once even while a large result file
+downloads. A look asked for while a lane is busy is not lost: the lane runs again as soon as
+its pass ends."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from enrichwatch.runtime import Services
 from reconciler.checks import check_due_jobs
+from reconciler.dispatch import dispatch_due_notifications
 from reconciler.fetch import fetch_due_results
 from reconciler.state import Reconciler
 from reconciler.submissions import send_queued_submissions
@@ -31,9 +33,11 @@ SWEEP_INTERVAL_S = 3600.0
 
 
 async def reconcile_once(rc: Reconciler) -> None:
-    """One pass: send held-back parts, check due jobs, fetch due results."""
+    """One pass: send held-back parts, check due jobs, fetch due results, send due
+    notifications."""
     await _check_pass(rc)
     await fetch_due_results(rc)
+    await dispatch_due_notifications(rc)
 
 
 async def _check_pass(rc: Reconciler) -> None:
@@ -76,15 +80,24 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
     if released:
         log.info("work_leases_released", items=released)
 
-    fetches = _Lane("fetch", lambda: fetch_due_results(rc), asyncio.Event())
+    # Notifications are a lane of their own: a slow Slack or mail server holds up neither
+    # checks nor fetches, and the outcomes those passes record are sent without waiting a tick.
+    notifies = _Lane("notify", lambda: dispatch_due_notifications(rc), asyncio.Event())
+
+    async def fetch() -> None:
+        await fetch_due_results(rc)
+        notifies.wanted.set()
+
+    fetches = _Lane("fetch", fetch, asyncio.Event())
 
     async def check() -> None:
         await _check_pass(rc)
         fetches.wanted.set()  # results the checks found are fetched without waiting a tick
+        notifies.wanted.set()
 
     # A callback sets `due_now` (in this process): the checks lane looks at once.
     checks = _Lane("check", check, services.due_now)
-    lanes = (checks, fetches)
+    lanes = (checks, fetches, notifies)
 
     async def tick() -> None:
         for lane in lanes:

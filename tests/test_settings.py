@@ -88,3 +88,21 @@ def test_a_bad_secret_is_not_echoed(monkeypatch):
         load_settings()
     assert "nope" in str(error.value)
     assert "12345678" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ENRICHWATCH_API_TOKEN", ""),
+        ("ENRICHWATCH_API_TOKEN", "   "),
+        ("ENRICHWATCH_API_TOKEN", "short-token"),
+        ("ENRICHWATCH_CRUSTDATA__API_KEY", ""),
+        ("ENRICHWATCH_ECORE__API_KEY", "  "),
+    ],
+)
+def test_a_blank_or_short_credential_is_refused(monkeypatch, variable, value):
+    """An empty API token would let `Authorization: Bearer ` with nothing after it into /api/."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert variable in str(error.value)

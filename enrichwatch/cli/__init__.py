@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from enrichwatch.cli import jobs, service
+from enrichwatch.cli import demo, inspect, jobs, notifications, service, stats
 from enrichwatch.cli.context import CliContext
 
 
@@ -31,6 +31,7 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 for command in (
     service.serve,
     service.receiver,
+    service.reconciler_only,
     service.sim,
     jobs.submit,
     jobs.track,
@@ -38,5 +39,12 @@ for command in (
     jobs.check,
     jobs.resume,
     jobs.reprocess,
+    notifications.notifications,
+    inspect.jobs,
+    inspect.show,
+    inspect.events,
+    inspect.replay,
+    stats.stats,
+    demo.demo,
 ):
     main.add_command(command)

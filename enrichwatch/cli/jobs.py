@@ -14,6 +14,7 @@ from enrichwatch.cli.context import (
     parse_options,
     print_jobs,
 )
+from enrichwatch.cli.notifications import notify_options, targets_from_options
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.runtime import Services
@@ -33,6 +34,7 @@ from enrichwatch.store import JobRecord
     help="A vendor option (repeatable); VALUE is read as JSON when it parses, e.g. "
     "-o endpoint=contact -o 'fields=[\"business_email\"]' -o enrichment_mode=full.",
 )
+@notify_options
 @json_option
 @click.pass_obj
 def submit(
@@ -41,6 +43,9 @@ def submit(
     file: Path,
     name: str | None,
     options: tuple[str, ...],
+    notify_slack: str | None,
+    notify_email: tuple[str, ...],
+    notify_webhook: str | None,
     as_json: bool,
 ) -> None:
     """Submit FILE (a CSV with a header row) to VENDOR and track the resulting job(s).
@@ -52,6 +57,7 @@ def submit(
     from enrichwatch.vendors.base import SubmitRequest
 
     settings = obj.settings()
+    notify = targets_from_options(settings, notify_slack, notify_email, notify_webhook)
     vendor_name = VendorName(vendor)
     try:
         rows = read_rows(file, vendor)
@@ -61,7 +67,12 @@ def submit(
 
     async def work(services: Services) -> list[JobRecord]:
         outcome = await submit_batch(
-            services, vendor_name, request, public_url=settings.base_url, source=EventSource.API
+            services,
+            vendor_name,
+            request,
+            public_url=settings.base_url,
+            source=EventSource.API,
+            notify=notify,
         )
         return outcome.jobs
 
@@ -79,20 +90,29 @@ def submit(
 @click.argument("vendor", type=VENDOR)
 @click.argument("vendor_job_id")
 @click.option("--name", help="A name for the job.")
+@notify_options
 @json_option
 @click.pass_obj
 def track(
-    obj: CliContext, vendor: str, vendor_job_id: str, name: str | None, as_json: bool
+    obj: CliContext,
+    vendor: str,
+    vendor_job_id: str,
+    name: str | None,
+    notify_slack: str | None,
+    notify_email: tuple[str, ...],
+    notify_webhook: str | None,
+    as_json: bool,
 ) -> None:
     """Track a job submitted elsewhere, by the vendor's own job id."""
     settings = obj.settings()
+    notify = targets_from_options(settings, notify_slack, notify_email, notify_webhook)
     vendor_job_id = vendor_job_id.strip()
     if not vendor_job_id:
         raise click.BadParameter("must not be blank", param_hint="VENDOR_JOB_ID")
 
     async def work(services: Services) -> JobRecord:
         job, _ = await services.store.track_job(
-            VendorName(vendor), vendor_job_id, name, source=EventSource.API
+            VendorName(vendor), vendor_job_id, name, source=EventSource.API, notify=notify
         )
         return job
 

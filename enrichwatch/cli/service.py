@@ -52,6 +52,41 @@ def receiver(obj: CliContext, host: str | None, port: int | None, db: Path | Non
     _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=False)
 
 
+@click.command(name="reconciler")
+@click.option("--db", type=click.Path(path_type=Path), help="SQLite file [ENRICHWATCH_DB].")
+@click.pass_obj
+def reconciler_only(obj: CliContext, db: Path | None) -> None:
+    """Run only the reconciler until SIGTERM or Ctrl-C: it checks, fetches and notifies for
+    the jobs in the database, which a receiver elsewhere writes to; a job a callback made due
+    is looked at on its next work interval."""
+    settings = obj.settings(db=db)
+    try:
+        asyncio.run(_reconcile(settings))
+    except EnrichwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _reconcile(settings: Settings) -> None:
+    import reconciler
+
+    stop = _stop_on_signals()
+    async with open_services(settings) as services, reconciler.running(services):
+        log.info("reconciler_started", db=str(settings.db))
+        click.echo(f"enrichwatch reconciler running on {settings.db}")
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("service_stopping")
+    log.info("service_stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 def _run_service(settings: Settings, *, with_reconciler: bool) -> None:
     try:
         asyncio.run(_serve(settings, with_reconciler))
@@ -64,10 +99,7 @@ async def _serve(settings: Settings, with_reconciler: bool) -> None:
     import reconciler
     from receiver import serving
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     async with open_services(settings, issue_api_token=True) as services:
         if services.generated_api_token is not None:
             click.echo(

@@ -14,6 +14,7 @@ how a `completed` batch goes back to `in_progress` after `/reprocess`.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -68,6 +69,9 @@ class RBatch:
     rounds: list[Round] = field(default_factory=list)
     owner: list[tuple[int, int]] = field(default_factory=list)
     """Per place: (round index, position in that round) of its latest run."""
+    rendered: dict[int, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
+    """Per finished place: its result job as JSON, and the run it is of. A finished place
+    never changes until a reprocess gives it a new run, so it is serialised once."""
 
 
 def _detail(status: int, detail: Any) -> web.Response:
@@ -303,10 +307,20 @@ class RepromptSim(VendorSim):
             return _detail(404, "Batch not found")
         indices = range(offset, min(offset + limit, len(batch.place_ids)))
         states = self.place_states(batch, indices)
-        jobs = [self._job(batch, i, s) for i, s in zip(indices, states, strict=True)]
-        return json_response(
-            {"jobs": jobs, "total": len(batch.place_ids), "limit": limit, "offset": offset}
-        )
+        jobs = b",".join(self._job_json(batch, i, s) for i, s in zip(indices, states, strict=True))
+        tail = {"total": len(batch.place_ids), "limit": limit, "offset": offset}
+        body = b'{"jobs":[' + jobs + b"]," + json.dumps(tail, separators=(",", ":"))[1:].encode()
+        return web.Response(body=body, content_type="application/json")
+
+    def _job_json(self, batch: RBatch, i: int, state: str) -> bytes:
+        if state not in ("completed", "failed"):
+            return json.dumps(self._job(batch, i, state), separators=(",", ":")).encode()
+        cached = batch.rendered.get(i)
+        if cached is not None and cached[0] == batch.owner[i]:
+            return cached[1]
+        body = json.dumps(self._job(batch, i, state), separators=(",", ":")).encode()
+        batch.rendered[i] = (batch.owner[i], body)
+        return body
 
     def _job(self, batch: RBatch, i: int, state: str) -> dict[str, Any]:
         r, local = batch.owner[i]

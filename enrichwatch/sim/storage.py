@@ -3,9 +3,12 @@
 It answers the way S3 does for pre-signed URLs: 403 with an XML error once `X-Amz-Date +
 X-Amz-Expires` has passed on the sim clock or the signature does not match, 400 when an
 `Authorization` header is sent alongside a query signature, and 404 `NoSuchKey` for a file
-that was never written. Bodies are gzipped on the fly from a record generator, so memory
-stays flat however large the file; the response carries `Content-Type: application/gzip`
-and no `Content-Encoding`, as the real bucket does.
+that was never written. Bodies are gzipped on the fly from a record generator the first
+time; a finished job's file never changes, so the compressed bytes are kept (up to
+`cache_limit` bytes in all, oldest dropped first) and served as they are afterwards, so a
+reader measured against the store meets the cost of sending a file, not of making it. The
+response carries `Content-Type: application/gzip` and no `Content-Encoding`, as the real bucket
+does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +32,7 @@ Resolver = Callable[[str, str], Iterator[bytes] | None]
 """(bucket, key) → raw JSONL chunks, or None when no such object was written."""
 
 BUCKET = "crustdata-batch-api-data"
+CACHE_LIMIT = 256 * 1024 * 1024
 _DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -50,6 +55,9 @@ class StorageServer:
         self.resolvers: dict[str, Resolver] = {}
         self.requests: list[StorageRequest] = []
         self.base_url = ""
+        self.cache_limit = CACHE_LIMIT
+        self._cache: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
+        self._cached_bytes = 0
         self.reject_authorization = True
         """Answer 400 like S3 when both a header and a query signature are present."""
         self.app = web.Application()
@@ -141,28 +149,61 @@ class StorageServer:
         truncate = self._faults.take("crustdata", "GET /{bucket}/{key}", "truncate_gzip")
         if truncate:
             self._stats.injected[("crustdata", "truncate_gzip")] += 1
-        return await _stream_gzip(request, chunks, truncate)
+        cached = None if truncate else self._cache.get((bucket, key))
+        if cached is not None:
+            self._cache.move_to_end((bucket, key))
+            return await _send(request, cached)
+        response, body = await _stream_gzip(request, chunks, truncate)
+        if body is not None:
+            self._keep((bucket, key), body)
+        return response
+
+    def _keep(self, name: tuple[str, str], body: list[bytes]) -> None:
+        size = sum(map(len, body))
+        if size > self.cache_limit:
+            return
+        self._cache[name] = body
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_limit:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= sum(map(len, dropped))
 
 
 async def _stream_gzip(
     request: web.Request, chunks: Iterator[bytes], truncate: bool
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={"Content-Type": "application/gzip", "Server": "AmazonS3"}
-    )
+) -> tuple[web.StreamResponse, list[bytes] | None]:
+    """The file compressed as it is sent; with it, the whole compressed body (None when the
+    fault cut it short)."""
+    response = _gzip_response()
     await response.prepare(request)
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    body: list[bytes] = []
     for chunk in chunks:
         data = compressor.compress(chunk)
         if truncate:
             await response.write(data + compressor.flush(zlib.Z_SYNC_FLUSH))
             await response.write_eof()
-            return response
+            return response, None
         if data:
+            body.append(data)
             await response.write(data)
-    await response.write(compressor.flush())
+    body.append(compressor.flush())
+    await response.write(body[-1])
+    await response.write_eof()
+    return response, body
+
+
+async def _send(request: web.Request, body: list[bytes]) -> web.StreamResponse:
+    response = _gzip_response()
+    await response.prepare(request)
+    for data in body:
+        await response.write(data)
     await response.write_eof()
     return response
+
+
+def _gzip_response() -> web.StreamResponse:
+    return web.StreamResponse(headers={"Content-Type": "application/gzip", "Server": "AmazonS3"})
 
 
 def _xml_error(status: int, code: str, message: str, extra: str = "") -> web.Response:

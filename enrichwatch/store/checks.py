@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from pydantic_core import to_json
 
+from enrichwatch.errors import FetchSupersededError
 from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
-from enrichwatch.store import work
+from enrichwatch.store import notifications, work
+from enrichwatch.store.notifications import NotifyRoutes, Outcome
 from enrichwatch.store.records import JobRecord
 from enrichwatch.store.rows import append_event, fetch_job
 from enrichwatch.store.writer import Writer
@@ -53,6 +55,7 @@ class CheckWrites:
 
     _writer: Writer
     clock: Callable[[], float]
+    notify_routes: NotifyRoutes
 
     async def claim_due_jobs(self, *, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
         """Lease open jobs whose check is due, soonest first; an expired lease is fair game."""
@@ -130,6 +133,7 @@ class CheckWrites:
         """Apply one status call's findings and release the job's lease."""
         now = self.clock()
         snap = outcome.snapshot
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = fetch_job(conn, job_id)
@@ -167,6 +171,7 @@ class CheckWrites:
             late = outcome.late_webhook and job.late_webhook_at is None
             if late:
                 append_event(conn, job_id, "webhook.late", EventSource.SYSTEM, {}, now=now)
+                notifications.enqueue(conn, job_id, Outcome.WEBHOOK_LATE, routes, now=now)
             fetch = snap.results_available and (state.is_terminal or state is JobState.NEEDS_ACTION)
             # Once per state that brings results (a pause's partial set, then the final one;
             # again after a reprocess reopened the job). Each is a fetch of its own, keyed by
@@ -184,6 +189,10 @@ class CheckWrites:
                     unique_key=f"{FETCH_WORK}:{job_id}:{polled}",
                     due_at=now,
                     now=now,
+                )
+            if state is not job.state:
+                notifications.on_state_change(
+                    conn, job_id, state, routes, results_coming=fetch, now=now
                 )
             conn.execute(
                 """UPDATE jobs SET state = ?, vendor_status = ?, error = COALESCE(?, error),
@@ -262,6 +271,7 @@ class CheckWrites:
     async def end_job(self, job_id: int, state: JobState, reason: str) -> JobRecord:
         """Close a job the vendor cannot tell us about any more (expired, lost, refused)."""
         now = self.clock()
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = fetch_job(conn, job_id)
@@ -274,6 +284,9 @@ class CheckWrites:
                 EventSource.SYSTEM,
                 {"from": job.state, "to": state, "reason": reason},
                 now=now,
+            )
+            notifications.on_state_change(
+                conn, job_id, state, routes, results_coming=False, now=now
             )
             conn.execute(
                 """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
@@ -305,9 +318,17 @@ class CheckWrites:
                 conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
                 conn.execute(
                     """UPDATE jobs SET state = 'running', finished_at = NULL, error = NULL,
-                           results_state = NULL, results_count = 0
+                           results_state = NULL, results_count = 0, run_started_at = ?
                        WHERE id = ?""",
-                    (job_id,),
+                    (now, job_id),
+                )
+                # A fetch of the earlier run, waiting or under way, ends here: its pages and
+                # its end must not land in the new run (see `store_results`, `finish_fetch`).
+                conn.execute(
+                    """UPDATE work SET state = 'done', last_error = 'superseded by a reprocess',
+                           lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                       WHERE job_id = ? AND kind = ? AND state = 'pending'""",
+                    (now, job_id, FETCH_WORK),
                 )
             conn.execute(
                 """UPDATE jobs SET next_check_at = ?, vendor_calls = vendor_calls + ?,
@@ -338,11 +359,13 @@ class CheckWrites:
 
     # -- results ----------------------------------------------------------------------------
 
-    async def start_fetch(self, job_id: int) -> int:
-        """Mark the results as being fetched; returns the position to resume from."""
+    async def start_fetch(self, job_id: int, *, item_id: int) -> int:
+        """Mark the results as being fetched by `item_id`; returns the position to resume
+        from (FetchSupersededError if a reprocess ended the fetch)."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> int:
+            _still_pending(conn, job_id, item_id)
             conn.execute(
                 "UPDATE jobs SET results_state = 'fetching', updated_at = ? WHERE id = ?",
                 (now, job_id),
@@ -354,9 +377,12 @@ class CheckWrites:
 
         return await self._writer.run(op)
 
-    async def store_results(self, job_id: int, records: Sequence[ResultRecord]) -> int:
-        """Insert a page; positions already stored are skipped, so a retried page is harmless.
-        Returns how many were new.
+    async def store_results(
+        self, job_id: int, records: Sequence[ResultRecord], *, item_id: int
+    ) -> int:
+        """Insert a page of fetch `item_id`; positions already stored are skipped, so a retried
+        page is harmless. Returns how many were new; raises FetchSupersededError if a reprocess
+        ended the fetch.
 
         The rows are built before the write is queued, so the write (which may run twice, see
         `Writer.run`) is SQLite alone. pydantic-core serialises several times faster than
@@ -371,6 +397,7 @@ class CheckWrites:
             rows = [(job_id, r.position, r.input_id, r.status, json.dumps(r.data)) for r in records]
 
         def op(conn: sqlite3.Connection) -> int:
+            _still_pending(conn, job_id, item_id)
             cursor = conn.executemany(
                 """INSERT INTO results (job_id, position, input_id, status, data)
                    VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -394,9 +421,13 @@ class CheckWrites:
             )
 
     async def finish_fetch(self, job_id: int, item_id: int) -> JobRecord:
+        """Mark the results stored, unless a reprocess ended this fetch (FetchSupersededError:
+        the job is left to the fetch of its new run)."""
         now = self.clock()
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
+            _still_pending(conn, job_id, item_id)
             job = fetch_job(conn, job_id)
             append_event(
                 conn,
@@ -406,6 +437,7 @@ class CheckWrites:
                 {"count": job.results_count, "partial": job.state is not JobState.COMPLETED},
                 now=now,
             )
+            notifications.on_results_stored(conn, job_id, job.state, routes, now=now)
             conn.execute(
                 "UPDATE jobs SET results_state = 'stored', updated_at = ? WHERE id = ?",
                 (now, job_id),
@@ -428,11 +460,14 @@ class CheckWrites:
 
     async def fail_fetch(self, item_id: int, job_id: int, error: str) -> JobRecord:
         now = self.clock()
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
+            _still_pending(conn, job_id, item_id)
             append_event(
                 conn, job_id, "results.fetch_failed", EventSource.SYSTEM, {"error": error}, now=now
             )
+            notifications.enqueue(conn, job_id, Outcome.FETCH_FAILED, routes, now=now)
             conn.execute(
                 "UPDATE jobs SET results_state = 'fetch_failed', error = ?, updated_at = ? "
                 "WHERE id = ?",
@@ -442,3 +477,9 @@ class CheckWrites:
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
+
+
+def _still_pending(conn: sqlite3.Connection, job_id: int, item_id: int) -> None:
+    row = conn.execute("SELECT state FROM work WHERE id = ?", (item_id,)).fetchone()
+    if row is None or row[0] != "pending":
+        raise FetchSupersededError(job_id, item_id)

@@ -12,11 +12,15 @@ from enrichwatch.errors import MigrationError
 BUSY_TIMEOUT_MS = 5000
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, checkpoint_at: int | None = None) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on.
 
     synchronous=NORMAL in WAL mode survives a crash of the process (kill -9) without losing a
     committed transaction; only a power cut can lose the last few.
+
+    With `checkpoint_at` (bytes) a commit never checkpoints: a `store.checkpointer` thread
+    does once the log file is that large. A log that starts over is cut back to half that,
+    so the file's size keeps telling how much the log holds.
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -25,6 +29,9 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: indexes stay in memory
+    if checkpoint_at is not None:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at // 2}")
     return conn
 
 

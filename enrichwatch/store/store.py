@@ -24,6 +24,9 @@ from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
 from enrichwatch.store.checks import CheckWrites
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
+from enrichwatch.store.dashboard_reads import DashboardReads
+from enrichwatch.store.inspect_reads import InspectReads
+from enrichwatch.store.notifications import JobTargets, NotificationWrites, write_job_targets
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
 from enrichwatch.store.rows import append_event, insert_job, token_digest
 from enrichwatch.store.submissions import SubmissionWrites
@@ -46,6 +49,8 @@ class InboundDelivery:
     body: bytes
     verification: str
     dedupe_key: str
+    replay_of: int | None = None
+    """Set when an operator replays a stored callback: the inbox id it repeats."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class CallbackOutcome:
     duplicate: bool
 
 
-class Store(SubmissionWrites, CheckWrites):
+class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, InspectReads):
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
         self.path = path
         self.clock = clock
@@ -96,8 +101,10 @@ class Store(SubmissionWrites, CheckWrites):
         name: str | None,
         *,
         source: EventSource = EventSource.API,
+        notify: JobTargets | None = None,
     ) -> tuple[JobRecord, bool]:
         """Start tracking a vendor job; tracking the same one again returns it unchanged.
+        `notify`: the job's own notification targets, stored with it.
 
         The job is due at once, so its first status check happens on the next reconcile.
         """
@@ -112,6 +119,7 @@ class Store(SubmissionWrites, CheckWrites):
                 return JobRecord.from_row(existing), False
             job = insert_job(conn, vendor, vendor_job_id, name, now=now, due_at=now)
             job_id = job.id
+            write_job_targets(conn, job_id, notify)
             append_event(
                 conn,
                 job_id,
@@ -163,13 +171,14 @@ class Store(SubmissionWrites, CheckWrites):
             )
             inbox_id = conn.execute(_INSERT_INBOX, inbox_row).lastrowid
             assert inbox_id is not None
+            replay = {} if delivery.replay_of is None else {"replay_of": delivery.replay_of}
             if duplicate_of is not None:
                 append_event(
                     conn,
                     job_id,
                     "webhook.duplicate",
                     EventSource.WEBHOOK,
-                    {"inbox_id": inbox_id, "duplicate_of": duplicate_of},
+                    {"inbox_id": inbox_id, "duplicate_of": duplicate_of} | replay,
                     now=now,
                 )
             else:
@@ -183,7 +192,8 @@ class Store(SubmissionWrites, CheckWrites):
                         "verification": delivery.verification,
                         "content_type": delivery.content_type,
                         "bytes": len(delivery.body),
-                    },
+                    }
+                    | replay,
                     now=now,
                 )
                 # A callback is only a hint: it makes the job due, it never sets its state.
@@ -307,10 +317,11 @@ class Store(SubmissionWrites, CheckWrites):
     async def durations(
         self, vendor: VendorName, limit: int = 500
     ) -> list[tuple[int | None, float]]:
-        """(size, seconds from tracking to completion) of the vendor's latest completed jobs."""
+        """(size, seconds from the start of its latest run to completion) of the vendor's
+        latest completed jobs: a reprocessed job's run starts at the reprocess."""
         rows = await self._fetchall(
             """SELECT COALESCE(progress_total, input_rows) AS size,
-                      finished_at - created_at AS duration
+                      finished_at - COALESCE(run_started_at, created_at) AS duration
                  FROM jobs WHERE vendor = ? AND state = 'completed' AND finished_at IS NOT NULL
                 ORDER BY finished_at DESC LIMIT ?""",
             (vendor.value, limit),

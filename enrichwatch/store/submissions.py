@@ -9,6 +9,7 @@ from typing import Any
 
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.store import work
+from enrichwatch.store.notifications import JobTargets, write_job_targets
 from enrichwatch.store.records import JobRecord
 from enrichwatch.store.rows import append_event, fetch_job, insert_job
 from enrichwatch.store.writer import Writer
@@ -23,13 +24,21 @@ class SubmissionWrites:
     clock: Callable[[], float]
 
     async def reserve_job(
-        self, vendor: VendorName, name: str | None, *, rows: int, source: EventSource
+        self,
+        vendor: VendorName,
+        name: str | None,
+        *,
+        rows: int,
+        source: EventSource,
+        notify: JobTargets | None = None,
     ) -> JobRecord:
-        """A job for one part of a batch, before it is sent (its vendor_job_id is unknown)."""
+        """A job for one part of a batch, before it is sent (its vendor_job_id is unknown),
+        with its own notification targets if it has any."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = insert_job(conn, vendor, None, name, now=now, due_at=None)
+            write_job_targets(conn, job.id, notify)
             conn.execute("UPDATE jobs SET input_rows = ? WHERE id = ?", (rows, job.id))
             append_event(conn, job.id, "submit.requested", source, {"rows": rows}, now=now)
             return job

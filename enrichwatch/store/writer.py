@@ -7,13 +7,15 @@ acknowledge only what is durable.
 A group runs on the event loop thread itself: it is a few hundred microseconds of SQLite work,
 and handing it to a thread costs more than that (every statement releases and re-takes the GIL,
 and each hand-off can wait a whole switch interval behind the loop). Only when another process
-holds the write lock does the group move to a worker thread, which waits there for up to the
-busy timeout instead of stalling the loop.
+holds the write lock, or a checkpoint has its turn, does the group move to a worker thread,
+which waits there instead of stalling the loop. No commit checkpoints the WAL: a
+`Checkpointer` thread does, on its own connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from enrichwatch.errors import StoreError
+from enrichwatch.store.checkpointer import WAL_CHECKPOINT_BYTES, Checkpointer
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, connect, migrate
 
 T = TypeVar("T")
@@ -30,8 +33,9 @@ MAX_GROUP = 256
 
 
 class Writer:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, checkpoint_wal_bytes: int = WAL_CHECKPOINT_BYTES) -> None:
         self._path = path
+        self.checkpoints = Checkpointer(path, wal_bytes=checkpoint_wal_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrichwatch-writer")
         self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._conn: sqlite3.Connection | None = None
@@ -40,8 +44,12 @@ class Writer:
     async def start(self) -> list[int]:
         """Open the connection, apply migrations, and start taking writes."""
         loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._executor, connect, self._path)
+        self._conn = await loop.run_in_executor(
+            self._executor,
+            functools.partial(connect, self._path, checkpoint_at=self.checkpoints.wal_bytes),
+        )
         applied = await loop.run_in_executor(self._executor, migrate, self._conn)
+        self.checkpoints.start()
         self._task = asyncio.create_task(self._run(), name="store-writer")
         return applied
 
@@ -63,6 +71,7 @@ class Writer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.checkpoints.stop)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
@@ -78,14 +87,10 @@ class Writer:
                 group.append(self._queue.get_nowait())
             ops = [op for op, _ in group]
             try:
-                try:
-                    outcomes = self._apply(ops, wait_ms=0)
-                except _Busy:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, self._apply, ops, BUSY_TIMEOUT_MS
-                    )
+                outcomes = await self._commit(loop, ops)
             except Exception as exc:  # the whole group failed to commit
                 outcomes = [_as_store_error(exc)] * len(group)
+            self.checkpoints.after_commit()
             for (_, future), outcome in zip(group, outcomes, strict=True):
                 if not future.done():
                     if isinstance(outcome, BaseException):
@@ -93,6 +98,25 @@ class Writer:
                     else:
                         future.set_result(outcome)
                 self._queue.task_done()
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop, ops: list[WriteOp[Any]]) -> list[Any]:
+        """On the loop when the lock is free at once; else on the worker thread, which waits
+        for a checkpoint's turn or another process's transaction to end."""
+        if self.checkpoints.try_writer_turn():
+            try:
+                return self._apply(ops, wait_ms=0)
+            except _Busy:
+                pass
+            finally:
+                self.checkpoints.end_writer_turn()
+        return await loop.run_in_executor(self._executor, self._apply_waiting, ops)
+
+    def _apply_waiting(self, ops: list[WriteOp[Any]]) -> list[Any]:
+        self.checkpoints.writer_turn()
+        try:
+            return self._apply(ops, BUSY_TIMEOUT_MS)
+        finally:
+            self.checkpoints.end_writer_turn()
 
     def _apply(self, ops: list[WriteOp[Any]], wait_ms: int) -> list[Any]:
         """Commit the group in one transaction; if an op fails, run the group again with a

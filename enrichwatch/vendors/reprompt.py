@@ -61,7 +61,10 @@ class RepromptAdapter(HttpAdapter):
         extra={"input_columns": PLACE_COLUMNS},
     )
     settings: RepromptSettings
-    results_page_size = 100
+    results_page_size = 1000
+    """Results asked for per request. Reprompt documents no maximum `limit` (the simulator
+    takes 1..1000); a server that caps it lower answers short pages, which `results` follows
+    from where each really ended."""
     results_read_ahead = 3
     """Result pages asked for at once at most."""
     list_page_size = 100

@@ -135,6 +135,7 @@ async def test_failed_batch_still_offers_its_completed_places(reprompt, sim):
     [(100, 0, [100], 1), (250, 0, [100, 100, 50], 3), (30, 30, [], 1), (250, 120, [100, 30], 2)],
 )
 async def test_results_pagination(reprompt, sim, calls, count, start, pages, requests):
+    reprompt.results_page_size = 100  # the paging under test, whatever the default size
     [job] = await reprompt.submit(SubmitRequest(rows=places(count)))
     await settle(sim)
     snapshot = await reprompt.status(job.vendor_job_id)

@@ -1,0 +1,188 @@
+"""How jobs and events look in a terminal (rich renderables), shared by the CLI listings and
+the demo's live view, so a job reads the same wherever it is shown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from enrichwatch.models import JobState
+from enrichwatch.store import EventRecord, JobRecord
+
+PIPE_WIDTH = 160
+"""Columns used when the output is not a terminal, so that piped tables do not wrap."""
+
+STATE_STYLES = {
+    JobState.SUBMITTED: "cyan",
+    JobState.QUEUED: "cyan",
+    JobState.RUNNING: "blue",
+    JobState.NEEDS_ACTION: "yellow",
+    JobState.COMPLETED: "green",
+    JobState.FAILED: "red",
+    JobState.EXPIRED: "red",
+}
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for the CLI: colours and the real width on a terminal, plain and wide off
+    one."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=PIPE_WIDTH, no_color=True, highlight=False)
+
+
+def duration_text(seconds: float | None) -> str:
+    """A short human duration: 45s, 3m05s, 2h03m, 4d02h."""
+    if seconds is None:
+        return "-"
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def timestamp_text(when: float | None) -> str:
+    if when is None:
+        return "-"
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def state_text(state: JobState) -> Text:
+    return Text(state.value, style=STATE_STYLES[state])
+
+
+def calls_text(calls: float) -> str:
+    """Vendor calls; a list call shared by several jobs leaves fractions."""
+    return f"{calls:g}" if calls == int(calls) else f"{calls:.1f}"
+
+
+def progress_counts(job: JobRecord) -> str:
+    if job.progress_total is None:
+        return "-" if job.input_rows is None else f"?/{job.input_rows}"
+    failed = f" ({job.progress_failed} failed)" if job.progress_failed else ""
+    return f"{job.progress_done or 0}/{job.progress_total}{failed}"
+
+
+def progress_cell(job: JobRecord, width: int = 20) -> RenderableType:
+    """A bar and the counts; a completed job shows full even where the vendor gives none."""
+    total = job.progress_total or job.input_rows
+    done = job.progress_done or 0
+    if job.state is JobState.COMPLETED and total:
+        done = max(done, total)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        ProgressBar(total=float(total or 1), completed=float(done if total else 0), width=width),
+        Text(progress_counts(job)),
+    )
+    return grid
+
+
+def results_text(job: JobRecord) -> str:
+    if job.results_state is None:
+        return "-"
+    if job.results_state == "stored":
+        return f"{job.results_count} stored"
+    return job.results_state
+
+
+def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("ID", "Vendor", "Name", "State", "Progress", "Calls", "Callbacks"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "ID" else "left")
+    table.add_column("Results", no_wrap=True)
+    table.add_column("Age", no_wrap=True, justify="right")
+    for job in jobs:
+        table.add_row(
+            str(job.id),
+            job.vendor.value,
+            Text(job.name or ""),
+            state_text(job.state),
+            progress_cell(job),
+            calls_text(job.vendor_calls),
+            str(job.callbacks_received),
+            results_text(job),
+            duration_text(now - job.created_at),
+        )
+    return table
+
+
+def event_summary(event: EventRecord) -> str:
+    """One line saying what the event means; unknown types show their payload."""
+    p = event.payload
+    match event.type:
+        case "submit.requested":
+            return f"submit requested: {p.get('rows')} rows"
+        case "job.submitted":
+            return f"accepted by the vendor as {p.get('vendor_job_id')}"
+        case "job.tracked":
+            return f"tracking {p.get('vendor_job_id')}"
+        case "vendor.polled":
+            return f"status call: {p.get('vendor_status')} ({calls_text(p.get('cost', 0))} call)"
+        case "vendor.poll_failed":
+            return f"status call failed: {p.get('error')}"
+        case "job.state_changed":
+            reason = p.get("reason") or p.get("vendor_status")
+            return f"{p.get('from')} → {p.get('to')}" + (f" ({reason})" if reason else "")
+        case "job.progressed":
+            failed = f", {p['failed']} failed" if p.get("failed") else ""
+            return f"progress {p.get('done')}/{p.get('total')}{failed}"
+        case "webhook.received":
+            replay = f", replay of inbox {p['replay_of']}" if "replay_of" in p else ""
+            return f"callback received (inbox {p.get('inbox_id')}{replay}): job due for a check"
+        case "webhook.duplicate":
+            replay = f", replay of inbox {p['replay_of']}" if "replay_of" in p else ""
+            return (
+                f"duplicate callback (inbox {p.get('inbox_id')}, "
+                f"first was {p.get('duplicate_of')}{replay}): ignored"
+            )
+        case "webhook.late":
+            return "callback late: checking by polling instead"
+        case "results.stored":
+            partial = " (partial)" if p.get("partial") else ""
+            return f"results stored: {p.get('count')} records{partial}"
+        case "notification.sent" | "notification.failed":
+            what = "dead-lettered" if p.get("dead") else event.type.split(".", 1)[1]
+            error = f": {p['error']}" if p.get("error") else ""
+            return f"notification {what} ({p.get('channel')}, {p.get('outcome')}){error}"
+        case _:
+            return " ".join(f"{key}={_compact(value)}" for key, value in p.items())
+
+
+def _compact(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def events_table(events: Iterable[EventRecord], origin: float | None) -> Table:
+    """The timeline; `origin` (the job's creation) gives each event's offset."""
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("Seq", "Time (UTC)", "+", "Source", "Event"):
+        table.add_column(
+            column, no_wrap=True, justify="right" if column in {"Seq", "+"} else "left"
+        )
+    table.add_column("Details")
+    for event in events:
+        offset = "" if origin is None else duration_text(event.created_at - origin)
+        table.add_row(
+            str(event.seq),
+            timestamp_text(event.created_at),
+            offset,
+            event.source.value,
+            event.type,
+            Text(event_summary(event)),
+        )
+    return table

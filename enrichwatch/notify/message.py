@@ -1,0 +1,227 @@
+"""One outcome of one job, as the words and links every channel sends: the same facts in
+plain text, HTML, Slack Block Kit and a Standard Webhooks JSON event."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from enrichwatch.store import JobRecord
+from enrichwatch.store.notifications import Outcome
+
+TITLES = {
+    Outcome.COMPLETED: "Results ready",
+    Outcome.PARTIAL: "Partial results stored (job paused)",
+    Outcome.FAILED: "Job failed",
+    Outcome.NEEDS_ACTION: "Action needed: job paused",
+    Outcome.FETCH_FAILED: "Results could not be fetched",
+    Outcome.EXPIRED: "Job expired",
+    Outcome.WEBHOOK_LATE: "Vendor callback is late",
+}
+EVENT_TYPES = {
+    Outcome.COMPLETED: "job.completed",
+    Outcome.PARTIAL: "job.partial_results",
+    Outcome.FAILED: "job.failed",
+    Outcome.NEEDS_ACTION: "job.needs_action",
+    Outcome.FETCH_FAILED: "job.results_fetch_failed",
+    Outcome.EXPIRED: "job.expired",
+    Outcome.WEBHOOK_LATE: "job.webhook_late",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    outcome: Outcome
+    job_id: int
+    vendor: str
+    vendor_job_id: str | None
+    job_name: str | None
+    state: str
+    enriched: int | None
+    failed: int | None
+    total: int | None
+    results_stored: int
+    duration_s: float | None
+    vendor_calls: float
+    problem: str | None
+    """The error, or what the reader has to do; None when all went well."""
+    results_url: str
+    dashboard_url: str
+    occurred_at: float
+
+    @property
+    def title(self) -> str:
+        return f"{TITLES[self.outcome]}: {self.vendor} job {self.job_id}" + (
+            f" ({self.job_name})" if self.job_name else ""
+        )
+
+    @property
+    def event_type(self) -> str:
+        return EVENT_TYPES[self.outcome]
+
+    def facts(self) -> list[tuple[str, str]]:
+        """Label and value of each fact, in the order every channel shows them."""
+        return [
+            ("Vendor", self.vendor),
+            ("Job", f"{self.job_id} {self.job_name or ''}".rstrip()),
+            ("Vendor job id", self.vendor_job_id or "-"),
+            ("Outcome", self.outcome.value),
+            (
+                "Enriched / failed / total",
+                f"{_count(self.enriched)} / {_count(self.failed)} / {_count(self.total)}",
+            ),
+            ("Results stored", str(self.results_stored)),
+            ("Duration", _duration(self.duration_s)),
+            ("Vendor calls", f"{self.vendor_calls:g}"),
+        ]
+
+    def text(self) -> str:
+        lines = [self.title, ""]
+        lines += [f"{label}: {value}" for label, value in self.facts()]
+        if self.problem:
+            lines += ["", self.problem]
+        lines += ["", f"Results: {self.results_url}", f"Dashboard: {self.dashboard_url}"]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        rows = "".join(
+            f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+            for label, value in self.facts()
+        )
+        problem = f"<p><strong>{html.escape(self.problem)}</strong></p>" if self.problem else ""
+        return (
+            f"<html><body><h2>{html.escape(self.title)}</h2><table>{rows}</table>{problem}"
+            f"<p><a href='{html.escape(self.results_url)}'>Results</a> · "
+            f"<a href='{html.escape(self.dashboard_url)}'>Dashboard</a></p></body></html>"
+        )
+
+    def slack(self) -> dict[str, Any]:
+        """A Block Kit message with a plain-text fallback (what notifications show)."""
+        fields = [
+            {"type": "mrkdwn", "text": f"*{_mrkdwn(label)}*\n{_mrkdwn(value)}"}
+            for label, value in self.facts()
+        ]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
+            {"type": "section", "fields": fields[:10]},
+        ]
+        if self.problem:
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(self.problem)}}
+            )
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Results", self.results_url, "results"),
+                    _button("Dashboard", self.dashboard_url, "dashboard"),
+                ],
+            }
+        )
+        return {"text": self.title, "blocks": blocks}
+
+    def webhook_event(self) -> dict[str, Any]:
+        """The Standard Webhooks envelope: type, ISO 8601 timestamp of the outcome, data."""
+        return {
+            "type": self.event_type,
+            "timestamp": datetime.fromtimestamp(self.occurred_at, UTC).isoformat(),
+            "data": {
+                "job_id": self.job_id,
+                "name": self.job_name,
+                "vendor": self.vendor,
+                "vendor_job_id": self.vendor_job_id,
+                "state": self.state,
+                "outcome": self.outcome.value,
+                "counts": {"enriched": self.enriched, "failed": self.failed, "total": self.total},
+                "results_stored": self.results_stored,
+                "duration_seconds": self.duration_s,
+                "vendor_calls": self.vendor_calls,
+                "problem": self.problem,
+                "links": {"results": self.results_url, "dashboard": self.dashboard_url},
+            },
+        }
+
+
+def build_message(job: JobRecord, outcome: Outcome, *, base_url: str, at: float) -> Message:
+    """What to say about `outcome` of `job`; `base_url` is the service's public URL."""
+    enriched: int | None = None
+    if job.progress_done is not None:
+        enriched = job.progress_done - (job.progress_failed or 0)
+    elif job.results_count:
+        enriched = job.results_count
+    end = job.finished_at or at
+    return Message(
+        outcome=outcome,
+        job_id=job.id,
+        vendor=job.vendor.value,
+        vendor_job_id=job.vendor_job_id,
+        job_name=job.name,
+        state=job.state.value,
+        enriched=enriched,
+        failed=job.progress_failed,
+        total=job.progress_total if job.progress_total is not None else job.input_rows,
+        results_stored=job.results_count,
+        duration_s=max(end - job.created_at, 0.0),
+        vendor_calls=job.vendor_calls,
+        problem=_problem(job, outcome, base_url),
+        results_url=f"{base_url}/api/jobs/{job.id}/results",
+        dashboard_url=f"{base_url}/jobs/{job.id}",
+        occurred_at=at,
+    )
+
+
+def _problem(job: JobRecord, outcome: Outcome, base_url: str) -> str | None:
+    resume = (
+        f"then resume it: `enrichwatch resume {job.id}` "
+        f"(or POST {base_url}/api/jobs/{job.id}/resume)."
+    )
+    reason = job.error or job.vendor_status or "no reason given"
+    match outcome:
+        case Outcome.COMPLETED:
+            return None
+        case Outcome.NEEDS_ACTION:
+            return (
+                f"Action needed: {job.vendor.value} paused the job ({reason}). Top up the "
+                f"account's credits (or settle what the vendor asks) at {job.vendor.value}, "
+                + resume
+            )
+        case Outcome.PARTIAL:
+            return "The job is paused; these are the results so far. To get the rest, " + resume
+        case Outcome.WEBHOOK_LATE:
+            return (
+                "The vendor's callback did not come when expected; enrichwatch is polling "
+                "instead. Check the webhook settings at the vendor."
+            )
+        case _:
+            return f"Error: {reason}"
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's three control characters escaped, so a job name cannot ping or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _button(text: str, url: str, action_id: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "url": url,
+        "action_id": action_id,
+    }

@@ -1,0 +1,43 @@
+"""A job's own notification targets, as given to `submit`/`track` or in the API body, checked
+against the settings before anything is stored."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from enrichwatch.config import Settings, is_email_address
+from enrichwatch.errors import EnrichwatchError
+from enrichwatch.store.notifications import JobTargets
+
+
+class NotifyTargetError(EnrichwatchError):
+    """A per-job target is malformed or cannot be used with the settings in force."""
+
+
+def job_targets(
+    settings: Settings,
+    *,
+    slack: str | None = None,
+    email: list[str] | None = None,
+    webhook: str | None = None,
+) -> JobTargets | None:
+    """The targets to store with the job, or None when none was given."""
+    for name, url in (("slack", slack), ("webhook", webhook)):
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise NotifyTargetError(f"notify {name}: {url!r} is not an http(s) URL")
+    for address in email or []:
+        if not is_email_address(address):
+            raise NotifyTargetError(f"notify email: {address!r} is not an email address")
+    if email and not settings.smtp.host:
+        raise NotifyTargetError(
+            "notify email needs an SMTP server: set smtp.host (ENRICHWATCH_SMTP__HOST)"
+        )
+    if webhook is not None and settings.notify.webhook_secret is None:
+        raise NotifyTargetError(
+            "notify webhook needs a signing key: set notify.webhook_secret "
+            "(ENRICHWATCH_NOTIFY__WEBHOOK_SECRET)"
+        )
+    targets = JobTargets(slack=slack, email=list(email) if email else None, webhook=webhook)
+    return None if targets.is_empty() else targets

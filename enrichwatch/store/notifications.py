@@ -1,0 +1,386 @@
+"""Notifications as rows of the `work` outbox (kind `notify`).
+
+A row is created in the transaction of the event that causes it (results stored, job failed,
+paused, expired, fetch failed, callback late), once per (job, outcome, channel): its unique key
+is exactly that triple and creation is INSERT … ON CONFLICT DO NOTHING, so a duplicate callback,
+a second check, a replay or a restart never makes a second message, and a sent one is never
+made pending again. The `work` table already gives leases, attempts, backoff times and a dead
+state, so a separate table would only duplicate them; what is particular to notifications is
+here: which channels a job notifies, the events a delivery appends, listing and manual retry.
+
+Targets (webhook URLs, addresses) are not copied into the row: a Slack URL is a secret, and
+the row names only its channel, resolved when it is sent from the job's own targets or the
+settings."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from enrichwatch.errors import StoreError
+from enrichwatch.models import EventSource, JobState
+from enrichwatch.store import work
+from enrichwatch.store.records import Record, WorkItem
+from enrichwatch.store.rows import append_event, fetch_job
+from enrichwatch.store.writer import Writer
+
+NOTIFY_WORK = "notify"
+CHANNELS = ("slack", "email", "webhook", "console")
+
+
+class Outcome(StrEnum):
+    """What a notification tells; one message per job, outcome and channel."""
+
+    COMPLETED = "completed"
+    PARTIAL = "partial"  # results stored while the job is paused
+    FAILED = "failed"
+    NEEDS_ACTION = "needs_action"
+    FETCH_FAILED = "fetch_failed"
+    EXPIRED = "expired"
+    WEBHOOK_LATE = "webhook_late"
+
+
+class JobTargets(BaseModel):
+    """A job's own notification targets; each one given replaces the configured channel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slack: str | None = None
+    email: list[str] | None = None
+    webhook: str | None = None
+
+    @property
+    def channels(self) -> frozenset[str]:
+        return frozenset(
+            name for name in ("slack", "email", "webhook") if getattr(self, name) is not None
+        )
+
+    def is_empty(self) -> bool:
+        return not self.channels
+
+
+@dataclass(frozen=True)
+class NotifyRoutes:
+    """The configured channels every job notifies, and whether late callbacks notify; set on
+    the store from the settings when services open (console only until then)."""
+
+    channels: frozenset[str] = frozenset({"console"})
+    late_webhooks: bool = False
+
+
+class NotificationRecord(Record):
+    id: int
+    job_id: int
+    outcome: Outcome
+    channel: str
+    state: str  # pending | sent | dead
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    webhook_id: str
+    leased: bool
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> NotificationRecord:
+        payload = json.loads(row["payload"])
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            outcome=payload["outcome"],
+            channel=payload["channel"],
+            state="sent" if row["state"] == "done" else row["state"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            webhook_id=payload["webhook_id"],
+            leased=row["lease_owner"] is not None,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    @classmethod
+    def from_item(cls, item: WorkItem, *, leased: bool = True) -> NotificationRecord:
+        assert item.job_id is not None
+        return cls(
+            id=item.id,
+            job_id=item.job_id,
+            outcome=item.payload["outcome"],
+            channel=item.payload["channel"],
+            state="sent" if item.state == "done" else item.state,
+            attempts=item.attempts,
+            next_attempt_at=item.next_attempt_at,
+            last_error=item.last_error,
+            webhook_id=item.payload["webhook_id"],
+            leased=leased,
+            created_at=item.payload["at"],
+            updated_at=item.payload["at"],
+        )
+
+
+class NotificationStateError(StoreError):
+    """The notification cannot be retried in its state (it was delivered)."""
+
+
+class UnknownNotificationError(StoreError):
+    def __init__(self, notification_id: int) -> None:
+        super().__init__(f"no notification with id {notification_id}")
+        self.notification_id = notification_id
+
+
+# -- inside other writes' transactions ------------------------------------------------------
+
+
+def write_job_targets(conn: sqlite3.Connection, job_id: int, targets: JobTargets | None) -> None:
+    """Record a job's own targets, in the transaction that creates the job."""
+    if targets is not None and not targets.is_empty():
+        conn.execute(
+            "UPDATE jobs SET notify = ? WHERE id = ?",
+            (targets.model_dump_json(exclude_none=True), job_id),
+        )
+
+
+def job_targets(conn: sqlite3.Connection, job_id: int) -> JobTargets:
+    row = conn.execute("SELECT notify FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or row["notify"] is None:
+        return JobTargets()
+    return JobTargets.model_validate_json(row["notify"])
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    job_id: int,
+    outcome: Outcome,
+    routes: NotifyRoutes,
+    *,
+    now: float,
+) -> int:
+    """Create the outcome's rows, one per channel, unless they exist; returns how many were
+    new. Runs inside the caller's transaction, beside the event that causes them."""
+    if outcome is Outcome.WEBHOOK_LATE and not routes.late_webhooks:
+        return 0
+    channels = routes.channels | job_targets(conn, job_id).channels
+    created = 0
+    for channel in sorted(channels):
+        payload = {
+            "outcome": outcome.value,
+            "channel": channel,
+            "at": now,
+            # The Standard Webhooks idempotency key: fixed now, the same on every retry.
+            "webhook_id": "msg_" + secrets.token_urlsafe(18),
+        }
+        created += conn.execute(
+            """INSERT INTO work (kind, job_id, payload, next_attempt_at, unique_key,
+                                 created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unique_key) DO NOTHING""",
+            (
+                NOTIFY_WORK,
+                job_id,
+                json.dumps(payload),
+                now,
+                f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}",
+                now,
+                now,
+            ),
+        ).rowcount
+    return created
+
+
+# -- the store's own writes and reads ---------------------------------------------------------
+
+
+class NotificationWrites:
+    """Mixed into Store; the state is Store's."""
+
+    _writer: Writer
+    clock: Callable[[], float]
+    notify_routes: NotifyRoutes = NotifyRoutes()
+
+    async def claim_notifications(
+        self, *, owner: str, lease_s: float, limit: int
+    ) -> list[WorkItem]:
+        now = self.clock()
+        return await self._writer.run(
+            lambda conn: work.claim(
+                conn, kind=NOTIFY_WORK, owner=owner, now=now, lease_s=lease_s, limit=limit
+            )
+        )
+
+    async def notification_sent(self, item: WorkItem, detail: dict[str, Any]) -> None:
+        """The channel accepted the message: the row is done and the job's log says so."""
+        now = self.clock()
+        assert item.job_id is not None
+        job_id = item.job_id
+
+        def op(conn: sqlite3.Connection) -> None:
+            work.finish(conn, item.id, now=now)
+            append_event(
+                conn,
+                job_id,
+                "notification.sent",
+                EventSource.SYSTEM,
+                {**_describe(item), **detail},
+                now=now,
+            )
+
+        await self._writer.run(op)
+
+    async def notification_failed(
+        self, item: WorkItem, error: str, *, retry_at: float | None
+    ) -> None:
+        """A failed attempt: due again at `retry_at`, or dead-lettered (None) with its error."""
+        now = self.clock()
+        assert item.job_id is not None
+        job_id = item.job_id
+
+        def op(conn: sqlite3.Connection) -> None:
+            if retry_at is None:
+                conn.execute("UPDATE work SET last_error = ? WHERE id = ?", (error, item.id))
+                work.finish(conn, item.id, now=now, state="dead")
+            else:
+                work.retry_later(conn, item.id, due_at=retry_at, error=error, now=now)
+            append_event(
+                conn,
+                job_id,
+                "notification.failed",
+                EventSource.SYSTEM,
+                {**_describe(item), "error": error, "dead": retry_at is None, "retry_at": retry_at},
+                now=now,
+            )
+
+        await self._writer.run(op)
+
+    async def retry_notification(self, notification_id: int) -> NotificationRecord:
+        """Make a dead-lettered (or waiting) notification due now with fresh attempts; a
+        delivered one, or one being sent, is refused."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> NotificationRecord:
+            row = _notification_row(conn, notification_id)
+            if row["state"] == "done":
+                raise NotificationStateError(
+                    f"notification {notification_id} was already delivered"
+                )
+            if row["lease_owner"] is not None and (row["lease_expires_at"] or 0) > now:
+                raise NotificationStateError(
+                    f"notification {notification_id} is being sent right now"
+                )
+            conn.execute(
+                """UPDATE work SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                                   lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (now, now, notification_id),
+            )
+            job = fetch_job(conn, row["job_id"])
+            payload = json.loads(row["payload"])
+            append_event(
+                conn,
+                job.id,
+                "notification.retry_requested",
+                EventSource.API,
+                {"notification_id": notification_id, "channel": payload["channel"]},
+                now=now,
+            )
+            return NotificationRecord.from_row(_notification_row(conn, notification_id))
+
+        return await self._writer.run(op)
+
+    async def list_notifications(
+        self,
+        *,
+        state: str | None = None,
+        job_id: int | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[NotificationRecord]:
+        """Newest first; `state` is pending, sent or dead."""
+        clauses, params = ["kind = ?"], list[object]([NOTIFY_WORK])
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(STATE_VALUES[state])
+        if job_id is not None:
+            clauses.append("job_id = ?")
+            params.append(job_id)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(before_id)
+        sql = f"SELECT * FROM work WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        rows = await self._fetchall(sql, (*params, limit))
+        return [NotificationRecord.from_row(row) for row in rows]
+
+    async def job_targets(self, job_id: int) -> JobTargets:
+        """The job's own notification targets (empty when it uses the configured ones)."""
+        rows = await self._fetchall("SELECT notify FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0]["notify"] is None:
+            return JobTargets()
+        return JobTargets.model_validate_json(rows[0]["notify"])
+
+    async def get_notification(self, notification_id: int) -> NotificationRecord:
+        rows = await self._fetchall(
+            "SELECT * FROM work WHERE id = ? AND kind = ?", (notification_id, NOTIFY_WORK)
+        )
+        if not rows:
+            raise UnknownNotificationError(notification_id)
+        return NotificationRecord.from_row(rows[0])
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        raise NotImplementedError  # Store's reader
+
+
+STATE_VALUES = {"pending": "pending", "sent": "done", "dead": "dead"}
+
+
+def _notification_row(conn: sqlite3.Connection, notification_id: int) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM work WHERE id = ? AND kind = ?", (notification_id, NOTIFY_WORK)
+    ).fetchone()
+    if row is None:
+        raise UnknownNotificationError(notification_id)
+    return row
+
+
+def _describe(item: WorkItem) -> dict[str, Any]:
+    return {
+        "notification_id": item.id,
+        "channel": item.payload["channel"],
+        "outcome": item.payload["outcome"],
+        "attempt": item.attempts,
+    }
+
+
+def on_state_change(
+    conn: sqlite3.Connection,
+    job_id: int,
+    state: JobState,
+    routes: NotifyRoutes,
+    *,
+    results_coming: bool,
+    now: float,
+) -> None:
+    """The notifications a job's new state causes. A completed job whose results are being
+    fetched is told of once they are stored (`on_results_stored`), not now."""
+    outcome = {
+        JobState.FAILED: Outcome.FAILED,
+        JobState.EXPIRED: Outcome.EXPIRED,
+        JobState.NEEDS_ACTION: Outcome.NEEDS_ACTION,
+        JobState.COMPLETED: None if results_coming else Outcome.COMPLETED,
+    }.get(state)
+    if outcome is not None:
+        enqueue(conn, job_id, outcome, routes, now=now)
+
+
+def on_results_stored(
+    conn: sqlite3.Connection, job_id: int, state: JobState, routes: NotifyRoutes, *, now: float
+) -> None:
+    """Results are in: the whole set of a completed job, or a paused job's partial set."""
+    outcome = {JobState.COMPLETED: Outcome.COMPLETED, JobState.NEEDS_ACTION: Outcome.PARTIAL}
+    if state in outcome:
+        enqueue(conn, job_id, outcome[state], routes, now=now)

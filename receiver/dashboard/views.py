@@ -1,0 +1,198 @@
+"""The dashboard's pages and the fragments their script polls for live updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from enrichwatch.errors import UnknownJobError
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.stats import vendor_stats
+from enrichwatch.store import JobRecord
+from enrichwatch.vendors import adapter_class
+from receiver import api
+from receiver.dashboard import auth
+from receiver.dashboard.charts import duration_chart, time_series
+from receiver.dashboard.preview import results_preview
+from receiver.dashboard.render import html
+from receiver.errors import error_response
+from receiver.keys import SERVICES
+
+JOBS_SHOWN = 100
+EVENTS_SHOWN = 500
+_MAX_ID_DIGITS = 18  # SQLite integers are 64-bit
+
+
+class PageError(Exception):
+    """A request the dashboard cannot answer, shown to the person as a page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _common(request: web.Request) -> dict[str, Any]:
+    return {"vendors": list(VendorName), "path": request.path}
+
+
+def error_page(request: web.Request, exc: PageError) -> web.Response:
+    return html(request, "error.html", status=exc.status, message=exc.message, **_common(request))
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return html(request, "login.html", next=auth.safe_next(request.query.get("next")), error=None)
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    token, target = form.get("token", ""), form.get("next", "/")
+    token = token.strip() if isinstance(token, str) else ""
+    target = auth.safe_next(target if isinstance(target, str) else None)
+    try:
+        auth.check_token(request, token)
+    except auth.LoginRefused as exc:
+        return html(request, "login.html", status=401, next=target, error=str(exc))
+    response = auth.see_other(target)
+    auth.remember(request, response, token)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = auth.see_other("/login")
+    auth.forget(response)
+    return response
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+def _filters(request: web.Request) -> tuple[VendorName | None, JobState | None]:
+    vendor, state = request.query.get("vendor") or None, request.query.get("state") or None
+    try:
+        return (
+            VendorName(vendor) if vendor else None,
+            JobState(state) if state else None,
+        )
+    except ValueError:
+        raise PageError(400, f"No such filter: vendor={vendor!r}, state={state!r}.") from None
+
+
+async def _jobs_context(request: web.Request) -> dict[str, Any]:
+    services = request.config_dict[SERVICES]
+    vendor, state = _filters(request)
+    jobs = await services.store.list_jobs(vendor=vendor, state=state, limit=JOBS_SHOWN)
+    return {
+        "jobs": jobs,
+        "now": services.store.clock(),
+        "vendor": vendor,
+        "state": state,
+        "states": list(JobState),
+        "query": request.query_string,
+    }
+
+
+@auth.page
+async def jobs_page(request: web.Request) -> web.Response:
+    try:
+        context = await _jobs_context(request)
+    except PageError as exc:
+        return error_page(request, exc)
+    return html(request, "jobs.html", **context, **_common(request))
+
+
+@auth.fragment
+async def jobs_fragment(request: web.Request) -> web.Response:
+    try:
+        context = await _jobs_context(request)
+    except PageError as exc:
+        return error_response(exc.status, "invalid_request", exc.message)
+    return html(request, "_job_rows.html", **context)
+
+
+async def _job_context(request: web.Request) -> dict[str, Any]:
+    services = request.config_dict[SERVICES]
+    raw = request.match_info["job_id"]
+    missing = PageError(404, f"There is no job {raw}.")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_ID_DIGITS):
+        raise missing
+    try:
+        job = await services.store.get_job(int(raw))
+    except UnknownJobError:
+        raise missing from None
+    events, event_count = await services.store.recent_events(job.id, limit=EVENTS_SHOWN)
+    return {
+        "job": job,
+        "now": services.store.clock(),
+        "events": events,
+        "event_count": event_count,
+        "preview": await results_preview(services.store, job.id),
+    }
+
+
+@auth.page
+async def job_page(request: web.Request) -> web.Response:
+    try:
+        context = await _job_context(request)
+    except PageError as exc:
+        return error_page(request, exc)
+    return html(request, "job.html", **context, **_common(request))
+
+
+@auth.fragment
+async def job_fragment(request: web.Request) -> web.Response:
+    try:
+        context = await _job_context(request)
+    except PageError as exc:
+        return error_response(exc.status, "not_found", exc.message)
+    return html(request, "_job_live.html", **context)
+
+
+# The browser sends the cookie, not a bearer token; the export is the API's own.
+download_results = auth.page(api.job_results)
+
+
+# -- vendors ----------------------------------------------------------------------------------
+
+
+@auth.page
+async def vendor_page(request: web.Request) -> web.Response:
+    raw = request.match_info["vendor"]
+    try:
+        vendor = VendorName(raw)
+    except ValueError:
+        return error_page(request, PageError(404, f"There is no vendor {raw!r}."))
+    store = request.config_dict[SERVICES].store
+    # The same figures as the CLI's `stats`, so the two never disagree.
+    (stats,) = [each for each in await vendor_stats(store) if each.vendor is vendor]
+    finished = await store.finished_jobs(vendor)
+    durations, calls = [], []
+    for job in finished:
+        assert job.finished_at is not None
+        durations.append((job.finished_at, job.finished_at - job.created_at, _job_label(job)))
+        calls.append((job.finished_at, job.vendor_calls, _job_label(job)))
+    webhooks = adapter_class(vendor).supports_webhooks
+    never = await store.jobs_never_called_back(vendor) if webhooks else []
+    lost = {job.id for job in never}
+    late = await store.late_callback_jobs(vendor) if webhooks else []
+    return html(
+        request,
+        "vendor.html",
+        vendor=vendor,
+        stats=stats,
+        finished=finished,
+        duration_chart=duration_chart(durations, "Job duration: submitted to seen finished"),
+        calls_chart=time_series(calls, title="Vendor calls per job", unit="calls", y_label="calls"),
+        webhooks=webhooks,
+        late=[job for job in late if job.id not in lost],
+        never=never,
+        **_common(request),
+    )
+
+
+def _job_label(job: JobRecord) -> str:
+    return f"job {job.id}" + (f" ({job.name})" if job.name else "")

@@ -1,0 +1,147 @@
+"""A real world for the CLI to look at: the vendor simulator (manual clock) serving all five
+vendor APIs over HTTP, enrichwatch's receiver on a real socket taking the simulator's
+callbacks, reconcile passes run by the test, and the CLI run as a real subprocess on the same
+SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from enrichwatch.config import load_settings
+from enrichwatch.models import VendorName
+from enrichwatch.runtime import Services, open_services
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.store import JobRecord
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from receiver import serving
+from reconciler import Reconciler
+from tests.conftest import API_TOKEN
+from tests.test_reconciler import INPUTS, run_until_settled
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> CliResult:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "enrichwatch",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """The environment with no ENRICHWATCH_* setting but the ones given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHWATCH_")}
+    return env | {f"ENRICHWATCH_{k.upper()}": v for k, v in settings.items()}
+
+
+def cli_env(sim: SimServer, db: Path) -> dict[str, str]:
+    env = clean_env(db=str(db), log_level="warning")
+    for vendor in VendorName:
+        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
+        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
+        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
+    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
+    return env
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def assert_one_line_error(result: CliResult, code: int = 1) -> str:
+    """A refusal: the exit code, no traceback, and a single `Error:` line saying why."""
+    assert result.code == code, (result.out, result.err)
+    assert "Traceback" not in result.err + result.out
+    errors = [line for line in result.error_lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.err
+    if code == 1:
+        assert result.error_lines == errors
+    return errors[0]
+
+
+@dataclass
+class World:
+    sim: SimServer
+    services: Services
+    url: str
+    rc: Reconciler
+    env: dict[str, str]
+    jobs: dict[VendorName, JobRecord]
+
+    @property
+    def db(self) -> Path:
+        return self.services.store.path
+
+    async def submit(self, vendor: VendorName) -> JobRecord:
+        rows, options = INPUTS[vendor]
+        request = SubmitRequest(rows=rows, name=f"cli {vendor.value}", options=options)
+        outcome = await submit_batch(self.services, vendor, request, public_url=self.url)
+        (job,) = outcome.submitted
+        return job
+
+    async def settle(self) -> None:
+        await run_until_settled(self.sim, self.services, self.rc)  # type: ignore[no-untyped-call]
+
+    async def cli(self, *args: str) -> CliResult:
+        return await run_cli(self.env, *args)
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """One finished job at each vendor, BrightLocal's callback lost on the way."""
+    async with SimServer(SimConfig(seed=29, start_time=time.time())) as sim:
+        sim.set_callbacks("brightlocal", loss_probability=1.0)
+        overrides: dict[str, Any] = {
+            vendor.value: {
+                "base_url": sim.base_urls[vendor.value],
+                "api_key": sim.api_keys[vendor.value],
+            }
+            for vendor in VendorName
+        }
+        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        db = tmp_path / "cli.db"
+        settings = load_settings(db=db, api_token=API_TOKEN, **overrides)
+        async with (
+            open_services(settings, clock=sim.clock.now) as services,
+            serving(services, "127.0.0.1", 0) as url,
+        ):
+            world = World(sim, services, url, Reconciler(services), cli_env(sim, db), {})
+            for vendor in VendorName:
+                world.jobs[vendor] = await world.submit(vendor)
+            await world.settle()
+            yield world

@@ -1,0 +1,106 @@
+"""The refusals of `submit`, `track`, `results`, `check`, `resume` and `reprocess`: each bad
+input is one `Error:` line and a non-zero exit, never a traceback, and changes nothing in the
+database nor at the vendor. (Their successes are shown in tests/test_submit.py and
+tests/test_results_and_actions.py.)"""
+
+from __future__ import annotations
+
+import json
+
+from enrichwatch.models import VendorName
+from tests.cli.conftest import World, assert_one_line_error
+from tests.conftest import snapshot
+
+
+def _people_csv(path, rows: int = 3):
+    path.write_text(
+        "professional_network_profile_urls\n"
+        + "".join(f"https://www.linkedin.com/in/p{n}/\n" for n in range(rows))
+    )
+    return path
+
+
+async def test_submit_refusals_change_nothing(world: World, tmp_path):
+    people = _people_csv(tmp_path / "people.csv")
+    (tmp_path / "latin1.csv").write_bytes(b"email\n\xe9l\xe8ve@example.com\n")
+    (tmp_path / "folder.csv").mkdir()
+    handles = tmp_path / "handles.csv"
+    handles.write_text("handle\nsomeone\n")
+    before, calls = snapshot(world.db), world.sim.stats.count()
+
+    cases = [
+        (["acme", str(people)], 2, "'acme' is not one of"),
+        (["crustdata"], 2, "Missing argument 'FILE'"),
+        (["crustdata", str(tmp_path / "folder.csv")], 2, "is a directory"),
+        (["crustdata", str(tmp_path / "none.csv")], 1, "no such file"),
+        (["crustdata", f"{people}/inner.csv"], 1, "cannot read"),
+        (["ecore", str(tmp_path / "latin1.csv")], 1, "is not UTF-8 text"),
+        (["crustdata", str(people), "-o", "novalue"], 2, "KEY=VALUE"),
+        (["influencers_club", str(handles)], 1, "options must name an enrichment_mode"),
+        (["ecore", str(people), "-o", "category=people"], 1, "category"),
+    ]
+    for args, code, expected in cases:
+        result = await world.cli("submit", *args)
+        assert expected in assert_one_line_error(result, code), args
+
+    assert snapshot(world.db) == before
+    assert world.sim.stats.count() == calls
+
+
+async def test_track_refusals_change_nothing(world: World):
+    before = snapshot(world.db)
+    for args, expected in (
+        (["acme", "b-1"], "'acme' is not one of"),
+        (["crustdata", "   "], "must not be blank"),
+        (["crustdata"], "Missing argument 'VENDOR_JOB_ID'"),
+    ):
+        result = await world.cli("track", *args)
+        assert expected in assert_one_line_error(result, code=2), args
+    assert snapshot(world.db) == before
+
+
+async def test_results_refusals_write_nothing(world: World, tmp_path):
+    job = world.jobs[VendorName.REPROMPT]
+    before = snapshot(world.db)
+
+    result = await world.cli("results", "999", "-o", str(tmp_path / "none.csv"))
+    assert assert_one_line_error(result) == "Error: no job with id 999"
+    result = await world.cli("results", str(job.id), "-o", str(tmp_path / "missing" / "r.csv"))
+    assert "cannot write" in assert_one_line_error(result)
+    result = await world.cli("results", str(job.id), "-o", str(tmp_path))
+    assert "is a directory" in assert_one_line_error(result, code=2)
+    result = await world.cli("results", "latest")
+    assert "'latest' is not a valid integer" in assert_one_line_error(result, code=2)
+
+    assert snapshot(world.db) == before
+    assert not (tmp_path / "none.csv").exists()
+    assert not (tmp_path / "missing").exists()
+
+
+async def test_actions_on_an_unknown_job_or_with_bad_options_change_nothing(world: World):
+    before, calls = snapshot(world.db), world.sim.stats.count()
+    for command in ("check", "resume", "reprocess"):
+        result = await world.cli(command, "999")
+        assert assert_one_line_error(result) == "Error: no job with id 999"
+        result = await world.cli(command)
+        assert "Missing argument 'JOB_ID'" in assert_one_line_error(result, code=2)
+    reprompt = world.jobs[VendorName.REPROMPT]
+    result = await world.cli("reprocess", str(reprompt.id), "-o", "failed_only")
+    assert "KEY=VALUE" in assert_one_line_error(result, code=2)
+    result = await world.cli("reprocess", str(world.jobs[VendorName.ECORE].id))
+    assert assert_one_line_error(result) == "Error: ecore: reprocess is not offered"
+    assert snapshot(world.db) == before
+    assert world.sim.stats.count() == calls
+
+
+async def test_check_of_a_finished_job_shows_it_without_calling_the_vendor(world: World):
+    job = world.jobs[VendorName.INFLUENCERS_CLUB]
+    before, calls = snapshot(world.db), world.sim.stats.count()
+
+    result = await world.cli("check", str(job.id), "--json")
+
+    assert result.code == 0, result.err
+    (shown,) = json.loads(result.out)
+    assert (shown["id"], shown["state"]) == (job.id, "completed")
+    assert world.sim.stats.count() == calls
+    assert snapshot(world.db) == before

@@ -1,0 +1,169 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), against the
+receiver and reconciler running on the vendor simulator's clock."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+from enrichwatch.config import load_settings
+from enrichwatch.models import VendorName
+from enrichwatch.runtime import open_services
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from receiver import serving
+from reconciler import Reconciler, reconcile_once
+from tests.conftest import API_TOKEN
+
+REPO = Path(__file__).resolve().parents[2]
+# The page polls every two seconds; give a change a few polls to show.
+expect.set_options(timeout=15_000)
+
+BATCHES: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
+    VendorName.CRUSTDATA: (
+        [
+            {"professional_network_profile_urls": f"https://www.linkedin.com/in/p{n}/"}
+            for n in range(12)
+        ],
+        {},
+    ),
+    VendorName.BRIGHTLOCAL: (
+        [{"profile-url": f"https://example.com/biz/{n}", "country": "USA"} for n in range(4)],
+        {},
+    ),
+    VendorName.INFLUENCERS_CLUB: (
+        [{"handle": f"creator{n}"} for n in range(40)],
+        {"enrichment_mode": "full", "platform": "instagram"},
+    ),
+}
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go: $ENRICHWATCH_TEST_ARTIFACTS, or test-artifacts/ in the repo."""
+    path = Path(os.environ.get("ENRICHWATCH_TEST_ARTIFACTS") or REPO / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest_asyncio.fixture
+async def browser():
+    executable = shutil.which("chromium")
+    assert executable, "the dashboard tests need Debian's chromium package (apt install chromium)"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@asynccontextmanager
+async def watched_page(browser: Browser, **options) -> AsyncIterator[Page]:
+    """A page in a fresh context; whatever the browser reports as an error (a script error,
+    a resource the page could not load, a blocked style or script) fails the test."""
+    context = await browser.new_context(**options)
+    errors: list[str] = []
+    try:
+        page = await context.new_page()
+        page.on("console", lambda message: _keep_error(errors, message))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page
+    finally:
+        await context.close()
+    assert errors == []
+
+
+def _keep_error(errors: list[str], message: ConsoleMessage) -> None:
+    # A refused login answers 401 on purpose; the browser logs that as a failed load.
+    if message.type == "error" and "401 (Unauthorized)" not in message.text:
+        errors.append(message.text)
+
+
+@pytest_asyncio.fixture
+async def page(browser: Browser):
+    async with watched_page(browser, viewport={"width": 1280, "height": 900}) as page:
+        yield page
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path):
+    """The simulator, and enrichwatch (receiver and reconciler) running on its clock."""
+    config = SimConfig(seed=5, start_time=time.time())
+    config.influencers_club.profile.noise = 0.0  # steady progress, so every check shows more
+    async with SimServer(config) as sim:
+        overrides = {
+            vendor.value: {
+                "base_url": sim.base_urls[vendor.value],
+                "api_key": sim.api_keys[vendor.value],
+            }
+            for vendor in VendorName
+        }
+        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        settings = load_settings(db=tmp_path / "dashboard.db", api_token=API_TOKEN, **overrides)
+        async with (
+            open_services(settings, clock=sim.clock.now) as services,
+            serving(services, "127.0.0.1", 0) as url,
+        ):
+            yield sim, services, url, Reconciler(services)
+
+
+async def submit(services, url, vendor: VendorName):
+    rows, options = BATCHES[vendor]
+    outcome = await submit_batch(
+        services,
+        vendor,
+        SubmitRequest(rows=rows, name=f"{vendor.value} sample", options=options),
+        public_url=url,
+    )
+    (job,) = outcome.jobs
+    return job
+
+
+async def settle(sim, services, rc, max_passes=400):
+    """Reconcile, then jump the simulator's clock to the next thing due, until nothing is."""
+    for _ in range(max_passes):
+        await reconcile_once(rc)
+        due = _next_due(services.store.path)
+        if due is None:
+            return
+        await sim.advance_to(max(due, sim.clock.now()))
+    raise AssertionError("jobs did not settle")
+
+
+def _next_due(db):
+    conn = sqlite3.connect(db)
+    try:
+        (job_due,) = conn.execute(
+            "SELECT MIN(next_check_at) FROM jobs "
+            "WHERE state NOT IN ('completed', 'failed', 'expired')"
+        ).fetchone()
+        (work_due,) = conn.execute(
+            "SELECT MIN(next_attempt_at) FROM work WHERE state = 'pending'"
+        ).fetchone()
+    finally:
+        conn.close()
+    times = [t for t in (job_due, work_due) if t is not None]
+    return min(times) if times else None
+
+
+async def log_in(page: Page, url: str, token: str = API_TOKEN) -> None:
+    await page.goto(f"{url}/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Log in").click()
+
+
+async def screenshot(page: Page, artifacts: Path, name: str) -> None:
+    await page.screenshot(path=artifacts / f"dashboard-{name}.png", full_page=True)

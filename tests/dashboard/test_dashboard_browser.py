@@ -1,0 +1,179 @@
+"""The dashboard as a person uses it, in headless Chromium: log in, see the jobs, open one,
+read its timeline and results, download them, look at a vendor, and watch a running job
+move without reloading. Each page is saved as a screenshot."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from enrichwatch.models import JobState, VendorName
+from reconciler import check_job_now, reconcile_once
+from tests.dashboard.conftest import log_in, screenshot, settle, submit, watched_page
+
+
+async def test_a_wrong_token_is_refused_and_the_right_one_lets_in(world, page, artifacts):
+    _, _, url, _ = world
+    await page.goto(f"{url}/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+    await screenshot(page, artifacts, "login")
+
+    await page.get_by_label("API token").fill("not-the-token")
+    await page.get_by_role("button", name="Log in").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("That is not the API token")
+    await expect(page.get_by_label("API token")).to_have_attribute("aria-invalid", "true")
+    await screenshot(page, artifacts, "login-refused")
+
+    await log_in(page, url)
+    await expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
+    cookies = await page.context.cookies()
+    (cookie,) = [c for c in cookies if c["name"] == "enrichwatch_token"]
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert await page.evaluate("document.cookie") == ""  # out of reach of page scripts
+
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page).to_have_url(f"{url}/login")
+    await page.goto(f"{url}/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+async def test_jobs_job_page_results_and_vendor_page(world, page, artifacts):
+    sim, services, url, rc = world
+    sim.set_callbacks("crustdata", loss_probability=1.0)  # its callback never comes
+    lost = await submit(services, url, VendorName.CRUSTDATA)
+    called_back = await submit(services, url, VendorName.BRIGHTLOCAL)
+    await settle(sim, services, rc)
+    lost = await services.store.get_job(lost.id)
+    assert lost.state is JobState.COMPLETED
+    assert lost.results_state == "stored"
+
+    await log_in(page, url)
+    jobs = page.get_by_role("table", name="Latest jobs, newest first")
+    for job in (lost, called_back):
+        row = jobs.get_by_role("row").filter(has=page.get_by_role("link", name=f"Job {job.id}"))
+        await expect(row.get_by_text("completed")).to_be_visible()
+        await expect(
+            page.get_by_role("progressbar", name=f"Progress of job {job.id}")
+        ).to_be_visible()
+    await screenshot(page, artifacts, "jobs")
+
+    await page.get_by_role("link", name=f"Job {lost.id}", exact=True).click()
+    await expect(page).to_have_url(f"{url}/jobs/{lost.id}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Job {lost.id}: crustdata sample"
+    )
+    timeline = page.get_by_role("table", name="Every event of this job, oldest first")
+    for event in ("submit.requested", "job.state_changed", "webhook.late", "results.stored"):
+        await expect(timeline.get_by_role("rowheader", name=event).first).to_be_visible()
+    stored = await services.store.list_events(lost.id)
+    await expect(timeline.locator("tbody tr")).to_have_count(len(stored))
+    preview = page.get_by_role("table", name=re.compile(r"^First \d+ results$"))
+    first_rows = await services.store.results(lost.id, limit=10)
+    await expect(preview.locator("tbody tr")).to_have_count(len(first_rows))
+    await expect(preview.get_by_role("rowheader").first).to_have_text(
+        str(first_rows[0]["position"])
+    )
+    calls = page.locator("[data-vendor-calls]")
+    await expect(calls).to_have_text(re.sub(r"\.?0+$", "", f"{lost.vendor_calls:.2f}"))
+    await screenshot(page, artifacts, "job")
+
+    async with page.expect_download() as info:
+        await page.get_by_role("link", name="CSV").click()
+    download = await info.value
+    assert download.suggested_filename == f"job-{lost.id}.csv"
+    lines = (await download.path()).read_text().splitlines()
+    assert lines[0].startswith("position,input_id,status")
+    assert len(lines) == 1 + lost.results_count
+
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Crustdata").click()
+    await expect(page.get_by_role("heading", name="Crustdata", level=1)).to_be_visible()
+    for name in ("Job duration", "Vendor calls per job"):
+        chart = page.get_by_role("img", name=re.compile(name))
+        await expect(chart).to_be_visible()
+        await expect(chart.locator("circle")).to_have_count(1)
+    never = page.get_by_role("table", name="Jobs without a callback, latest first")
+    await expect(never.get_by_role("link", name=f"Job {lost.id}")).to_be_visible()
+    # It was late too, but a callback that never came is listed once, as never.
+    late = page.get_by_role("region", name="Callbacks that came late")
+    await expect(late.get_by_text("None.")).to_be_visible()
+    await expect(page.get_by_text("0 late, 1 never came")).to_be_visible()
+    await screenshot(page, artifacts, "vendor")
+
+    await page.goto(f"{url}/vendors/brightlocal")
+    await expect(page.get_by_text("0 late, 0 never came")).to_be_visible()
+
+
+async def test_a_running_jobs_progress_changes_without_a_reload(world, page, artifacts):
+    sim, services, url, rc = world
+    job = await submit(services, url, VendorName.INFLUENCERS_CLUB)
+    await reconcile_once(rc)
+    await sim.advance(20)
+    first = await check_job_now(rc, job.id)
+    assert first.state is JobState.RUNNING
+    assert 0 < first.progress_done < first.progress_total
+
+    await log_in(page, url)
+    bar = page.get_by_role("progressbar", name=f"Progress of job {job.id}")
+    await expect(bar).to_have_attribute("value", str(first.progress_done))
+    await expect(bar).to_have_attribute("max", str(first.progress_total))
+    await page.evaluate("window.notReloaded = true")
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    await sim.advance(15)
+    second = await check_job_now(rc, job.id)
+    assert first.progress_done < second.progress_done
+    await expect(bar).to_have_attribute("value", str(second.progress_done))
+    row = page.get_by_role("row").filter(has=bar)
+    await expect(
+        row.get_by_role(
+            "cell", name=re.sub(r"\.?0+$", "", f"{second.vendor_calls:.2f}"), exact=True
+        )
+    ).to_be_visible()
+    await screenshot(page, artifacts, "jobs-live")
+
+    await page.get_by_role("link", name=f"Job {job.id}", exact=True).click()
+    await expect(page).to_have_url(f"{url}/jobs/{job.id}")
+    await page.evaluate("window.notReloaded = true")
+    navigations.clear()
+    await settle(sim, services, rc)
+    done = await services.store.get_job(job.id)
+    assert done.state is JobState.COMPLETED
+    await expect(page.locator(".job-live .state")).to_have_text("completed")
+    await expect(bar).to_have_attribute("value", str(done.progress_done))
+    await expect(page.get_by_role("link", name="JSON lines")).to_be_visible()
+    timeline = page.get_by_role("table", name="Every event of this job, oldest first")
+    await expect(timeline.get_by_role("rowheader", name="results.stored")).to_be_visible()
+    assert await page.evaluate("window.notReloaded") is True
+    assert navigations == []
+    await screenshot(page, artifacts, "job-live")
+
+
+async def test_pages_fit_a_phone_screen(world, browser, artifacts):
+    sim, services, url, rc = world
+    job = await submit(services, url, VendorName.BRIGHTLOCAL)
+    await settle(sim, services, rc)
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
+    async with watched_page(browser, **phone) as page:
+        await log_in(page, url)
+        for path, name in (
+            ("/", "jobs"),
+            (f"/jobs/{job.id}", "job"),
+            ("/vendors/brightlocal", "vendor"),
+        ):
+            await page.goto(f"{url}{path}")
+            await expect(page.get_by_role("main")).to_be_visible()
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, (path, overflow)
+            if name != "vendor":  # the job's progress is whole on screen, not scrolled away
+                bar = page.get_by_role("progressbar", name=f"Progress of job {job.id}")
+                box = await bar.bounding_box()
+                assert box is not None
+                assert box["x"] >= 0, path
+                assert box["x"] + box["width"] <= 390, path
+            await screenshot(page, artifacts, f"phone-{name}")

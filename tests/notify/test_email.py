@@ -1,0 +1,124 @@
+"""Email through a real aiosmtpd server that requires STARTTLS (a certificate from a CA made
+for the test) and a login: exactly one message per outcome, with plain-text and HTML parts and
+the results attached as CSV when they fit, else a link."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tests.notify.conftest import MAIL_PASSWORD, MAIL_USER, smtp_settings
+from tests.notify.servers import MailServer
+from tests.notify.test_slack import finished_crustdata_job
+
+
+async def test_smtp_down_at_first_then_up_delivers_one_email_with_the_results_attached(
+    open_world, mail_server, mail_tls, mail_port
+):
+    async with open_world(
+        notify={"email_to": ["ops@example.org", "data@example.org"]},
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        job = await finished_crustdata_job(world, total=30)
+        # Nobody listens on the mail port yet: the first attempt fails and is retried later.
+        await world.passes(until=lambda: len(world.events(job["id"])) == 1)
+        (failed,) = world.events(job["id"])
+        assert failed["type"] == "notification.failed"
+        assert "cannot send through 127.0.0.1" in failed["error"]
+        assert not failed["dead"]
+
+        mail_server.start()
+        await world.passes()
+
+        (notification,) = world.notifications(job["id"])
+        assert (notification["channel"], notification["state"]) == ("email", "done")
+        (mail,) = mail_server.handler.messages
+        assert mail_server.handler.logins == [MAIL_USER]
+        row = world.job(job["id"])
+        assert mail["Subject"] == f"Results ready: crustdata job {job['id']} (leads)"
+        assert mail["From"] == "enrichwatch@example.org"
+        assert mail["To"] == "ops@example.org, data@example.org"
+        text = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        enriched = row["progress_done"] - row["progress_failed"]
+        assert f"Enriched / failed / total: {enriched} / {row['progress_failed']} / 30" in text
+        assert "Outcome: completed" in text
+        assert f"Results: {world.url}/api/jobs/{job['id']}/results" in text
+        assert f"Dashboard: {world.url}/jobs/{job['id']}" in text
+        assert f"href='{world.url}/jobs/{job['id']}'" in html
+        (attachment,) = list(mail.iter_attachments())
+        assert attachment.get_filename() == f"job-{job['id']}-results.csv"
+        records = list(csv.DictReader(io.StringIO(attachment.get_content())))
+        assert len(records) == row["results_count"] > 0
+        assert [int(r["position"]) for r in records] == list(range(row["results_count"]))
+        sent = world.events(job["id"])[-1]
+        assert sent["type"] == "notification.sent"
+        assert sent["attached"] is True
+        assert sent["to"] == ["ops@example.org", "data@example.org"]
+
+
+async def test_results_over_the_attach_limit_are_linked_not_attached(
+    open_world, mail_server, mail_tls, mail_port
+):
+    mail_server.start()
+    async with open_world(
+        notify={"email_to": ["ops@example.org"], "attach_limit_bytes": 200},
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        job = await finished_crustdata_job(world, total=30)
+        await world.passes()
+        (mail,) = mail_server.handler.messages
+        assert list(mail.iter_attachments()) == []
+        text = mail.get_body(("plain",)).get_content()
+        assert "larger than 200 bytes, so they are not attached" in text
+        assert f"{world.url}/api/jobs/{job['id']}/results" in text.split("not attached")[1]
+
+
+async def test_a_refused_recipient_dead_letters_at_once_with_the_servers_reason(
+    open_world, mail_server, mail_tls, mail_port
+):
+    mail_server.handler.refuse = {"nobody@example.org"}
+    mail_server.start()
+    async with open_world(
+        notify={"email_to": ["nobody@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
+    ) as world:
+        job = await finished_crustdata_job(world)
+        await world.passes()
+        (dead,) = world.notifications(job["id"])
+        assert dead["state"] == "dead"
+        assert dead["attempts"] == 1
+        assert "550" in dead["last_error"]
+        assert "nobody@example.org" in dead["last_error"]
+        assert mail_server.handler.messages == []
+
+
+async def test_a_wrong_password_dead_letters_at_once(open_world, mail_server, mail_tls, mail_port):
+    mail_server.start()
+    smtp = {**smtp_settings(mail_tls, mail_port), "password": "wrong"}
+    async with open_world(notify={"email_to": ["ops@example.org"]}, smtp=smtp) as world:
+        job = await finished_crustdata_job(world)
+        await world.passes()
+        (dead,) = world.notifications(job["id"])
+        assert dead["state"] == "dead"
+        assert "login refused: 535" in dead["last_error"]
+        assert "wrong" not in dead["last_error"]
+
+
+@pytest.mark.parametrize("security", ["tls", "none"])
+async def test_implicit_tls_and_plain_smtp_deliver_too(open_world, mail_tls, mail_port, security):
+    server = MailServer(
+        mail_tls, mail_port, user=MAIL_USER, password=MAIL_PASSWORD, mode=security
+    ).start()
+    try:
+        smtp = {**smtp_settings(mail_tls, mail_port), "security": security}
+        del smtp["username"], smtp["password"]
+        async with open_world(notify={"email_to": ["ops@example.org"]}, smtp=smtp) as world:
+            job = await finished_crustdata_job(world)
+            await world.passes()
+            (mail,) = server.handler.messages
+            assert mail["Subject"].startswith(f"Results ready: crustdata job {job['id']}")
+            assert world.notifications(job["id"])[0]["state"] == "done"
+    finally:
+        server.stop()

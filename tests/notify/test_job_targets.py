@@ -1,0 +1,128 @@
+"""A job's own targets, given when it is tracked or submitted (API body or CLI options),
+replace the configured channel for that job only; bad ones are refused with a clear error
+and change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import snapshot
+from tests.notify.conftest import SECRET
+from tests.notify.servers import SlackEndpoint
+
+
+async def test_a_jobs_own_slack_and_webhook_targets_replace_the_configured_ones(
+    open_world, slack, receiver
+):
+    own = await SlackEndpoint().start()
+    try:
+        async with open_world(
+            notify={"slack_webhook_url": slack.url, "webhook_secret": SECRET}
+        ) as world:
+            crust = world.sim.crustdata.add_job(20)
+            await world.sim.advance_to(crust.job.terminal_at() + 1)
+            mine = await world.track(
+                "crustdata", crust.batch_id, notify={"slack": own.url, "webhook": receiver.url}
+            )
+            other = await world.track("crustdata", "no-such-batch")
+            await world.passes()
+
+            (message,) = own.messages()
+            assert message["text"].startswith(f"Results ready: crustdata job {mine['id']}")
+            (event,) = receiver.processed.values()
+            assert event["data"]["job_id"] == mine["id"]
+            (elsewhere,) = slack.messages()
+            assert elsewhere["text"].startswith(f"Job expired: crustdata job {other['id']}")
+            channels = {r["channel"] for r in world.notifications(mine["id"])}
+            assert channels == {"slack", "webhook"}
+            # The stored targets are the job's, not copied into the outbox rows.
+            assert own.url not in json.dumps([dict(r) for r in world.notifications()])
+    finally:
+        await own.stop()
+
+
+async def test_a_submitted_batch_keeps_its_targets_on_every_part(open_world, slack):
+    from tests.notify.test_outcomes import INPUTS, VendorName
+
+    rows, options = INPUTS[VendorName.ECORE]
+    body = {
+        "vendor": "ecore",
+        "submit": {"rows": rows, "options": options},
+        "notify": {"slack": slack.url},
+    }
+    async with open_world() as world:
+        (job,) = (await world.api("POST", "/api/jobs", body, status=201))["jobs"]
+        await world.passes()
+        assert world.job(job["id"])["state"] == "completed"
+        assert [r["channel"] for r in world.notifications(job["id"])] == ["console", "slack"]
+        (message,) = slack.messages()
+        assert message["text"].startswith(f"Results ready: ecore job {job['id']}")
+
+
+async def test_bad_targets_in_the_api_body_are_refused_and_change_nothing(open_world):
+    async with open_world() as world:
+        before = snapshot(world.db)
+        cases = [
+            ({"email": ["ops@example.org"]}, "smtp.host"),
+            ({"webhook": "http://127.0.0.1:9/x"}, "webhook_secret"),
+            ({"slack": "ftp://example.org/x"}, "not an http(s) URL"),
+            ({"email": ["not-an-address"]}, "not an email address"),
+        ]
+        for notify, message in cases:
+            body = {"vendor": "crustdata", "vendor_job_id": "b-1", "notify": notify}
+            answer = await world.api("POST", "/api/jobs", body, status=422)
+            assert answer["error"]["code"] == "invalid_notify"
+            assert message in answer["error"]["message"]
+        body = {"vendor": "crustdata", "vendor_job_id": "b-1", "notify": {"pager": "x"}}
+        answer = await world.api("POST", "/api/jobs", body, status=422)
+        assert answer["error"]["fields"][0]["field"] == "notify.pager"
+        assert snapshot(world.db) == before
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "enrichwatch", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_track_stores_the_targets_and_refuses_bad_ones(tmp_path):
+    env = {"ENRICHWATCH_DB": str(tmp_path / "cli.db"), "ENRICHWATCH_LOG_LEVEL": "error"}
+    refused = run_cli("track", "crustdata", "b-1", "--notify-email", "ops@example.org", env=env)
+    assert refused.returncode == 1
+    assert "notify email needs an SMTP server" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    done = run_cli(
+        "track",
+        "crustdata",
+        "b-1",
+        "--notify-slack",
+        "https://hooks.example.org/services/T/B/x",
+        "--notify-email",
+        "a@example.org",
+        "--notify-email",
+        "b@example.org",
+        "--json",
+        env={**env, "ENRICHWATCH_SMTP__HOST": "127.0.0.1"},
+    )
+    assert done.returncode == 0, done.stderr
+    (job,) = json.loads(done.stdout)
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    try:
+        (stored,) = conn.execute("SELECT notify FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+    finally:
+        conn.close()
+    assert json.loads(stored) == {
+        "slack": "https://hooks.example.org/services/T/B/x",
+        "email": ["a@example.org", "b@example.org"],
+    }

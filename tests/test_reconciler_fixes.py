@@ -1,0 +1,107 @@
+"""Reprocess against a fetch in flight, learned durations after a reprocess, and a hanging
+vendor in the checks lane; against the simulator over real HTTP, on its manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from enrichwatch.actions import reprocess
+from enrichwatch.models import JobState, VendorName
+from reconciler.checks import check_due_jobs
+from reconciler.fetch import fetch_due_results
+from tests.test_reconciler import _next_due, run_until_settled
+from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
+
+RESULTS_PAGES = "GET /v1/{org}/place_enrichment/jobs"
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    """Wait for `condition()` (something another task or the simulator brings about)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def checked_until_results_pending(world, job_id: int) -> None:  # noqa: F811
+    """Check passes (no fetches) with the clock jumping to each next check."""
+    for _ in range(100):
+        await check_due_jobs(world.rc)
+        if (await world.job(job_id)).results_state == "pending":
+            return
+        await world.sim.advance_to(max(_next_due(world.db), world.sim.clock.now()))
+    raise AssertionError("the job never finished")
+
+
+async def test_a_reprocess_during_a_fetch_keeps_the_old_run_out_of_the_new(world):  # noqa: F811
+    job = await world.submit(VendorName.REPROMPT)
+    await checked_until_results_pending(world, job.id)
+    # The fetch's first page is held at the vendor while the operator reprocesses the batch.
+    world.sim.faults.set("reprompt", slow_count=1, slow_seconds=2.0, endpoint=RESULTS_PAGES)
+    fetch = asyncio.create_task(fetch_due_results(world.rc))
+    await until(lambda: world.sim.stats.injected[("reprompt", "slow")] == 1)
+    await reprocess(world.services, job.id, {"failed_only": False})
+
+    assert await fetch == 0
+    reopened = await world.job(job.id)
+    assert reopened.state is JobState.RUNNING
+    assert (reopened.results_state, reopened.results_count) == (None, 0)
+    assert stored(world.db, job.id) == []
+    assert "results.stored" not in await world.events(job.id)
+
+    await run_until_settled(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        total,
+    )
+    assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
+    assert (await world.events(job.id)).count("results.stored") == 1
+
+
+async def test_learned_durations_count_a_reprocessed_job_from_its_last_run(world):  # noqa: F811
+    job = await world.submit(VendorName.REPROMPT)
+    await run_until_settled(world.sim, world.services, world.rc)
+    first = await world.job(job.id)
+    await world.sim.advance(6 * 3600)  # the operator comes back hours later
+    await reprocess(world.services, job.id, {"failed_only": False})
+    await run_until_settled(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    (requested,) = [
+        event
+        for event in await world.services.store.list_events(job.id)
+        if event.type == "job.reprocess_requested"
+    ]
+
+    (learned,) = await world.services.store.durations(VendorName.REPROMPT)
+    assert learned[1] == done.finished_at - requested.created_at
+    assert learned[1] < done.finished_at - first.finished_at  # not across both runs
+
+
+async def test_a_hanging_vendor_does_not_hold_up_another_vendors_check(world):  # noqa: F811
+    crustdata = world.sim.crustdata.add_job(20)
+    ecore = world.sim.ecore.add_job([{"email": f"lead{n}@example.com"} for n in range(20)])
+    store = world.services.store
+    hung, prompt = (
+        (await store.track_job(VendorName.CRUSTDATA, crustdata.batch_id, "hangs"))[0],
+        (await store.track_job(VendorName.ECORE, ecore.job_id, "prompt"))[0],
+    )
+    # Crustdata's status endpoint holds its answer far longer than the other check takes.
+    world.sim.faults.set("crustdata", slow_count=1, slow_seconds=8.0)
+    checks = asyncio.create_task(check_due_jobs(world.rc))
+    await until(lambda: world.sim.stats.injected[("crustdata", "slow")] == 1)
+    await until_checked(world, prompt.id)
+    assert not checks.done()  # the crustdata call is still hanging
+    assert (await world.job(hung.id)).last_checked_at is None
+    assert await checks == 2
+    assert (await world.job(hung.id)).last_checked_at is not None
+
+
+async def until_checked(world, job_id: int) -> None:  # noqa: F811
+    deadline = time.monotonic() + 6
+    while (await world.job(job_id)).last_checked_at is None:
+        assert time.monotonic() < deadline, "the other vendor's job was not checked"
+        await asyncio.sleep(0.01)
