@@ -19,6 +19,7 @@ from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from tests.conftest import API_TOKEN
+from tests.settling import settle
 
 INPUTS: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
     VendorName.CRUSTDATA: (
@@ -60,47 +61,13 @@ INPUTS: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
 async def world(tmp_path):
     """The simulator, and enrichwatch (receiver and reconciler) running on its clock."""
     async with SimServer(SimConfig(seed=11, start_time=time.time())) as sim:
-        overrides = {
-            vendor.value: {
-                "base_url": sim.base_urls[vendor.value],
-                "api_key": sim.api_keys[vendor.value],
-            }
-            for vendor in VendorName
-        }
-        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        overrides = sim.vendor_settings()
         settings = load_settings(db=tmp_path / "r.db", api_token=API_TOKEN, **overrides)
         async with (
             open_services(settings, clock=sim.clock.now) as services,
             serving(services, "127.0.0.1", 0) as url,
         ):
             yield sim, services, url, Reconciler(services)
-
-
-async def run_until_settled(sim, services, rc, max_passes=400):
-    """Alternate reconcile passes with jumps of the clock to the next thing due."""
-    for _ in range(max_passes):
-        await reconcile_once(rc)
-        due = _next_due(services.store.path)
-        if due is None:
-            return
-        await sim.advance_to(max(due, sim.clock.now()))
-    raise AssertionError("jobs did not settle")
-
-
-def _next_due(db):
-    conn = sqlite3.connect(db)
-    try:
-        (job_due,) = conn.execute(
-            "SELECT MIN(next_check_at) FROM jobs "
-            "WHERE state NOT IN ('completed', 'failed', 'expired')"
-        ).fetchone()
-        (work_due,) = conn.execute(
-            "SELECT MIN(next_attempt_at) FROM work WHERE state = 'pending'"
-        ).fetchone()
-    finally:
-        conn.close()
-    times = [t for t in (job_due, work_due) if t is not None]
-    return min(times) if times else None
 
 
 def stored_results(db, job_id):
@@ -128,7 +95,7 @@ async def test_jobs_at_all_five_vendors_finish_with_every_result_stored(world):
         )
         (jobs[vendor],) = outcome.submitted
 
-    await run_until_settled(sim, services, rc)
+    await settle(sim, services, rc)
 
     for vendor, submitted in jobs.items():
         job = await services.store.get_job(submitted.id)
@@ -166,7 +133,7 @@ async def test_lost_callbacks_are_caught_by_the_late_webhook_fallback(world):
         sim.set_callbacks(vendor, loss_probability=1.0)
     jobs = await submit_all(services, url, [VendorName.CRUSTDATA, VendorName.BRIGHTLOCAL])
 
-    await run_until_settled(sim, services, rc)
+    await settle(sim, services, rc)
 
     for vendor, submitted in jobs.items():
         job = await services.store.get_job(submitted.id)
@@ -184,7 +151,7 @@ async def test_duplicated_delayed_and_reordered_callbacks_change_nothing(world):
         sim.set_callbacks(vendor, duplicate_probability=1.0, delay=30.0, jitter=120.0)
     jobs = await submit_all(services, url, [VendorName.CRUSTDATA, VendorName.BRIGHTLOCAL])
 
-    await run_until_settled(sim, services, rc)
+    await settle(sim, services, rc)
 
     for vendor, submitted in jobs.items():
         job = await services.store.get_job(submitted.id)
@@ -216,7 +183,7 @@ async def test_forged_callback_for_a_running_job_costs_one_confirming_check(worl
     assert after.state is not JobState.COMPLETED
     assert after.results_state is None
     assert sim.storage.requests == []  # nothing named in the body was fetched
-    await run_until_settled(sim, services, rc)
+    await settle(sim, services, rc)
     assert (await services.store.get_job(job.id)).state is JobState.COMPLETED
 
 
@@ -226,7 +193,7 @@ async def test_rate_limits_and_server_errors_are_survived_without_exceeding_limi
     for vendor in VendorName:
         sim.set_fault(vendor.value, rate_limit=3, retry_after=20, server_errors=3)
 
-    await run_until_settled(sim, services, rc, max_passes=1000)
+    await settle(sim, services, rc, max_passes=1000)
 
     for vendor, submitted in jobs.items():
         job = await services.store.get_job(submitted.id)

@@ -10,7 +10,7 @@ from enrichwatch.actions import reprocess
 from enrichwatch.models import JobState, VendorName
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from tests.test_reconciler import _next_due, run_until_settled
+from tests.settling import next_due, settle
 from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
 
 RESULTS_PAGES = "GET /v1/{org}/place_enrichment/jobs"
@@ -30,7 +30,7 @@ async def checked_until_results_pending(world, job_id: int) -> None:  # noqa: F8
         await check_due_jobs(world.rc)
         if (await world.job(job_id)).results_state == "pending":
             return
-        await world.sim.advance_to(max(_next_due(world.db), world.sim.clock.now()))
+        await world.sim.advance_to(max(next_due(world.db), world.sim.clock.now()))
     raise AssertionError("the job never finished")
 
 
@@ -50,7 +50,7 @@ async def test_a_reprocess_during_a_fetch_keeps_the_old_run_out_of_the_new(world
     assert stored(world.db, job.id) == []
     assert "results.stored" not in await world.events(job.id)
 
-    await run_until_settled(world.sim, world.services, world.rc)
+    await settle(world.sim, world.services, world.rc)
     done = await world.job(job.id)
     total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
     assert (done.state, done.results_state, done.results_count) == (
@@ -64,11 +64,11 @@ async def test_a_reprocess_during_a_fetch_keeps_the_old_run_out_of_the_new(world
 
 async def test_learned_durations_count_a_reprocessed_job_from_its_last_run(world):  # noqa: F811
     job = await world.submit(VendorName.REPROMPT)
-    await run_until_settled(world.sim, world.services, world.rc)
+    await settle(world.sim, world.services, world.rc)
     first = await world.job(job.id)
     await world.sim.advance(6 * 3600)  # the operator comes back hours later
     await reprocess(world.services, job.id, {"failed_only": False})
-    await run_until_settled(world.sim, world.services, world.rc)
+    await settle(world.sim, world.services, world.rc)
     done = await world.job(job.id)
     (requested,) = [
         event

@@ -26,7 +26,8 @@ from reconciler import Reconciler, reconcile_once
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
 from tests.conftest import API_TOKEN
-from tests.test_reconciler import INPUTS, _next_due, run_until_settled
+from tests.settling import next_due, settle
+from tests.test_reconciler import INPUTS
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -36,14 +37,7 @@ async def world(tmp_path):
     """The simulator on a manual clock, and enrichwatch's receiver running on that clock; the
     test runs reconcile passes itself. `world.cli(...)` runs the CLI on the same database."""
     async with SimServer(SimConfig(seed=17, start_time=time.time())) as sim:
-        overrides: dict[str, Any] = {
-            vendor.value: {
-                "base_url": sim.base_urls[vendor.value],
-                "api_key": sim.api_keys[vendor.value],
-            }
-            for vendor in VendorName
-        }
-        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        overrides = sim.vendor_settings()
         db = tmp_path / "actions.db"
         settings = load_settings(db=db, api_token=API_TOKEN, **overrides)
         async with (
@@ -162,7 +156,7 @@ def _field(data: Any, path: list[str]) -> str:
 
 async def test_results_api_and_cli_exports_match_the_stored_records(world, tmp_path):
     jobs = [await world.submit(VendorName.REPROMPT), await world.submit(VendorName.CRUSTDATA)]
-    await run_until_settled(world.sim, world.services, world.rc)
+    await settle(world.sim, world.services, world.rc)
 
     for job in jobs:
         records = stored(world.db, job.id)
@@ -229,7 +223,7 @@ async def step_until(world: World, condition, *, step=reconcile_once, steps: int
         await step(world.rc)
         if await condition():
             return
-        due = _next_due(world.db)
+        due = next_due(world.db)
         if due is None:
             break
         await world.sim.advance_to(max(due, world.sim.clock.now()))
@@ -306,7 +300,7 @@ async def test_resume_where_the_vendor_has_none_is_a_clear_error(world):
 
 async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again(world):
     job = await world.submit(VendorName.REPROMPT)
-    await run_until_settled(world.sim, world.services, world.rc)
+    await settle(world.sim, world.services, world.rc)
     first = await world.job(job.id)
     assert first.state is JobState.COMPLETED
     assert first.results_count == len(INPUTS[VendorName.REPROMPT][0])
@@ -334,7 +328,7 @@ async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again
         assert world.sim.stats.count("reprompt", reprocess_calls) == n
         assert world.view(VendorName.REPROMPT, job.vendor_job_id).vendor_status != "completed"
 
-        await run_until_settled(world.sim, world.services, world.rc)
+        await settle(world.sim, world.services, world.rc)
 
         done = await world.job(job.id)
         view = world.view(VendorName.REPROMPT, job.vendor_job_id)

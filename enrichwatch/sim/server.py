@@ -98,6 +98,19 @@ class SimServer:
     def api_keys(self) -> dict[str, str]:
         return {name: self.config.vendor(name).api_key for name in VENDORS}
 
+    def vendor_settings(self) -> dict[str, dict[str, Any]]:
+        """Every vendor's settings section that aims enrichwatch at this simulator, keyed by
+        vendor, as `load_settings` takes them (and as `env_lines` prints them)."""
+        sections: dict[str, dict[str, Any]] = {
+            name: {"base_url": self.base_urls[name], "api_key": self.api_keys[name]}
+            for name in VENDORS
+        }
+        sections["crustdata"]["download_hosts"] = [self.storage.host]
+        sections["ecore"]["auth_scheme"] = self.config.ecore.auth_scheme
+        if self.config.reprompt.org is not None:
+            sections["reprompt"]["org"] = self.config.reprompt.org
+        return sections
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:

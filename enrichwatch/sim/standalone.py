@@ -13,21 +13,17 @@ import contextlib
 import json
 from collections.abc import Callable
 
-from enrichwatch.sim.config import VENDORS, SimConfig
+from enrichwatch.sim.config import SimConfig
 from enrichwatch.sim.server import SimServer
 
 
 def env_lines(server: SimServer) -> list[str]:
     """`ENRICHWATCH_*` settings that aim every vendor adapter at `server`."""
     lines = []
-    for vendor in VENDORS:
-        prefix = f"ENRICHWATCH_{vendor.upper()}__"
-        lines.append(f"{prefix}BASE_URL={server.base_urls[vendor]}")
-        lines.append(f"{prefix}API_KEY={server.api_keys[vendor]}")
-    lines.append(f"ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS={json.dumps([server.storage.host])}")
-    lines.append(f"ENRICHWATCH_ECORE__AUTH_SCHEME={server.config.ecore.auth_scheme}")
-    if server.config.reprompt.org is not None:
-        lines.append(f"ENRICHWATCH_REPROMPT__ORG={server.config.reprompt.org}")
+    for vendor, section in server.vendor_settings().items():
+        for key, value in section.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            lines.append(f"ENRICHWATCH_{vendor.upper()}__{key.upper()}={text}")
     return lines
 
 

@@ -28,7 +28,8 @@ from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
 from reconciler import Reconciler
 from tests.conftest import API_TOKEN
-from tests.test_reconciler import INPUTS, run_until_settled
+from tests.settling import settle
+from tests.test_reconciler import INPUTS
 
 
 @dataclass
@@ -115,7 +116,7 @@ class World:
         return job
 
     async def settle(self) -> None:
-        await run_until_settled(self.sim, self.services, self.rc)  # type: ignore[no-untyped-call]
+        await settle(self.sim, self.services, self.rc)  # type: ignore[no-untyped-call]
 
     async def cli(self, *args: str) -> CliResult:
         return await run_cli(self.env, *args)
@@ -126,14 +127,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     """One finished job at each vendor, BrightLocal's callback lost on the way."""
     async with SimServer(SimConfig(seed=29, start_time=time.time())) as sim:
         sim.set_callbacks("brightlocal", loss_probability=1.0)
-        overrides: dict[str, Any] = {
-            vendor.value: {
-                "base_url": sim.base_urls[vendor.value],
-                "api_key": sim.api_keys[vendor.value],
-            }
-            for vendor in VendorName
-        }
-        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        overrides = sim.vendor_settings()
         db = tmp_path / "cli.db"
         settings = load_settings(db=db, api_token=API_TOKEN, **overrides)
         async with (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
-from reconciler import Reconciler, reconcile_once
+from reconciler import Reconciler
 from tests.conftest import API_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,14 +102,7 @@ async def world(tmp_path):
     config = SimConfig(seed=5, start_time=time.time())
     config.influencers_club.profile.noise = 0.0  # steady progress, so every check shows more
     async with SimServer(config) as sim:
-        overrides = {
-            vendor.value: {
-                "base_url": sim.base_urls[vendor.value],
-                "api_key": sim.api_keys[vendor.value],
-            }
-            for vendor in VendorName
-        }
-        overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+        overrides = sim.vendor_settings()
         settings = load_settings(db=tmp_path / "dashboard.db", api_token=API_TOKEN, **overrides)
         async with (
             open_services(settings, clock=sim.clock.now) as services,
@@ -129,33 +121,6 @@ async def submit(services, url, vendor: VendorName):
     )
     (job,) = outcome.jobs
     return job
-
-
-async def settle(sim, services, rc, max_passes=400):
-    """Reconcile, then jump the simulator's clock to the next thing due, until nothing is."""
-    for _ in range(max_passes):
-        await reconcile_once(rc)
-        due = _next_due(services.store.path)
-        if due is None:
-            return
-        await sim.advance_to(max(due, sim.clock.now()))
-    raise AssertionError("jobs did not settle")
-
-
-def _next_due(db):
-    conn = sqlite3.connect(db)
-    try:
-        (job_due,) = conn.execute(
-            "SELECT MIN(next_check_at) FROM jobs "
-            "WHERE state NOT IN ('completed', 'failed', 'expired')"
-        ).fetchone()
-        (work_due,) = conn.execute(
-            "SELECT MIN(next_attempt_at) FROM work WHERE state = 'pending'"
-        ).fetchone()
-    finally:
-        conn.close()
-    times = [t for t in (job_due, work_due) if t is not None]
-    return min(times) if times else None
 
 
 async def log_in(page: Page, url: str, token: str = API_TOKEN) -> None:

@@ -10,7 +10,8 @@ from playwright.async_api import expect
 
 from enrichwatch.models import JobState, VendorName
 from reconciler import check_job_now, reconcile_once
-from tests.dashboard.conftest import log_in, screenshot, settle, submit, watched_page
+from tests.dashboard.conftest import log_in, screenshot, submit, watched_page
+from tests.settling import settle
 
 
 async def test_a_wrong_token_is_refused_and_the_right_one_lets_in(world, page, artifacts):

@@ -17,7 +17,6 @@ import pytest
 import pytest_asyncio
 
 from enrichwatch.config import load_settings
-from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from receiver import serving
@@ -170,14 +169,7 @@ def open_world(tmp_path: Path):
     ) -> AsyncIterator[World]:
         config = sim_config or SimConfig(seed=5, start_time=time.time())
         async with SimServer(config) as sim:
-            overrides: dict[str, Any] = {
-                vendor.value: {
-                    "base_url": sim.base_urls[vendor.value],
-                    "api_key": sim.api_keys[vendor.value],
-                }
-                for vendor in VendorName
-            }
-            overrides["crustdata"]["download_hosts"] = [sim.storage.host]
+            overrides = sim.vendor_settings()
             port = free_port()
             notify = {"retry_base": 5.0, **settings.pop("notify", {})}
             loaded = load_settings(
