@@ -44,7 +44,7 @@ async def csv_rows(store: Store, job_id: int) -> AsyncIterator[bytes]:
     field is ever lost to a fixed header."""
     columns: list[str] | None = None
     async for page in _pages(store, job_id):
-        flat = [_flatten(record["data"]) for record in page]
+        flat = [flatten(record["data"]) for record in page]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         if columns is None:
@@ -63,11 +63,13 @@ async def csv_rows(store: Store, job_id: int) -> AsyncIterator[bytes]:
         yield (",".join([*FIXED_COLUMNS, "data"]) + "\r\n").encode()
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """A record as one text cell per leaf, named by its dotted path (`address.city`): the
+    CSV columns, and the dashboard's preview columns."""
     if isinstance(value, dict):
         flat: dict[str, str] = {}
         for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
+            flat.update(flatten(item, f"{prefix}{key}."))
         return flat
     text = value if isinstance(value, str) else json.dumps(value)
     return {prefix.rstrip(".") or "value": text}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
+from enrichwatch.export import flatten
 from enrichwatch.store import Store
 
 ROWS = 10
@@ -22,7 +22,7 @@ class Preview:
 
 async def results_preview(store: Store, job_id: int) -> Preview:
     rows = await store.results(job_id, limit=ROWS)
-    records = [(row["position"], row["status"], _flatten(json.loads(row["data"]))) for row in rows]
+    records = [(row["position"], row["status"], flatten(json.loads(row["data"]))) for row in rows]
     fields: list[str] = []
     for _, _, flat in records:
         fields.extend(key for key in flat if key not in fields)
@@ -39,16 +39,6 @@ async def results_preview(store: Store, job_id: int) -> Preview:
             for position, status, flat in records
         ],
     )
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        return flat
-    text = value if isinstance(value, str) else json.dumps(value)
-    return {prefix.rstrip(".") or "value": text}
 
 
 def _cut(text: str) -> str:
