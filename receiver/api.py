@@ -32,12 +32,11 @@ from enrichwatch.store import JobRecord
 from enrichwatch.submission import SubmissionError, submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver.errors import ApiError, invalid
+from receiver.ids import MAX_ID, parse_id
 from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.notifications import NotifyBody, targets_of
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
-MAX_ID = 2**63 - 1
-"""Ids and sequence numbers are SQLite integers; nothing larger can name a row."""
 
 
 class SubmitBody(BaseModel):
@@ -168,9 +167,10 @@ def _query(model: type[QueryT], request: web.Request) -> QueryT:
 
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["job_id"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
+    job_id = parse_id(raw)
+    if job_id is None:
         raise ApiError(404, "not_found", f"no job with id {raw!r}")
-    return int(raw)
+    return job_id
 
 
 class ResultsQuery(BaseModel):

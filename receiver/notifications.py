@@ -17,9 +17,8 @@ from enrichwatch.store.notifications import (
     UnknownNotificationError,
 )
 from receiver.errors import ApiError, invalid
+from receiver.ids import MAX_ID, parse_id
 from receiver.keys import SERVICES
-
-MAX_ID = 2**63 - 1
 
 
 class NotifyBody(BaseModel):
@@ -73,10 +72,11 @@ async def retry_notification(request: web.Request) -> web.Response:
     is refused (409)."""
     services = request.config_dict[SERVICES]
     raw = request.match_info["notification_id"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
+    notification_id = parse_id(raw)
+    if notification_id is None:
         raise ApiError(404, "not_found", f"no notification with id {raw!r}")
     try:
-        record = await services.store.retry_notification(int(raw))
+        record = await services.store.retry_notification(notification_id)
     except UnknownNotificationError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except NotificationStateError as exc:

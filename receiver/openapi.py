@@ -30,7 +30,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store.notifications import Outcome
-from receiver.api import MAX_ID, CreateJob, EventQuery, JobQuery, ReprocessOptions, ResultsQuery
+from receiver.api import CreateJob, EventQuery, JobQuery, ReprocessOptions, ResultsQuery
+from receiver.ids import MAX_ID
 from receiver.notifications import NotificationQuery
 
 DOCUMENT_PATH = "/api/openapi.json"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import JobState, VendorName
@@ -17,11 +19,11 @@ from receiver.dashboard.charts import duration_chart, time_series
 from receiver.dashboard.preview import results_preview
 from receiver.dashboard.render import html
 from receiver.errors import error_response
+from receiver.ids import parse_id
 from receiver.keys import SERVICES
 
 JOBS_SHOWN = 100
 EVENTS_SHOWN = 500
-_MAX_ID_DIGITS = 18  # SQLite integers are 64-bit
 
 
 class PageError(Exception):
@@ -96,32 +98,15 @@ async def _jobs_context(request: web.Request) -> dict[str, Any]:
     }
 
 
-@auth.page
-async def jobs_page(request: web.Request) -> web.Response:
-    try:
-        context = await _jobs_context(request)
-    except PageError as exc:
-        return error_page(request, exc)
-    return html(request, "jobs.html", **context, **_common(request))
-
-
-@auth.fragment
-async def jobs_fragment(request: web.Request) -> web.Response:
-    try:
-        context = await _jobs_context(request)
-    except PageError as exc:
-        return error_response(exc.status, "invalid_request", exc.message)
-    return html(request, "_job_rows.html", **context)
-
-
 async def _job_context(request: web.Request) -> dict[str, Any]:
     services = request.config_dict[SERVICES]
     raw = request.match_info["job_id"]
     missing = PageError(404, f"There is no job {raw}.")
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_ID_DIGITS):
+    job_id = parse_id(raw)
+    if job_id is None:
         raise missing
     try:
-        job = await services.store.get_job(int(raw))
+        job = await services.store.get_job(job_id)
     except UnknownJobError:
         raise missing from None
     events, event_count = await services.store.recent_events(job.id, limit=EVENTS_SHOWN)
@@ -134,23 +119,39 @@ async def _job_context(request: web.Request) -> dict[str, Any]:
     }
 
 
-@auth.page
-async def job_page(request: web.Request) -> web.Response:
-    try:
-        context = await _job_context(request)
-    except PageError as exc:
-        return error_page(request, exc)
-    return html(request, "job.html", **context, **_common(request))
+Context = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
 
-@auth.fragment
-async def job_fragment(request: web.Request) -> web.Response:
-    try:
-        context = await _job_context(request)
-    except PageError as exc:
-        return error_response(exc.status, "not_found", exc.message)
-    return html(request, "_job_live.html", **context)
+def _page(template: str, context: Context) -> Handler:
+    """A whole page; a request it cannot answer is shown as an error page."""
 
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            values = await context(request)
+        except PageError as exc:
+            return error_page(request, exc)
+        return html(request, template, **values, **_common(request))
+
+    return auth.page(handler)
+
+
+def _fragment(template: str, context: Context, error_code: str) -> Handler:
+    """The live part of a page, fetched by its script; errors answer as JSON."""
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            values = await context(request)
+        except PageError as exc:
+            return error_response(exc.status, error_code, exc.message)
+        return html(request, template, **values)
+
+    return auth.fragment(handler)
+
+
+jobs_page = _page("jobs.html", _jobs_context)
+jobs_fragment = _fragment("_job_rows.html", _jobs_context, "invalid_request")
+job_page = _page("job.html", _job_context)
+job_fragment = _fragment("_job_live.html", _job_context, "not_found")
 
 # The browser sends the cookie, not a bearer token; the export is the API's own.
 download_results = auth.page(api.job_results)
