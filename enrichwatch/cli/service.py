@@ -141,4 +141,9 @@ def sim(port: int, speed: float, seed: int) -> None:
     """
     from enrichwatch.sim import run_standalone
 
-    run_standalone(port=port, speed=speed, seed=seed)
+    try:
+        run_standalone(port=port, speed=speed, seed=seed)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve the simulator on port {port}: {exc.strerror}"
+        ) from None

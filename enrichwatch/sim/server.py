@@ -114,12 +114,17 @@ class SimServer:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start serving; if a port cannot be bound, whatever had started is stopped again."""
         await self.callbacks.start()
-        storage_runner = await self._serve(
-            self.storage.app, self.config.storage_host, self._storage_port
-        )
-        self.storage.base_url = _url(storage_runner, self.config.storage_host)
-        api_runner = await self._serve(self.app, self.config.host, self._port)
+        try:
+            storage_runner = await self._serve(
+                self.storage.app, self.config.storage_host, self._storage_port
+            )
+            self.storage.base_url = _url(storage_runner, self.config.storage_host)
+            api_runner = await self._serve(self.app, self.config.host, self._port)
+        except BaseException:
+            await self.stop()
+            raise
         self.url = _url(api_runner, self.config.host)
         if not self.clock.manual:
             self._pump = asyncio.create_task(self.callbacks.run_forever())
