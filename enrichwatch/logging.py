@@ -63,6 +63,7 @@ def configure_logging(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     )
+    printer = structlog.PrintLogger(stream)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -77,7 +78,9 @@ def configure_logging(
             _ScrubValues(secrets),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One printer for every logger: the lazy proxies build a logger on each call, and a
+        # new PrintLogger per line costs more than the filtered-out lines themselves.
+        logger_factory=lambda *_: printer,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)

@@ -3,7 +3,10 @@ so tests and several in-process services never share counters."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 
 class Metrics:
@@ -50,5 +53,31 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._requests = _Children(self.http_requests)
+        self._latencies = _Children(self.http_latency)
+        self._callbacks = _Children(self.callbacks)
+
+    def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._requests.get(method, route, str(status)).inc()
+        self._latencies.get(method, route).observe(seconds)
+
+    def callback_stored(self, vendor: str, duplicate: bool) -> None:
+        self._callbacks.get(vendor, "duplicate" if duplicate else "accepted").inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Children:
+    """A metric's labelled children, looked up once per label set: `labels()` takes a lock and
+    re-validates its arguments on every call, a cost each request paid twice over."""
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self._metric = metric
+        self._known: dict[tuple[str, ...], Any] = {}
+
+    def get(self, *values: str) -> Any:
+        child = self._known.get(values)
+        if child is None:
+            child = self._known[values] = self._metric.labels(*values)
+        return child

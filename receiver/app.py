@@ -22,7 +22,7 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     settings give.
     """
     max_body = services.settings.max_body_bytes
-    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app = web.Application(middlewares=[observe(services.metrics)], client_max_size=max_body)
     app[SERVICES] = services
     app[PUBLIC_URL] = public_url or services.settings.base_url
     app.router.add_post("/hooks/{vendor}/{token}", hooks.receive_callback)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from enrichwatch import jsontext
 from enrichwatch.callbacks import inspect_callback
 from enrichwatch.errors import SignatureError
 from enrichwatch.models import VendorName
@@ -24,7 +25,7 @@ _UNSTORED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization",
 
 
 async def receive_callback(request: web.Request) -> web.Response:
-    services = request.config_dict[SERVICES]
+    services = request.app[SERVICES]  # callbacks are routed on the root application
     metrics = services.metrics
     try:
         vendor = VendorName(request.match_info["vendor"])
@@ -62,13 +63,16 @@ async def receive_callback(request: web.Request) -> web.Response:
         metrics.callback_rejections.labels(vendor.value, "unknown_token").inc()
         raise ApiError(404, "not_found", "no such callback URL")
 
-    structlog.contextvars.bind_contextvars(job_id=outcome.job_id)
+    # The request's log line (receiver.middleware) carries these: one line per callback.
+    structlog.contextvars.bind_contextvars(
+        job_id=outcome.job_id, inbox_id=outcome.inbox_id, duplicate=outcome.duplicate
+    )
     if not outcome.duplicate:
         services.due_now.set()
-    metrics.callbacks.labels(vendor.value, "duplicate" if outcome.duplicate else "accepted").inc()
-    log.info("callback_stored", inbox_id=outcome.inbox_id, duplicate=outcome.duplicate)
+    metrics.callback_stored(vendor.value, outcome.duplicate)
     return web.json_response(
-        {"accepted": True, "duplicate": outcome.duplicate, "inbox_id": outcome.inbox_id}
+        {"accepted": True, "duplicate": outcome.duplicate, "inbox_id": outcome.inbox_id},
+        dumps=jsontext.dumps,
     )
 
 

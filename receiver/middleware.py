@@ -11,9 +11,10 @@ import time
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from enrichwatch.errors import UnknownJobError
+from enrichwatch.metrics import Metrics
 from receiver.errors import HTTP_CODES, ApiError, error_response
 from receiver.keys import SERVICES
 
@@ -29,31 +30,38 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        request_id=f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_NUMBERS)}"
-    )
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await _answer_errors_as_json(request, handler)
-        status = response.status
-        return response
-    finally:
-        elapsed = time.perf_counter() - started
-        route = _route(request)
-        metrics = request.config_dict[SERVICES].metrics
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_latency.labels(request.method, route).observe(elapsed)
-        log.info(
-            "request_finished",
-            method=request.method,
-            route=route,
-            status=status,
-            ms=round(elapsed * 1000, 2),
+def observe(metrics: Metrics) -> Middleware:
+    """One log line and metrics per request, and every error as JSON.
+
+    `metrics` is bound here rather than looked up per request: `request.config_dict` builds a
+    new chain of the application's maps on every call."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_NUMBERS)}"
         )
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await _answer_errors_as_json(request, handler)
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route(request)
+            metrics.request_served(request.method, route, status, elapsed)
+            # One line per request; handlers add what they learnt to its context (job_id, …).
+            log.info(
+                "request_finished",
+                method=request.method,
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+
+    return middleware
 
 
 async def _answer_errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:

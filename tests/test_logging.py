@@ -58,10 +58,14 @@ async def test_secrets_never_appear_in_logs_and_job_lines_carry_context(tmp_path
     lines = [json.loads(line) for line in output.splitlines()]
     for name, secret in {**SECRETS, "callback_token": callback_token}.items():
         assert secret not in output, name
-    stored = [line for line in lines if line["event"] == "callback_stored"]
+    # One line per callback: the request's, carrying what the callback was stored as.
+    stored = [line for line in lines if "inbox_id" in line]
     assert len(stored) == 1
+    assert stored[0]["event"] == "request_finished"
+    assert stored[0]["route"] == "/hooks/{vendor}/{token}"
     assert stored[0]["job_id"] == job["id"]
     assert stored[0]["vendor"] == "ecore"
+    assert stored[0]["duplicate"] is False
     assert {line["route"] for line in lines if line["event"] == "request_finished"} >= {
         "/hooks/{vendor}/{token}",
         "/api/jobs",

@@ -9,8 +9,9 @@ import pytest
 
 from enrichwatch.errors import MigrationError, StoreError
 from enrichwatch.models import VendorName
-from enrichwatch.store import Store
-from enrichwatch.store.connection import latest_version
+from enrichwatch.store import InboundDelivery, Store
+from enrichwatch.store.connection import connect, latest_version, migrations
+from enrichwatch.store.rows import sha256_int64, token_digest
 
 
 def tables(path) -> set[str]:
@@ -43,6 +44,39 @@ async def test_rerunning_migrations_is_a_noop(tmp_path):
     assert await store.start() == []
     assert [job.vendor_job_id for job in await store.list_jobs()] == ["kept"]
     await store.close()
+
+
+async def test_inbox_rows_from_before_the_compact_dedupe_index_still_catch_redeliveries(tmp_path):
+    path = tmp_path / "v3.db"
+    conn = connect(path)
+    for number, sql in migrations()[:3]:
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute(
+        """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
+                             updated_at) VALUES ('ecore', 'old', 'tok', ?, 0, 0)""",
+        (token_digest("tok"),),
+    )
+    conn.execute(
+        """INSERT INTO inbox (vendor, job_id, received_at, method, headers, content_type, body,
+                              verification, dedupe_key)
+           VALUES ('ecore', 1, 0, 'POST', '{}', NULL, X'7B7D', 'unsigned', 'sha256:old')"""
+    )
+    conn.close()
+
+    async with Store.open(path) as store:
+        stored = await store._writer.run(
+            lambda conn: conn.execute("SELECT dedupe_hash FROM inbox").fetchone()[0]
+        )
+        assert stored == sha256_int64("sha256:old")
+        again = InboundDelivery("POST", {}, None, b"{}", "unsigned", "sha256:old")
+        other = InboundDelivery("POST", {}, None, b"[]", "unsigned", "sha256:new")
+        first = await store.record_callback(VendorName.ECORE, "tok", again)
+        second = await store.record_callback(VendorName.ECORE, "tok", other)
+    assert first is not None
+    assert first.duplicate
+    assert second is not None
+    assert not second.duplicate
 
 
 async def test_a_schema_newer_than_the_code_refuses_to_start(tmp_path):

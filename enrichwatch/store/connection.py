@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from enrichwatch.errors import MigrationError
+from enrichwatch.store.rows import sha256_int64
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -73,6 +74,8 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     starting on the same file at once apply each migration exactly once.
     """
     known = migrations()
+    # Functions that migrations may call to compute values SQL cannot; the file never needs them.
+    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > len(known):
         raise MigrationError(

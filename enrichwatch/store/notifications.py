@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from enrichwatch import jsontext
 from enrichwatch.errors import StoreError
 from enrichwatch.models import EventSource, JobState
 from enrichwatch.store import work
@@ -184,7 +185,7 @@ def enqueue(
             (
                 NOTIFY_WORK,
                 job_id,
-                json.dumps(payload),
+                jsontext.dumps(payload),
                 now,
                 f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}",
                 now,

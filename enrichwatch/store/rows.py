@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import sqlite3
 from typing import Any
 
+from enrichwatch import jsontext
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.store.records import JobRecord
@@ -20,6 +20,12 @@ def new_callback_token() -> str:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def sha256_int64(text: str) -> int:
+    """The first 8 bytes of the text's SHA-256 as a signed integer, as SQLite stores one: the
+    inbox's compact index key for a dedupe key."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
 def insert_job(
@@ -63,6 +69,6 @@ def append_event(
     cursor = conn.execute(
         """INSERT INTO events (job_id, type, source, payload, dedupe_key, created_at)
            VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-        (job_id, event_type, source.value, json.dumps(payload), dedupe_key, now),
+        (job_id, event_type, source.value, jsontext.dumps(payload), dedupe_key, now),
     )
     return cursor.lastrowid if cursor.rowcount == 1 else None

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from enrichwatch import jsontext
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
@@ -28,14 +29,14 @@ from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.inspect_reads import InspectReads
 from enrichwatch.store.notifications import JobTargets, NotificationWrites, write_job_targets
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
-from enrichwatch.store.rows import append_event, insert_job, token_digest
+from enrichwatch.store.rows import append_event, insert_job, sha256_int64, token_digest
 from enrichwatch.store.submissions import SubmissionWrites
 from enrichwatch.store.writer import Writer
 
 Clock = Callable[[], float]
 _INSERT_INBOX = """INSERT INTO inbox (vendor, job_id, received_at, method, headers, content_type,
-                                    body, verification, dedupe_key, duplicate_of)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                                    body, verification, dedupe_key, dedupe_hash, duplicate_of)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _API_TOKEN_KEY = "api_token_sha256"  # noqa: S105 (a meta key, not a secret)
 
 
@@ -141,16 +142,18 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
         A repeat of a delivery already stored is kept and flagged, but wakes nothing.
         """
         now = self.clock()
+        dedupe_hash = sha256_int64(delivery.dedupe_key)
 
         def op(conn: sqlite3.Connection) -> CallbackOutcome | None:
             # The job and, if this delivery was seen before, its first inbox row, in one query.
             row = conn.execute(
                 """SELECT id, callback_token, state,
                           (SELECT inbox.id FROM inbox
-                            WHERE inbox.job_id = jobs.id AND inbox.dedupe_key = ?
-                              AND inbox.duplicate_of IS NULL LIMIT 1) AS first_delivery
+                            WHERE inbox.job_id = jobs.id AND inbox.dedupe_hash = ?
+                              AND inbox.dedupe_key = ? AND inbox.duplicate_of IS NULL
+                            LIMIT 1) AS first_delivery
                      FROM jobs WHERE callback_key = ? AND vendor = ?""",
-                (delivery.dedupe_key, token_digest(token), vendor.value),
+                (dedupe_hash, delivery.dedupe_key, token_digest(token), vendor.value),
             ).fetchone()
             if row is None or not hmac.compare_digest(
                 row["callback_token"].encode(), token.encode()
@@ -162,11 +165,12 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
                 job_id,
                 now,
                 delivery.method,
-                json.dumps(delivery.headers),
+                jsontext.dumps(delivery.headers),
                 delivery.content_type,
                 delivery.body,
                 delivery.verification,
                 delivery.dedupe_key,
+                dedupe_hash,
                 duplicate_of,
             )
             inbox_id = conn.execute(_INSERT_INBOX, inbox_row).lastrowid

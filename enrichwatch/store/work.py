@@ -3,10 +3,10 @@ causes them, claimed with a lease, retried with backoff, dead-lettered visibly."
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
+from enrichwatch import jsontext
 from enrichwatch.store.records import WorkItem
 
 
@@ -31,7 +31,7 @@ def enqueue(
                state = 'pending', payload = excluded.payload,
                next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
                lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at""",
-        (kind, job_id, json.dumps(payload), due_at, unique_key, last_error, now, now),
+        (kind, job_id, jsontext.dumps(payload), due_at, unique_key, last_error, now, now),
     )
 
 
