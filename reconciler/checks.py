@@ -38,11 +38,13 @@ LEASE_S = 120.0
 BATCH = 200
 
 
-async def check_due_jobs(rc: Reconciler) -> int:
-    """One pass over every job whose check is due, each vendor's at the same time as the
-    others'; returns how many were checked. A job whose check failed unexpectedly keeps its
-    lease until it lapses, and is checked again then."""
-    jobs = await rc.services.store.claim_due_jobs(owner=rc.owner, lease_s=LEASE_S, limit=BATCH)
+async def check_due_jobs(rc: Reconciler, vendor: VendorName | None = None) -> int:
+    """One pass over every job whose check is due (of one vendor, if given), each vendor's at
+    the same time as the others'; returns how many were checked. A job whose check failed
+    unexpectedly keeps its lease until it lapses, and is checked again then."""
+    jobs = await rc.services.store.claim_due_jobs(
+        owner=rc.owner, lease_s=LEASE_S, limit=BATCH, vendor=vendor
+    )
     by_vendor: dict[VendorName, list[JobRecord]] = defaultdict(list)
     for job in jobs:
         by_vendor[job.vendor].append(job)
@@ -56,9 +58,10 @@ async def check_due_jobs(rc: Reconciler) -> int:
             log.error("vendor_checks_failed", vendor=vendor.value, exc_info=outcome)
         elif isinstance(outcome, BaseException):
             raise outcome
-    for job_ids, until in rc.deferred:
+    # Taken whole before the first await: passes for other vendors may add to it meanwhile.
+    deferred, rc.deferred = rc.deferred, []
+    for job_ids, until in deferred:
         await rc.services.store.defer_checks(job_ids, until)
-    rc.deferred.clear()
     return len(jobs)
 
 

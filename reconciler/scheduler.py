@@ -1,11 +1,12 @@
 """The reconciler's loop. APScheduler only says *when to look*; what is due lives in the
 database, so a restart (or a second reconciler) loses nothing.
 
-Three lanes run side by side, each one pass at a time: checks (held-back submissions, then due
-status checks), fetches (results) and notifications. A fetch can take minutes, so checks never
-wait for one: a job a callback made due is checked at once even while a large result file
-downloads. A look asked for while a lane is busy is not lost: the lane runs again as soon as
-its pass ends."""
+Lanes run side by side, each one pass at a time: held-back submissions, status checks (one lane
+per vendor), result fetches and notifications. A fetch can take minutes and a vendor's API can
+hang for the length of an HTTP timeout, so nothing waits for either: a job a callback made due
+is checked at once while a large result file downloads or another vendor keeps its answer. A
+look asked for while a lane is busy is not lost: the lane runs again as soon as its pass
+ends."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
 from reconciler.checks import check_due_jobs
 from reconciler.dispatch import dispatch_due_notifications
@@ -35,14 +37,10 @@ SWEEP_INTERVAL_S = 3600.0
 async def reconcile_once(rc: Reconciler) -> None:
     """One pass: send held-back parts, check due jobs, fetch due results, send due
     notifications."""
-    await _check_pass(rc)
-    await fetch_due_results(rc)
-    await dispatch_due_notifications(rc)
-
-
-async def _check_pass(rc: Reconciler) -> None:
     await send_queued_submissions(rc.services, rc.owner)
     await check_due_jobs(rc)
+    await fetch_due_results(rc)
+    await dispatch_due_notifications(rc)
 
 
 class _Lane:
@@ -90,18 +88,29 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
 
     fetches = _Lane("fetch", fetch, asyncio.Event())
 
-    async def check() -> None:
-        await _check_pass(rc)
-        fetches.wanted.set()  # results the checks found are fetched without waiting a tick
-        notifies.wanted.set()
+    def check(vendor: VendorName) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            await check_due_jobs(rc, vendor)
+            fetches.wanted.set()  # results the checks found are fetched without waiting a tick
+            notifies.wanted.set()
 
-    # A callback sets `due_now` (in this process): the checks lane looks at once.
-    checks = _Lane("check", check, services.due_now)
-    lanes = (checks, fetches, notifies)
+        return work
+
+    submits = _Lane("submit", lambda: send_queued_submissions(services, rc.owner), asyncio.Event())
+    checks = [_Lane(f"check-{vendor}", check(vendor), asyncio.Event()) for vendor in VendorName]
+    lanes = (submits, *checks, fetches, notifies)
 
     async def tick() -> None:
         for lane in lanes:
             lane.wanted.set()
+
+    async def relay_due_now() -> None:
+        """A callback or an operator's action sets `due_now` (in this process): every lane
+        looks at once; one with nothing due spends a query."""
+        while True:
+            await services.due_now.wait()
+            services.due_now.clear()
+            await tick()
 
     async def sweep() -> None:
         """The slow safety net: any open job unchecked for longer than its vendor's maximum
@@ -111,11 +120,13 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
         )
         if count:
             log.info("safety_sweep", jobs=count)
-            checks.wanted.set()
+            for lane in checks:
+                lane.wanted.set()
 
     tasks = [
         asyncio.create_task(lane.run_forever(), name=f"reconciler-{lane.name}") for lane in lanes
     ]
+    tasks.append(asyncio.create_task(relay_due_now(), name="reconciler-due-now"))
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(

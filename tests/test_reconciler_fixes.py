@@ -1,5 +1,5 @@
 """Reprocess against a fetch in flight, learned durations after a reprocess, and a hanging
-vendor in the checks lane; against the simulator over real HTTP, on its manual clock."""
+vendor in the checks; against the simulator over real HTTP, on its manual clock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 from enrichwatch.actions import reprocess
 from enrichwatch.models import JobState, VendorName
+from reconciler import running
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
 from tests.settling import next_due, settle
@@ -104,4 +105,36 @@ async def until_checked(world, job_id: int) -> None:  # noqa: F811
     deadline = time.monotonic() + 6
     while (await world.job(job_id)).last_checked_at is None:
         assert time.monotonic() < deadline, "the other vendor's job was not checked"
+        await asyncio.sleep(0.01)
+
+
+async def polls(world, job_id: int) -> int:  # noqa: F811
+    return (await world.events(job_id)).count("vendor.polled")
+
+
+async def test_a_callback_is_checked_at_once_while_another_vendors_call_hangs(world):  # noqa: F811
+    """The running reconciler, as `serve` runs it: each vendor's checks in a lane of their own,
+    so a callback need not wait for a pass stuck on another vendor's HTTP timeout."""
+    crustdata = world.sim.crustdata.add_job(20)
+    ecore = world.sim.ecore.add_job([{"email": f"lead{n}@example.com"} for n in range(20)])
+    store = world.services.store
+    hung = (await store.track_job(VendorName.CRUSTDATA, crustdata.batch_id, "hangs"))[0]
+    prompt = (await store.track_job(VendorName.ECORE, ecore.job_id, "prompt"))[0]
+    world.sim.faults.set("crustdata", slow_count=1, slow_seconds=8.0)
+
+    async with running(world.services, rc=world.rc):
+        await until(lambda: world.sim.stats.injected[("crustdata", "slow")] == 1)
+        await until_polled(world, prompt.id, 1)  # the start-up check of every open job
+        async with world.services.http.post(prompt.callback_url(world.url), data=b"{}") as r:
+            assert r.status == 200
+        # The callback's confirming check comes while crustdata still holds its answer.
+        await until_polled(world, prompt.id, 2, timeout=2.0)
+        assert (await world.job(hung.id)).last_checked_at is None
+    assert world.sim.stats.injected[("crustdata", "slow")] == 1
+
+
+async def until_polled(world, job_id: int, count: int, timeout: float = 6.0) -> None:  # noqa: F811
+    deadline = time.monotonic() + timeout
+    while await polls(world, job_id) < count:
+        assert time.monotonic() < deadline, f"job {job_id} was not checked {count} times"
         await asyncio.sleep(0.01)

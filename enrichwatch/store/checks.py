@@ -57,10 +57,14 @@ class CheckWrites:
     clock: Callable[[], float]
     notify_routes: NotifyRoutes
 
-    async def claim_due_jobs(self, *, owner: str, lease_s: float, limit: int) -> list[JobRecord]:
-        """Lease open jobs whose check is due, soonest first; an expired lease is fair game."""
+    async def claim_due_jobs(
+        self, *, owner: str, lease_s: float, limit: int, vendor: VendorName | None = None
+    ) -> list[JobRecord]:
+        """Lease open jobs whose check is due (of one vendor, if given), soonest first; an
+        expired lease is fair game."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
+        only = None if vendor is None else vendor.value
 
         def op(conn: sqlite3.Connection) -> list[JobRecord]:
             rows = conn.execute(
@@ -70,9 +74,10 @@ class CheckWrites:
                          WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
                            AND state IN ({placeholders})
                            AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+                           AND (? IS NULL OR vendor = ?)
                          ORDER BY next_check_at LIMIT ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, now, *_OPEN, now, limit),
+                (owner, now + lease_s, now, *_OPEN, now, only, only, limit),
             ).fetchall()
             return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
 
