@@ -3,8 +3,8 @@ aiohttp handler that does no I/O, measured in the same run with the same load ge
 
     python -m bench.ingest [--requests 20000] [--concurrency 50] [--rounds 5]
 
-Each server runs in its own process; the senders run in this one. Each round loads the bare
-server and then enrichwatch back to back, so drift on a shared machine hits both alike; the
+Each server runs in its own process; the senders run in this one. Each round loads the two
+servers back to back, in turn first, so drift on a shared machine hits both alike; the
 throughput ratio is taken per round and its median reported, with each server's median round.
 """
 
@@ -116,13 +116,16 @@ async def run(requests: int, concurrency: int, rounds: int) -> dict[str, list[di
             warmup = max(requests // 10, 100)
             await load(bare_urls, warmup, concurrency, "warm", bare_pid)
             await load(ingest_urls, warmup, concurrency, "warm", ingest_pid)
+            targets = {
+                "bare aiohttp handler": (bare_urls, bare_pid),
+                "enrichwatch": (ingest_urls, ingest_pid),
+            }
             for round_ in range(rounds):
-                results["bare aiohttp handler"].append(
-                    await load(bare_urls, requests, concurrency, f"r{round_}", bare_pid)
-                )
-                results["enrichwatch"].append(
-                    await load(ingest_urls, requests, concurrency, f"r{round_}", ingest_pid)
-                )
+                # Alternate which goes first, so drift within a round favours neither.
+                names = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                for name in names:
+                    urls, pid = targets[name]
+                    results[name].append(await load(urls, requests, concurrency, f"r{round_}", pid))
     return results
 
 

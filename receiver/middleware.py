@@ -34,7 +34,10 @@ def observe(metrics: Metrics) -> Middleware:
     """One log line and metrics per request, and every error as JSON.
 
     `metrics` is bound here rather than looked up per request: `request.config_dict` builds a
-    new chain of the application's maps on every call."""
+    new chain of the application's maps on every call. Likewise the logger is built once, with
+    the logging configuration in force when the application is made: the module's lazy proxy
+    builds a new one for every line, even a line its level filters out."""
+    request_log = log.bind()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,7 +56,7 @@ def observe(metrics: Metrics) -> Middleware:
             route = _route(request)
             metrics.request_served(request.method, route, status, elapsed)
             # One line per request; handlers add what they learnt to its context (job_id, …).
-            log.info(
+            request_log.info(
                 "request_finished",
                 method=request.method,
                 route=route,
