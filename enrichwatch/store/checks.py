@@ -3,12 +3,9 @@ projection in one transaction, state only ever moving forward), and storing resu
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-from pydantic_core import to_json
 
 from enrichwatch.errors import FetchSupersededError
 from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
@@ -390,16 +387,8 @@ class CheckWrites:
         ended the fetch.
 
         The rows are built before the write is queued, so the write (which may run twice, see
-        `Writer.run`) is SQLite alone. pydantic-core serialises several times faster than
-        `json.dumps` (compact, UTF-8 as is); text UTF-8 cannot carry (a lone surrogate) sends
-        the page to `json.dumps`, which escapes it."""
-        try:
-            rows = [
-                (job_id, r.position, r.input_id, r.status, to_json(r.data).decode())
-                for r in records
-            ]
-        except ValueError:
-            rows = [(job_id, r.position, r.input_id, r.status, json.dumps(r.data)) for r in records]
+        `Writer.run`) is SQLite alone; each record arrives as its JSON text, stored as is."""
+        rows = [(job_id, r.position, r.input_id, r.status, r.data_json) for r in records]
 
         def op(conn: sqlite3.Connection) -> int:
             _still_pending(conn, job_id, item_id)

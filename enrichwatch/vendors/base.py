@@ -7,6 +7,7 @@ errors of `enrichwatch.errors`, so the reconciler never sees a vendor-specific s
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict
 
+from enrichwatch import jsontext
 from enrichwatch.config import VendorSettings
 from enrichwatch.errors import ActionNotSupportedError, InputError
 from enrichwatch.models import JobState, VendorName
@@ -48,15 +50,30 @@ class StatusSnapshot(BaseModel):
     raw: dict[str, Any] = {}
 
 
-class ResultRecord(BaseModel):
-    """One result record; `position` is stable, so a restarted fetch can resume and dedupe."""
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """One result record; `position` is stable, so a restarted fetch can resume and dedupe.
 
-    model_config = ConfigDict(frozen=True)
+    The record travels as JSON text (`data_json`), the form it is stored in, so an adapter
+    that parses a whole page lets the parsed objects go as soon as the page is read rather
+    than holding them until they are stored, and the store writes the text as it comes. A
+    plain dataclass: records are made by the thousand per request, where a model's
+    validation doubled what making one costs."""
 
     position: int
     input_id: str | None
     status: str | None
-    data: Any
+    data_json: str
+
+    @classmethod
+    def of(cls, position: int, input_id: str | None, status: str | None, data: Any) -> ResultRecord:
+        """A record whose value the adapter holds parsed."""
+        return cls(position, input_id, status, jsontext.dumps(data))
+
+    @property
+    def data(self) -> Any:
+        """The record's value."""
+        return json.loads(self.data_json)
 
 
 class SubmitRequest(BaseModel):

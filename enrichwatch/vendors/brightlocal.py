@@ -160,7 +160,7 @@ class BrightLocalAdapter(HttpAdapter):
             else (await self.status(snapshot.vendor_job_id)).raw
         )
         records = [
-            ResultRecord(
+            ResultRecord.of(
                 position=position,
                 input_id=str(entry.get("job-id")),
                 status=entry.get("status"),

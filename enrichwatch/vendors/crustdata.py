@@ -430,7 +430,7 @@ def _links(raw: Mapping[str, Any]) -> list[str]:
 
 def _result(position: int, record: dict[str, Any]) -> ResultRecord:
     identifier = record.get("original_identifier")
-    return ResultRecord(
+    return ResultRecord.of(
         position=position,
         input_id=None if identifier is None else str(identifier),
         status=record.get("status"),

@@ -170,7 +170,7 @@ class ECoreAdapter(HttpAdapter):
         if not isinstance(row, dict):
             raise VendorProtocolError(self.name, "a result row is not an object")
         input_id = next((row[c] for c in self.input_id_columns if row.get(c)), None)
-        return ResultRecord(
+        return ResultRecord.of(
             position=position,
             input_id=None if input_id is None else str(input_id),
             status=row.get("enrichment_status"),

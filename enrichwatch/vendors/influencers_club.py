@@ -280,7 +280,7 @@ def _record(vendor: str, position: int, item: Any) -> ResultRecord:
     if not isinstance(item, dict):
         raise VendorProtocolError(vendor, "a result element is not an object")
     value = item.get("input_value")
-    return ResultRecord(
+    return ResultRecord.of(
         position=position,
         input_id=None if value is None else str(value),
         status=item.get("status"),

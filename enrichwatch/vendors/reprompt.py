@@ -29,8 +29,10 @@ from enrichwatch.vendors.base import (
 from enrichwatch.vendors.http import (
     HttpAdapter,
     cell,
+    collector_paused,
     header,
     map_status,
+    parse_json,
     parts_by_count,
     require_filled,
 )
@@ -207,17 +209,16 @@ class RepromptAdapter(HttpAdapter):
         past the last; a page shorter than asked (before the end) drops the guesses and goes
         on from where it really ended, so no position is skipped or repeated."""
         batch_id, size = snapshot.vendor_job_id, self.results_page_size
-        ahead: deque[tuple[int, asyncio.Task[tuple[list[Any], int | None]]]] = deque()
+        ahead: deque[tuple[int, asyncio.Task[tuple[list[ResultRecord], int | None]]]] = deque()
         ahead.append((start, asyncio.create_task(self._results_page(batch_id, start))))
         try:
             while ahead:
                 offset, request = ahead.popleft()
-                jobs, total = await request
-                if not jobs:
+                page, total = await request
+                if not page:
                     return
-                page = [_result(offset + i, job) for i, job in enumerate(jobs)]
-                end = offset + len(jobs)
-                if len(jobs) != size:
+                end = offset + len(page)
+                if len(page) != size:
                     _drop(ahead)
                 # Without a total, where the pages end is unknown: one request at a time.
                 depth = 1 if total is None else self.results_read_ahead
@@ -230,18 +231,21 @@ class RepromptAdapter(HttpAdapter):
         finally:
             _drop(ahead)  # the caller stopped early
 
-    async def _results_page(self, batch_id: str, offset: int) -> tuple[list[Any], int | None]:
+    async def _results_page(
+        self, batch_id: str, offset: int
+    ) -> tuple[list[ResultRecord], int | None]:
+        """The page at `offset` as records. The body is parsed and made into records with the
+        collector paused (`collector_paused`), and each record keeps only its JSON text, so
+        the parsed objects are freed before the collector could walk them."""
         params: dict[str, str | int] = {
             "batchId": batch_id,
             "limit": self.results_page_size,
             "offset": offset,
         }
-        data = await self.call("GET", ROOT + "/jobs", self._path(), params=params)
-        jobs = data.get("jobs") if isinstance(data, dict) else None
-        if not isinstance(jobs, list):
-            raise VendorProtocolError(self.name, "results body has no jobs array")
-        total = data.get("total")
-        return jobs, total if isinstance(total, int) else None
+        route = ROOT + "/jobs"
+        raw = await self.call_bytes("GET", route, self._path(), params=params)
+        with collector_paused():
+            return _page(parse_json(self.name, f"GET {route}", raw), offset)
 
     async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
         """Options are the vendor's: `failed_only` (its default true), `incomplete_only`,
@@ -309,11 +313,21 @@ def _drop(requests: deque[tuple[int, asyncio.Task[Any]]]) -> None:
             request.exception()
 
 
+def _page(data: Any, offset: int) -> tuple[list[ResultRecord], int | None]:
+    """A results body's records, from position `offset`, and the total it gives."""
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, list):
+        raise VendorProtocolError(VendorName.REPROMPT, "results body has no jobs array")
+    total = data.get("total")
+    page = [_result(offset + i, job) for i, job in enumerate(jobs)]
+    return page, total if isinstance(total, int) else None
+
+
 def _result(position: int, job: Any) -> ResultRecord:
     if not isinstance(job, dict):
         raise VendorProtocolError(VendorName.REPROMPT, "a result job is not an object")
     place_id = job.get("place_id")
-    return ResultRecord(
+    return ResultRecord.of(
         position=position,
         input_id=None if place_id is None else str(place_id),
         status=job.get("status"),
