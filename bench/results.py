@@ -37,6 +37,7 @@ from enrichwatch.logging import configure_logging
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import open_services
 from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.sim.reprompt import sample_places
 from enrichwatch.store.checks import FETCH_WORK
 from enrichwatch.vendors.base import ResultRecord, StatusSnapshot, SubmitRequest
 from enrichwatch.vendors.reprompt import RepromptAdapter
@@ -176,16 +177,7 @@ async def prepare(sim: SimServer, vendor: str, size: int) -> str:
         await sim.advance(YEAR)
         return job.batch_id
     settings = RepromptSettings(base_url=sim.base_urls[vendor], api_key=sim.api_keys[vendor])
-    rows = [
-        {
-            "place_id": f"place-{n}",
-            "name": f"Store {n}",
-            "full_address": f"{n} Main St, Springfield",
-            "latitude": "40.7",
-            "longitude": "-73.9",
-        }
-        for n in range(size)
-    ]
+    rows = sample_places(size)
     async with aiohttp.ClientSession() as session:
         (submitted,) = await RepromptAdapter(settings, session).submit(
             SubmitRequest(rows=rows, name="bench")

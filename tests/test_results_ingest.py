@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -14,26 +13,16 @@ from enrichwatch.config import load_settings
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import open_services
 from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.sim.reprompt import sample_places
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from reconciler import Reconciler
 from tests.conftest import API_TOKEN
 from tests.settling import settle
+from tests.test_results_and_actions import stored
 
 PLACES = 2_500
 """Three pages at the adapter's 1,000 a request, the last one short."""
-
-
-def stored_rows(db, job_id: int) -> list[tuple[int, str | None, str | None, str]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(
-            "SELECT position, input_id, status, data FROM results WHERE job_id = ? "
-            "ORDER BY position",
-            (job_id,),
-        ).fetchall()
-    finally:
-        conn.close()
 
 
 async def served_jobs(sim: SimServer, batch_id: str) -> list[dict[str, Any]]:
@@ -59,20 +48,10 @@ async def test_a_reprompt_batch_is_stored_exactly_as_served(tmp_path):
             db=tmp_path / "ingest.db", api_token=API_TOKEN, **sim.vendor_settings()
         )
         async with open_services(settings, clock=sim.clock.now) as services:
-            rows = [
-                {
-                    "place_id": f"place-{n}",
-                    "name": f"Store {n}",
-                    "full_address": f"{n} Main St, Springfield",
-                    "latitude": "40.7",
-                    "longitude": "-73.9",
-                }
-                for n in range(PLACES)
-            ]
             outcome = await submit_batch(
                 services,
                 VendorName.REPROMPT,
-                SubmitRequest(rows=rows, name="ingest"),
+                SubmitRequest(rows=sample_places(PLACES), name="ingest"),
                 public_url="http://127.0.0.1:9",
             )
             (job,) = outcome.submitted
@@ -81,12 +60,12 @@ async def test_a_reprompt_batch_is_stored_exactly_as_served(tmp_path):
             assert job.vendor_job_id is not None
             served = await served_jobs(sim, job.vendor_job_id)
 
-    stored = stored_rows(tmp_path / "ingest.db", job.id)
+    rows = stored(tmp_path / "ingest.db", job.id)
     assert done.results_state == "stored"
-    assert done.results_count == len(stored) == len(served) == PLACES
-    assert [position for position, *_ in stored] == list(range(PLACES))
-    assert [json.loads(data) for *_, data in stored] == served
-    assert [(input_id, status) for _, input_id, status, _ in stored] == [
+    assert done.results_count == len(rows) == len(served) == PLACES
+    assert [row["position"] for row in rows] == list(range(PLACES))
+    assert [row["data"] for row in rows] == served
+    assert [(row["input_id"], row["status"]) for row in rows] == [
         (job["place_id"], job["status"]) for job in served
     ]
-    assert {status for _, _, status, _ in stored} == {"completed", "failed"}
+    assert {row["status"] for row in rows} == {"completed", "failed"}

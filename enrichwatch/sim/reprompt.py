@@ -74,6 +74,21 @@ class RBatch:
     never changes until a reprocess gives it a new run, so it is serialised once."""
 
 
+def sample_places(count: int) -> list[dict[str, str]]:
+    """`count` valid places to submit to a Reprompt batch (distinct ids), for benchmarks and
+    tests that need many."""
+    return [
+        {
+            "place_id": f"place-{n}",
+            "name": f"Store {n}",
+            "full_address": f"{n} Main St, Springfield",
+            "latitude": "40.7",
+            "longitude": "-73.9",
+        }
+        for n in range(count)
+    ]
+
+
 def _detail(status: int, detail: Any) -> web.Response:
     return json_response({"detail": detail}, status)
 
