@@ -152,7 +152,7 @@ async def _plan_without_calling(rc: Reconciler, job: JobRecord, history: Duratio
     )
     plan = next_check(view, now, rc.policies[job.vendor], history, rc.rng)
     # The first real call, whatever the plan, comes within the safety net of submission.
-    await rc.services.store.defer_checks([job.id], max(plan.at, now), mark_planned=True)
+    await rc.services.store.plan_first_check(job, max(plan.at, now))
 
 
 def _affordable(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord]) -> bool:
@@ -200,7 +200,7 @@ async def _record(
             return
         next_at, late = plan.at, plan.late_webhook
     updated = await rc.services.store.record_check(
-        job.id, CheckOutcome(snapshot, cost, next_at, late)
+        job.id, CheckOutcome(snapshot, cost, next_at, job.next_check_at, late)
     )
     if updated.state is not job.state:
         log.info("job_state_changed", job_id=job.id, vendor=job.vendor.value, state=updated.state)

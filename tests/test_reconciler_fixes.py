@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from enrichwatch.actions import reprocess
+from enrichwatch.actions import reprocess, resume
 from enrichwatch.models import JobState, VendorName
 from reconciler import running
-from reconciler.checks import check_due_jobs
+from reconciler.checks import check_due_jobs, check_job_now
 from reconciler.fetch import fetch_due_results
 from tests.settling import next_due, settle
-from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
+from tests.test_results_and_actions import step_until, stored, world  # noqa: F401 (a fixture)
 
 RESULTS_PAGES = "GET /v1/{org}/place_enrichment/jobs"
+ECORE_STATUS = "GET /api/v1/enrichment/status/{id}/"
 
 
 async def until(condition, timeout: float = 10.0) -> None:
@@ -138,3 +139,50 @@ async def until_polled(world, job_id: int, count: int, timeout: float = 6.0) -> 
     while await polls(world, job_id) < count:
         assert time.monotonic() < deadline, f"job {job_id} was not checked {count} times"
         await asyncio.sleep(0.01)
+
+
+async def test_a_callback_that_comes_during_a_check_still_gets_its_confirming_check(world):  # noqa: F811
+    """The vendor answered "running" before its callback came; the check's plan must not
+    push the job's next check past that callback."""
+    batch = world.sim.crustdata.add_job(20)
+    store = world.services.store
+    job = (await store.track_job(VendorName.CRUSTDATA, batch.batch_id, "late answer"))[0]
+    world.sim.faults.set("crustdata", slow_count=1, slow_seconds=3.0)
+    checks = asyncio.create_task(check_due_jobs(world.rc))
+    await until(lambda: world.sim.stats.injected[("crustdata", "slow")] == 1)
+    async with world.services.http.post(job.callback_url(world.url), data=b"{}") as response:
+        assert (await response.json())["duplicate"] is False
+    assert await checks == 1
+
+    checked = await world.job(job.id)
+    assert not checked.state.is_terminal
+    assert checked.next_check_at is not None
+    assert checked.next_check_at <= world.sim.clock.now()
+    assert await check_due_jobs(world.rc) == 1
+    assert await polls(world, job.id) == 2
+    # That confirming check saw no new callback: the plan holds again.
+    assert (await world.job(job.id)).next_check_at > world.sim.clock.now()
+
+
+async def test_a_resume_during_a_check_still_gets_its_check(world):  # noqa: F811
+    """The check read "paused" before the operator resumed; a paused job's plan is the safety
+    net, which must not replace the check the resume asked for."""
+    job = await world.submit(VendorName.ECORE)
+    await world.sim.advance(20)
+    await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
+
+    async def paused() -> bool:
+        return (await world.job(job.id)).state is JobState.NEEDS_ACTION
+
+    await step_until(world, paused)
+    world.sim.faults.set(
+        "ecore", slow_count=1, slow_seconds=3.0, slow_after_answer=True, endpoint=ECORE_STATUS
+    )
+    check = asyncio.create_task(check_job_now(world.rc, job.id))
+    await until(lambda: world.sim.stats.injected[("ecore", "slow")] == 1)
+    await resume(world.services, job.id)
+    assert (await check).state is JobState.NEEDS_ACTION  # what the held answer said
+
+    assert (await world.job(job.id)).next_check_at <= world.sim.clock.now()
+    await check_due_jobs(world.rc)
+    assert (await world.job(job.id)).state is JobState.RUNNING

@@ -171,3 +171,26 @@ async def test_a_write_waits_out_another_process_lock_without_stalling_the_loop(
         job, created = await write
         assert created
         assert job.vendor_job_id == "waits"
+
+
+async def test_a_wake_up_while_a_job_is_leased_outlives_its_holders_plan(tmp_path):
+    """A leased job is due again when its lease ends; a callback meanwhile moves that time,
+    and the holder's plan, made without knowing of it, leaves the job due."""
+    now = [1000.0]
+    async with Store.open(tmp_path / "lease.db", clock=lambda: now[0]) as store:
+        woken, _ = await store.track_job(VendorName.ECORE, "woken", None)
+        quiet, _ = await store.track_job(VendorName.ECORE, "quiet", None)
+        claimed = await store.claim_due_jobs(owner="rc", lease_s=60, limit=10)
+        assert [job.next_check_at for job in claimed] == [1060.0, 1060.0]
+
+        now[0] = 1030.0
+        assert await store.make_stale_jobs_due({VendorName.ECORE: 10.0}) == 0  # under a check
+        delivery = InboundDelivery("POST", {}, None, b"{}", "unsigned", "body:1")
+        assert await store.record_callback(VendorName.ECORE, woken.callback_token, delivery)
+        for job in claimed:
+            await store.plan_first_check(job, 5000.0)
+
+        assert (await store.get_job(woken.id)).next_check_at == 1030.0
+        assert (await store.get_job(quiet.id)).next_check_at == 5000.0
+        again = await store.claim_due_jobs(owner="rc", lease_s=60, limit=10)
+        assert [job.id for job in again] == [woken.id]

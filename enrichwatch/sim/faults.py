@@ -27,6 +27,9 @@ class FaultPlan:
     slow_count: int = 0
     slow_seconds: float = 0.0
     """Real seconds the next `slow_count` requests are held before being answered."""
+    slow_after_answer: bool = False
+    """Hold a slow request after its answer is made (latency on the way back), so the answer
+    is what the vendor knew when the request arrived."""
     truncate_gzip: int = 0
     """Crustdata/storage: the next N downloads stop mid-stream with no gzip trailer."""
     expire_links: bool = False

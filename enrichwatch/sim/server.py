@@ -234,9 +234,25 @@ class SimServer:
         endpoint = _endpoint_label(request, name)
         self.stats.requests[(name, endpoint)] += 1
         plan = self.faults.plan(name)
-        if self.faults.take(name, endpoint, "slow_count"):
-            self.stats.injected[(name, "slow")] += 1
+        if not self.faults.take(name, endpoint, "slow_count"):
+            return await self._answer(request, handler, vendor, endpoint, plan)
+        self.stats.injected[(name, "slow")] += 1
+        if plan.slow_after_answer:
+            response = await self._answer(request, handler, vendor, endpoint, plan)
             await asyncio.sleep(plan.slow_seconds)
+            return response
+        await asyncio.sleep(plan.slow_seconds)
+        return await self._answer(request, handler, vendor, endpoint, plan)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        handler: Handler,
+        vendor: VendorSim,
+        endpoint: str,
+        plan: FaultPlan,
+    ) -> web.StreamResponse:
+        name = vendor.name
         if self.faults.take(name, endpoint, "server_errors"):
             self.stats.injected[(name, "server_errors")] += 1
             return vendor.server_error(plan.server_error_status)

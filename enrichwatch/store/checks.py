@@ -39,11 +39,16 @@ def moves_forward(current: JobState, seen: JobState) -> bool:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """What one status call found, and when to look next (`next_check_at` None: never)."""
+    """What one status call found, and when to look next (`next_check_at` None: never).
+
+    `due_when_claimed` is the job's `next_check_at` when it was leased for this call. If it
+    has moved since, a callback or an operator's action made the job due while the call was
+    out, and the answer, read before, may not show what they announce: the job stays due."""
 
     snapshot: StatusSnapshot
     cost: float
     next_check_at: float | None
+    due_when_claimed: float | None
     late_webhook: bool = False
 
 
@@ -58,14 +63,18 @@ class CheckWrites:
         self, *, owner: str, lease_s: float, limit: int, vendor: VendorName | None = None
     ) -> list[JobRecord]:
         """Lease open jobs whose check is due (of one vendor, if given), soonest first; an
-        expired lease is fair game."""
+        expired lease is fair game.
+
+        A leased job is due again when its lease ends, should its holder die. A callback or
+        an action that makes it due meanwhile moves that time, which is how the holder learns
+        of it (see `CheckOutcome`)."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
         only = None if vendor is None else vendor.value
 
         def op(conn: sqlite3.Connection) -> list[JobRecord]:
             rows = conn.execute(
-                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?
+                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?, next_check_at = ?
                     WHERE id IN (
                         SELECT id FROM jobs
                          WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
@@ -74,7 +83,7 @@ class CheckWrites:
                            AND (? IS NULL OR vendor = ?)
                          ORDER BY next_check_at LIMIT ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, now, *_OPEN, now, only, only, limit),
+                (owner, now + lease_s, now + lease_s, now, *_OPEN, now, only, only, limit),
             ).fetchall()
             return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
 
@@ -112,7 +121,8 @@ class CheckWrites:
         )
 
     async def make_stale_jobs_due(self, max_intervals: Mapping[VendorName, float]) -> int:
-        """Open jobs unchecked for longer than their vendor's maximum interval, due now."""
+        """Open jobs unchecked for longer than their vendor's maximum interval, due now (but
+        not one under a check)."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
 
@@ -124,8 +134,9 @@ class CheckWrites:
                         WHERE vendor = ? AND state IN ({placeholders})
                           AND vendor_job_id IS NOT NULL
                           AND COALESCE(last_checked_at, created_at) < ?
-                          AND (next_check_at IS NULL OR next_check_at > ?)""",  # noqa: S608
-                    (now, vendor.value, *_OPEN, now - max_interval, now),
+                          AND (next_check_at IS NULL OR next_check_at > ?)
+                          AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
+                    (now, vendor.value, *_OPEN, now - max_interval, now, now),
                 ).rowcount
             return stale
 
@@ -196,6 +207,11 @@ class CheckWrites:
                 notifications.on_state_change(
                     conn, job_id, state, routes, results_coming=fetch, now=now
                 )
+            next_check_at = outcome.next_check_at
+            if state.is_terminal:
+                next_check_at = None
+            elif job.next_check_at != outcome.due_when_claimed:
+                next_check_at = job.next_check_at
             conn.execute(
                 """UPDATE jobs SET state = ?, vendor_status = ?, error = COALESCE(?, error),
                        progress_done = COALESCE(?, progress_done),
@@ -217,7 +233,7 @@ class CheckWrites:
                     snap.total,
                     outcome.cost,
                     now,
-                    None if state.is_terminal else outcome.next_check_at,
+                    next_check_at,
                     now,
                     state.is_terminal,
                     now,
@@ -251,21 +267,35 @@ class CheckWrites:
 
         return await self._writer.run(op)
 
-    async def defer_checks(
-        self, job_ids: Sequence[int], until: float, *, mark_planned: bool = False
-    ) -> None:
-        """Release leases without a call, due again at `until` (the vendor's budget is spent,
-        or the first check of a fresh job is planned); `mark_planned` records that a plan was
-        made, so the job is not treated as fresh again."""
+    async def defer_checks(self, job_ids: Sequence[int], until: float) -> None:
+        """Release leases without a call, due again at `until`: the vendor's budget is spent
+        until then, so a callback meanwhile is confirmed then too."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 """UPDATE jobs SET next_check_at = ?, lease_owner = NULL, lease_expires_at = NULL,
-                       updated_at = ?,
-                       last_checked_at = CASE WHEN ? THEN created_at ELSE last_checked_at END
+                       updated_at = ?
                    WHERE id = ?""",
-                [(until, now, mark_planned, job_id) for job_id in job_ids],
+                [(until, now, job_id) for job_id in job_ids],
+            )
+
+        await self._writer.run(op)
+
+    async def plan_first_check(self, job: JobRecord, at: float) -> None:
+        """Release a just-submitted job's lease without a call, its first check planned for
+        `at` (unless a callback made it due since the claim, see `CheckOutcome`). Its
+        `last_checked_at` becomes its creation, so it is not treated as fresh again."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                """UPDATE jobs SET
+                       next_check_at = CASE WHEN next_check_at IS ? THEN ? ELSE next_check_at END,
+                       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
+                       last_checked_at = created_at
+                   WHERE id = ?""",
+                (job.next_check_at, at, now, job.id),
             )
 
         await self._writer.run(op)
@@ -343,17 +373,18 @@ class CheckWrites:
         return await self._writer.run(op)
 
     async def claim_job(self, job_id: int, *, owner: str, lease_s: float) -> JobRecord | None:
-        """Lease one open job for an immediate check; None if it is finished or leased."""
+        """Lease one open job for an immediate check; None if it is finished or leased. As
+        with `claim_due_jobs`, it is due again when the lease ends."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
 
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             row = conn.execute(
-                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?
+                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?, next_check_at = ?
                     WHERE id = ? AND state IN ({placeholders}) AND vendor_job_id IS NOT NULL
                       AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, job_id, *_OPEN, now),
+                (owner, now + lease_s, now + lease_s, job_id, *_OPEN, now),
             ).fetchone()
             return None if row is None else JobRecord.from_row(row)
 
