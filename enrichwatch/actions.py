@@ -4,7 +4,9 @@ recorded as an event and makes the job due, so the next check sees what the vend
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.runtime import CallTally, Services
@@ -15,8 +17,42 @@ class ActionError(EnrichwatchError):
     """The action cannot be taken on this job."""
 
 
+class ReprocessOptions(BaseModel):
+    """Reprompt's reprocess options, checked before the vendor is asked (API and CLI)."""
+
+    # The rule below, in the API document too, so clients and fuzzers know it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "properties": {
+                    "attributes": {"type": "array"},
+                    "attribute_set": {"type": "string"},
+                },
+                "required": ["attributes", "attribute_set"],
+            }
+        },
+    )
+
+    failed_only: bool | None = None
+    incomplete_only: bool | None = None
+    refresh: bool | None = None
+    attributes: list[str] | None = None
+    attribute_set: Literal["open_closed", "core", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_attributes(self) -> Self:
+        # Reprompt refuses both (409), but only after a call; submit checks the same.
+        if self.attributes is not None and self.attribute_set is not None:
+            raise ValueError("give attribute_set or attributes, not both")
+        return self
+
+
 async def resume(services: Services, job_id: int) -> JobRecord:
     job = await _sent_job(services, job_id)
+    if job.state.is_terminal:
+        # The vendor might resume (and bill) it, but a finished job is never looked at again.
+        raise ActionError(f"job {job_id} is {job.state.value}; there is nothing to resume")
     calls = CallTally()
     await services.adapter(job.vendor, on_call=calls).resume(job.vendor_job_id or "")
     return await services.store.record_action(

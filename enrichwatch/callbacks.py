@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from enrichwatch.models import VendorName
 CRUSTDATA_SIGNATURE_HEADER = "x-crustdata-signature"
 CRUSTDATA_EVENT_ID_HEADER = "x-crustdata-event-id"
 SIGNATURE_TOLERANCE_S = 300
+# ASCII digits only (str.isdigit also takes "²" and other scripts' digits, which int() refuses
+# or reads), and few enough that int() never meets its length limit.
+_TIMESTAMP = re.compile(r"[0-9]{1,18}")
 
 # Headers naming a vendor's own delivery id, which survives redelivery.
 _EVENT_ID_HEADERS: dict[VendorName, str] = {VendorName.CRUSTDATA: CRUSTDATA_EVENT_ID_HEADER}
@@ -68,7 +72,7 @@ def verify_crustdata_signature(header: str | None, body: bytes, secret: str, now
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
@@ -76,6 +80,10 @@ def verify_crustdata_signature(header: str | None, body: bytes, secret: str, now
         raise SignatureError(VendorName.CRUSTDATA, "malformed_signature")
     if abs(now - timestamp) > SIGNATURE_TOLERANCE_S:
         raise SignatureError(VendorName.CRUSTDATA, "stale_timestamp")
-    expected = sign_crustdata(body, secret, timestamp).split("v1=", 1)[1]
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    expected = sign_crustdata(body, secret, timestamp).split("v1=", 1)[1].encode()
+    # Compared as bytes: compare_digest refuses non-ASCII strings, and a header may hold any.
+    if not any(
+        hmac.compare_digest(expected, candidate.encode("utf-8", "surrogatepass"))
+        for candidate in candidates
+    ):
         raise SignatureError(VendorName.CRUSTDATA, "bad_signature")

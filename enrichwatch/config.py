@@ -33,7 +33,21 @@ ENV_PREFIX = "ENRICHWATCH_"
 MIN_API_TOKEN_LENGTH = 16
 
 
-class VendorSettings(BaseModel):
+class Section(BaseModel):
+    """A nested settings section. A misspelt key is an error rather than silently ignored
+    (`webhook_secrt` would otherwise leave signature checks off); an infinite or NaN number
+    is refused, as no setting means anything by it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _not_blank(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("must not be blank (leave it unset instead)")
+    return value
+
+
+class VendorSettings(Section):
     """Where a vendor's API lives and how to authenticate; the documented paths are appended
     to `base_url` unchanged, so the same code talks to the vendor or to the simulator."""
 
@@ -51,12 +65,7 @@ class VendorSettings(BaseModel):
         description="Seconds: the longest any open job goes unchecked, callbacks or not.",
     )
 
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_blank(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and not key.get_secret_value().strip():
-            raise ValueError("must not be blank (leave it unset instead)")
-        return key
+    _key_not_blank = field_validator("api_key")(_not_blank)
 
     @model_validator(mode="after")
     def _poll_bounds_ordered(self) -> Self:
@@ -87,6 +96,8 @@ class CrustdataSettings(VendorSettings):
         description="Hosts result files may be downloaded from.",
     )
 
+    _secret_not_blank = field_validator("webhook_secret")(_not_blank)
+
 
 class InfluencersClubSettings(VendorSettings):
     base_url: AnyHttpUrl = AnyHttpUrl("https://api-dashboard.influencers.club")
@@ -94,7 +105,16 @@ class InfluencersClubSettings(VendorSettings):
 
 class RepromptSettings(VendorSettings):
     base_url: AnyHttpUrl = AnyHttpUrl("https://api.repromptai.com")
-    org: str = "default"
+    org: str = Field(
+        default="default", description="The organisation in Reprompt's paths (/v1/<org>/…)."
+    )
+
+    @field_validator("org")
+    @classmethod
+    def _one_path_segment(cls, value: str) -> str:
+        if not value or any(c.isspace() or c in "/?#%" for c in value):
+            raise ValueError("must be one path segment: not empty, no spaces, / ? # or %")
+        return value
 
 
 class BrightLocalSettings(VendorSettings):
@@ -115,7 +135,7 @@ class ECoreSettings(VendorSettings):
 NotifyChannel = Literal["slack", "email", "webhook", "console"]
 
 
-class NotifySettings(BaseModel):
+class NotifySettings(Section):
     """Where notifications go (DESIGN.md: notifications). A job's own targets, given when it
     is submitted or tracked, replace these for that job."""
 
@@ -190,10 +210,10 @@ class NotifySettings(BaseModel):
         return frozenset(channels)
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(Section):
     """The mail server notifications are sent through."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
     host: str | None = None
     port: int | None = Field(
@@ -248,6 +268,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
+        allow_inf_nan=False,
         validate_default=True,
     )
 
@@ -365,7 +386,10 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     except ValueError as exc:  # a malformed TOML file or an unparsable nested JSON variable
-        raise SettingsError(f"could not read settings: {exc}") from None
+        raise SettingsError(
+            f"could not read settings: {exc} (a list or table given in a variable must be "
+            """JSON, e.g. ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS='["files.example.com"]')"""
+        ) from None
 
 
 _SECRET_WORDS = ("secret", "password", "slack_webhook_url")

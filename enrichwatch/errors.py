@@ -66,6 +66,12 @@ class InputError(EnrichwatchError):
         self.message = message
 
 
+class VendorJobIdError(EnrichwatchError, ValueError):
+    """A vendor job id no vendor could have issued (blank, too long, control characters).
+
+    A ValueError too, so a pydantic validator that calls the check reports it as invalid."""
+
+
 class SignatureError(EnrichwatchError):
     """A callback's signature is missing, stale or wrong; `reason` is a short metric label."""
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import unicodedata
 from pathlib import Path
 
-from enrichwatch.errors import InputError
+from enrichwatch.errors import InputError, VendorJobIdError
+
+MAX_VENDOR_JOB_ID = 200
+"""Characters in a vendor job id we track; vendors' own ids are far shorter."""
 
 
 def read_rows(path: Path, vendor: str) -> list[dict[str, str]]:
@@ -48,3 +52,19 @@ def read_rows(path: Path, vendor: str) -> list[dict[str, str]]:
         if row is None:
             raise InputError(vendor, "is blank (remove blank lines)", row=number)
     return [row for row in rows if row is not None]
+
+
+def check_vendor_job_id(raw: str) -> str:
+    """The id to track, without surrounding whitespace. One that is blank, longer than
+    MAX_VENDOR_JOB_ID or holds control characters is a VendorJobIdError: it would only ever
+    be polled as "not found", and control characters would garble every listing it is in."""
+    value = raw.strip()
+    if not value:
+        raise VendorJobIdError("must not be blank")
+    if len(value) > MAX_VENDOR_JOB_ID:
+        raise VendorJobIdError(
+            f"must be at most {MAX_VENDOR_JOB_ID} characters (this one has {len(value)})"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise VendorJobIdError("must not contain control characters")
+    return value

@@ -11,6 +11,7 @@ from enrichwatch.errors import (
     VendorAmbiguousError,
     VendorConcurrencyLimitError,
     VendorError,
+    VendorRejectedError,
     VendorTransientError,
 )
 from enrichwatch.models import EventSource, VendorName
@@ -26,11 +27,17 @@ MAX_TRANSIENT_ATTEMPTS = 5
 
 
 class SubmissionError(EnrichwatchError):
-    """A part failed; `jobs` are the parts sent (or queued) before it, still tracked."""
+    """A part failed; `jobs` are the parts sent (or queued) before it, still tracked, and
+    `failed` is the part's own job, kept as `failed` with what the vendor said. `rejected`:
+    the vendor refused the input itself (its 4xx), rather than failing to take it."""
 
-    def __init__(self, message: str, jobs: list[JobRecord]) -> None:
+    def __init__(
+        self, message: str, jobs: list[JobRecord], failed: JobRecord, *, rejected: bool
+    ) -> None:
         super().__init__(message)
         self.jobs = jobs
+        self.failed = failed
+        self.rejected = rejected
 
 
 @dataclass
@@ -67,7 +74,7 @@ async def submit_batch(
         if outcome.queued:
             # The vendor is at its cap: later parts wait their turn without asking again.
             outcome.queued.append(
-                await _queue(services, job, part, "waiting for earlier parts", 0, None)
+                await _queue(services, job, part, "waiting for earlier parts", 0, None, 0)
             )
             continue
         try:
@@ -77,17 +84,20 @@ async def submit_batch(
                 f"part {index} of {len(parts)} failed: {exc}"
                 + (f" ({len(outcome.jobs)} earlier part(s) are tracked)" if outcome.jobs else ""),
                 outcome.jobs,
+                await services.store.get_job(job.id),
+                rejected=isinstance(exc, VendorRejectedError),
             ) from exc
         (outcome.queued if queued else outcome.submitted).append(job)
     return outcome
 
 
 async def attempt_submit(
-    services: Services, job: JobRecord, part: SubmitRequest, *, attempt: int = 1
+    services: Services, job: JobRecord, part: SubmitRequest, *, transient_failures: int = 0
 ) -> tuple[JobRecord, bool]:
     """Send one reserved part; returns the job and whether it was queued for later instead:
-    at the vendor's concurrency cap, or after a transient failure that provably created
-    nothing (the adapters settle ambiguous ones first), up to MAX_TRANSIENT_ATTEMPTS.
+    at the vendor's concurrency cap (as often as it takes), or after a transient failure that
+    provably created nothing (the adapters settle ambiguous ones first), up to
+    MAX_TRANSIENT_ATTEMPTS of those; `transient_failures` counts the part's earlier ones.
 
     Any other vendor error marks the job failed (with what the vendor said) and is raised.
     """
@@ -96,13 +106,17 @@ async def attempt_submit(
     try:
         (submitted,) = await adapter.submit(part)
     except VendorConcurrencyLimitError as exc:
-        return await _queue(services, job, part, str(exc), tally.count, exc.retry_after), True
+        queued = await _queue(
+            services, job, part, str(exc), tally.count, exc.retry_after, transient_failures
+        )
+        return queued, True
     except VendorTransientError as exc:
-        if isinstance(exc, VendorAmbiguousError) or attempt >= MAX_TRANSIENT_ATTEMPTS:
+        failures = transient_failures + 1
+        if isinstance(exc, VendorAmbiguousError) or failures >= MAX_TRANSIENT_ATTEMPTS:
             await services.store.fail_submission(job.id, str(exc), vendor_calls=tally.count)
             raise
-        delay = exc.retry_after or TRANSIENT_RETRY_S * attempt
-        return await _queue(services, job, part, str(exc), tally.count, delay), True
+        delay = exc.retry_after or TRANSIENT_RETRY_S * failures
+        return await _queue(services, job, part, str(exc), tally.count, delay, failures), True
     except VendorError as exc:
         await services.store.fail_submission(job.id, str(exc), vendor_calls=tally.count)
         raise
@@ -123,8 +137,14 @@ async def _queue(
     reason: str,
     calls: int,
     retry_after: float | None,
+    transient_failures: int,
 ) -> JobRecord:
     retry_at = services.store.clock() + (retry_after or CONCURRENCY_RETRY_S)
     return await services.store.queue_submission(
-        job.id, part.model_dump(), retry_at=retry_at, reason=reason, vendor_calls=calls
+        job.id,
+        part.model_dump(),
+        retry_at=retry_at,
+        reason=reason,
+        vendor_calls=calls,
+        transient_failures=transient_failures,
     )

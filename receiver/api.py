@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from enrichwatch import actions, export
-from enrichwatch.actions import ActionError
+from enrichwatch.actions import ActionError, ReprocessOptions
 from enrichwatch.errors import (
     ActionNotSupportedError,
     InputError,
@@ -26,13 +26,15 @@ from enrichwatch.errors import (
     VendorNotFoundError,
     VendorRejectedError,
 )
+from enrichwatch.inputs import check_vendor_job_id
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.serialize import event_json, job_json
 from enrichwatch.store import JobRecord
+from enrichwatch.store.rows import MAX_ROW_ID
 from enrichwatch.submission import SubmissionError, submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver.errors import ApiError, invalid
-from receiver.ids import MAX_ID, parse_id
+from receiver.ids import parse_id
 from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.notifications import NotifyBody, targets_of
 
@@ -52,17 +54,15 @@ class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     vendor: VendorName
-    vendor_job_id: str | None = Field(default=None, min_length=1, max_length=200)
+    vendor_job_id: str | None = None
     name: str | None = Field(default=None, max_length=200)
     submit: SubmitBody | None = None
     notify: NotifyBody | None = None
 
     @field_validator("vendor_job_id")
     @classmethod
-    def _no_blank_id(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip() if value is not None else None
+    def _an_id_a_vendor_could_issue(cls, value: str | None) -> str | None:
+        return None if value is None else check_vendor_job_id(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> CreateJob:
@@ -79,23 +79,20 @@ class JobQuery(BaseModel):
     vendor: VendorName | None = None
     state: JobState | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: int | None = Field(default=None, ge=1)
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
 
 
 class EventQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    after: int = Field(default=0, ge=0, le=MAX_ID)
+    after: int = Field(default=0, ge=0, le=MAX_ROW_ID)
     limit: int = Field(default=500, ge=1, le=1000)
 
 
 async def create_job(request: web.Request) -> web.Response:
     services = request.config_dict[SERVICES]
     public_url = request.config_dict[PUBLIC_URL]
-    try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+    raw = await _json_body(request)
     try:
         body = CreateJob.model_validate(raw)
     except ValidationError as exc:
@@ -116,8 +113,14 @@ async def create_job(request: web.Request) -> web.Response:
     except InputError as exc:
         raise ApiError(422, "invalid_input", str(exc), row=exc.row) from None
     except SubmissionError as exc:
-        jobs = [job_json(job, public_url) for job in exc.jobs]
-        raise ApiError(502, "vendor_error", str(exc), jobs=jobs) from None
+        status, code = (422, "vendor_rejected") if exc.rejected else (502, "vendor_error")
+        raise ApiError(
+            status,
+            code,
+            str(exc),
+            jobs=[job_json(job, public_url) for job in exc.jobs],
+            failed_job=job_json(exc.failed, public_url),
+        ) from None
     return web.json_response(
         {"jobs": [job_json(job, public_url) for job in outcome.jobs]}, status=201
     )
@@ -156,6 +159,18 @@ async def list_events(request: web.Request) -> web.Response:
             "next_after": events[-1].seq if events else query.after,
         }
     )
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The body as JSON. Whatever keeps it from being read as such (bad JSON or UTF-8, an
+    unknown charset, nesting too deep or a number too long to parse, a body that does not
+    match its Content-Encoding) is a 400 saying so."""
+    try:
+        return json.loads(await request.text())
+    except web.RequestPayloadError as exc:
+        raise ApiError(400, "invalid_body", f"could not read the request body: {exc}") from None
+    except (ValueError, LookupError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
 
 
 def _query(model: type[QueryT], request: web.Request) -> QueryT:
@@ -211,12 +226,9 @@ async def reprocess_job(request: web.Request) -> web.Response:
     services = request.config_dict[SERVICES]
     options: dict[str, Any] = {}
     if request.can_read_body:
+        raw = await _json_body(request)
         try:
-            options = ReprocessOptions.model_validate(await request.json()).model_dump(
-                exclude_none=True
-            )
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
+            options = ReprocessOptions.model_validate(raw).model_dump(exclude_none=True)
         except ValidationError as exc:
             raise invalid(exc) from None
     job = await _acting(actions.reprocess(services, _job_id(request), options))
@@ -231,16 +243,6 @@ async def check_job(request: web.Request) -> web.Response:
     job = await services.store.record_action(job.id, "job.check_requested", {}, vendor_calls=0)
     services.due_now.set()
     return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
-
-
-class ReprocessOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    failed_only: bool | None = None
-    incomplete_only: bool | None = None
-    refresh: bool | None = None
-    attributes: list[str] | None = None
-    attribute_set: Literal["open_closed", "core", "all"] | None = None
 
 
 async def _acting(action: Awaitable[JobRecord]) -> JobRecord:

@@ -34,7 +34,17 @@ async def receive_callback(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such callback URL") from None
     structlog.contextvars.bind_contextvars(vendor=vendor.value)
 
-    body = await _read_limited(request, services.settings.max_body_bytes)
+    try:
+        body = await _read_limited(request, services.settings.max_body_bytes)
+    except web.RequestPayloadError:
+        metrics.callback_rejections.labels(vendor.value, "bad_body").inc()
+        log.warning("callback_rejected", reason="bad_body")
+        raise ApiError(
+            400,
+            "bad_body",
+            "the callback body could not be read: it does not decode as its "
+            "Content-Encoding or Transfer-Encoding says",
+        ) from None
     if body is None:
         metrics.callback_rejections.labels(vendor.value, "too_large").inc()
         raise ApiError(
@@ -42,7 +52,7 @@ async def receive_callback(request: web.Request) -> web.Response:
             "payload_too_large",
             f"callback body exceeds {services.settings.max_body_bytes} bytes",
         )
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = {k.lower(): _as_text(v) for k, v in request.headers.items()}
     try:
         check = inspect_callback(vendor, services.settings, headers, body, services.store.clock())
     except SignatureError as exc:
@@ -50,10 +60,11 @@ async def receive_callback(request: web.Request) -> web.Response:
         log.warning("callback_rejected", reason=exc.reason)
         raise ApiError(401, "bad_signature", str(exc), reason=exc.reason) from None
 
+    content_type = request.headers.get("Content-Type")
     delivery = InboundDelivery(
         method=request.method,
         headers={k: v for k, v in headers.items() if k not in _UNSTORED_HEADERS},
-        content_type=request.headers.get("Content-Type"),
+        content_type=None if content_type is None else _as_text(content_type),
         body=body,
         verification=check.verification,
         dedupe_key=check.dedupe_key,
@@ -80,7 +91,8 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed `limit` (without reading the rest).
 
     The application's `client_max_size` is the same limit, so aiohttp stops a chunked body
-    that grows past it.
+    that grows past it. A body that fails to decompress or unchunk raises
+    web.RequestPayloadError.
     """
     if request.content_length is not None and request.content_length > limit:
         return None
@@ -88,3 +100,10 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return None
+
+
+def _as_text(value: str) -> str:
+    """A header value the store can keep: aiohttp hands over bytes that are not UTF-8 as lone
+    surrogates, which no UTF-8 text (SQLite's, a digest's input) can hold; they are kept as
+    `\\xNN` escapes instead, the same for every redelivery of the same bytes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

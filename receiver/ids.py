@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-MAX_ID = 2**63 - 1
-"""Ids and sequence numbers are SQLite integers; nothing larger can name a row."""
+from enrichwatch.store.rows import MAX_ROW_ID
 
 
 def parse_id(raw: str) -> int | None:
@@ -12,4 +11,4 @@ def parse_id(raw: str) -> int | None:
     if not (raw.isascii() and raw.isdigit()):
         return None
     value = int(raw)
-    return value if value <= MAX_ID else None
+    return value if value <= MAX_ROW_ID else None

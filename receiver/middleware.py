@@ -96,7 +96,9 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
 @web.middleware
 async def require_api_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    # Header bytes that are not UTF-8 arrive as lone surrogates, which encode (with
+    # "surrogatepass") to bytes no configured token, a proper string, ever encodes to.
+    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
     expected = request.config_dict[SERVICES].api_token_digest
     if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(digest, expected):
         raise ApiError(

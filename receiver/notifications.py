@@ -16,8 +16,9 @@ from enrichwatch.store.notifications import (
     NotificationStateError,
     UnknownNotificationError,
 )
+from enrichwatch.store.rows import MAX_ROW_ID
 from receiver.errors import ApiError, invalid
-from receiver.ids import MAX_ID, parse_id
+from receiver.ids import parse_id
 from receiver.keys import SERVICES
 
 
@@ -45,9 +46,9 @@ class NotificationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["pending", "sent", "dead"] | None = None
-    job_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    job_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: int | None = Field(default=None, ge=1, le=MAX_ID)
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
 
 
 async def list_notifications(request: web.Request) -> web.Response:

@@ -28,10 +28,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from enrichwatch.actions import ReprocessOptions
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store.notifications import Outcome
-from receiver.api import CreateJob, EventQuery, JobQuery, ReprocessOptions, ResultsQuery
-from receiver.ids import MAX_ID
+from enrichwatch.store.rows import MAX_ROW_ID
+from receiver.api import CreateJob, EventQuery, JobQuery, ResultsQuery
 from receiver.notifications import NotificationQuery
 
 DOCUMENT_PATH = "/api/openapi.json"
@@ -139,6 +140,7 @@ class ErrorDetail(_Answer):
     fields: list[FieldProblem] | None = None
     row: int | None = None
     jobs: list[Job] | None = None
+    failed_job: Job | None = None
     vendor_status: int | None = None
     reason: str | None = None
     allowed_methods: str | None = None
@@ -225,11 +227,15 @@ OPERATIONS: tuple[Operation, ...] = (
             413: _TOO_LARGE,
             422: Response(
                 "The body breaks the schema (`fields`), or the rows break the vendor's rules "
-                "(`invalid_input`, with the 1-based `row`). Nothing was sent.",
+                "(`invalid_input`, with the 1-based `row`): nothing was sent. Or the vendor "
+                "refused a part's input (`vendor_rejected`): `failed_job` is that part's job, "
+                "kept as failed with what the vendor said, and `jobs` the parts sent before "
+                "it, still tracked.",
                 Error,
             ),
             502: Response(
-                "The vendor refused a part; `jobs` are the parts sent before it, still tracked.",
+                "The vendor failed to take a part (unreachable, 5xx, credentials refused); "
+                "`failed_job` and `jobs` as for `vendor_rejected`.",
                 Error,
             ),
         },
@@ -511,7 +517,7 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
         }
         for name in names
     ]

@@ -145,7 +145,7 @@ def _just_submitted(job: JobRecord) -> bool:
 async def _plan_without_calling(rc: Reconciler, job: JobRecord, history: DurationModel) -> None:
     now = rc.now()
     view = JobView(
-        submitted_at=job.created_at,
+        submitted_at=job.run_start,
         state=job.state,
         size=job.input_rows,
         expects_callback=job.expects_callback,
@@ -186,7 +186,12 @@ async def _record(
     # lost), whatever the plan said.
     late = job.expects_callback and job.last_callback_at is None and state.is_terminal
     if not state.is_terminal:
-        view = _view(job, snapshot, now, await rc.services.store.progress_samples(job.id))
+        view = _view(
+            job,
+            snapshot,
+            now,
+            await rc.services.store.progress_samples(job.id, since=job.run_start),
+        )
         plan = next_check(
             view,
             now,
@@ -199,9 +204,7 @@ async def _record(
             await rc.services.store.end_job(job.id, JobState.EXPIRED, "older than the maximum age")
             return
         next_at, late = plan.at, plan.late_webhook
-    updated = await rc.services.store.record_check(
-        job.id, CheckOutcome(snapshot, cost, next_at, job.next_check_at, late)
-    )
+    updated = await rc.services.store.record_check(job, CheckOutcome(snapshot, cost, next_at, late))
     if updated.state is not job.state:
         log.info("job_state_changed", job_id=job.id, vendor=job.vendor.value, state=updated.state)
 
@@ -226,7 +229,7 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         )
     log.warning("status_check_failed", job_id=job.id, vendor=job.vendor.value, error=str(exc))
     await store.record_check_failure(
-        job.id, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after
+        job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after
     )
 
 
@@ -237,12 +240,12 @@ def _view(
     samples: list[tuple[float, int, int]],
 ) -> JobView:
     """The job as the policy sees it right after this check."""
-    progress = [ProgressSample(job.created_at, 0, samples[0][2])] if samples else []
+    progress = [ProgressSample(job.run_start, 0, samples[0][2])] if samples else []
     progress += [ProgressSample(at, done, total) for at, done, total in samples]
     if snapshot.done is not None and snapshot.total:
         progress.append(ProgressSample(now, snapshot.done, snapshot.total))
     return JobView(
-        submitted_at=job.created_at,
+        submitted_at=job.run_start,
         state=snapshot.state if snapshot.state is not JobState.SUBMITTED else job.state,
         size=snapshot.total or job.progress_total or job.input_rows,
         samples=tuple(progress),

@@ -28,7 +28,9 @@ async def send_queued_submissions(services: Services, owner: str) -> int:
         structlog.contextvars.bind_contextvars(job_id=job.id, vendor=job.vendor.value)
         part = SubmitRequest.model_validate(item.payload["request"])
         try:
-            job, queued = await attempt_submit(services, job, part, attempt=item.attempts)
+            job, queued = await attempt_submit(
+                services, job, part, transient_failures=item.payload.get("transient_failures", 0)
+            )
         except EnrichwatchError as exc:
             log.warning("queued_submission_failed", error=str(exc))
             continue

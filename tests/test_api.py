@@ -118,6 +118,9 @@ async def test_api_without_the_token_is_401_and_changes_nothing(
         ),
         (b'{"vendor": "ecore", "submit": {"rows": []}}', 422, ["submit.rows"]),
         (b'{"vendor": "ecore", "vendor_job_id": "   "}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore", "vendor_job_id": "a\\u0000b"}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore", "vendor_job_id": "a\\nb/../x"}', 422, ["vendor_job_id"]),
+        (b'{"vendor": "ecore", "vendor_job_id": "' + b"x" * 201 + b'"}', 422, ["vendor_job_id"]),
         (b'{"vendor": "ecore", "vendor_job_id": "1", "colour": "red"}', 422, ["colour"]),
         (b'["a list"]', 422, ["body"]),
     ],
@@ -133,6 +136,36 @@ async def test_invalid_track_request_names_the_field_and_changes_nothing(
         error = (await response.json())["error"]
     if fields is not None:
         assert [field["field"] for field in error["fields"]] == fields
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "code"),
+    [
+        ("/api/jobs", b"[" * 100_000, {}, "invalid_json"),
+        (
+            "/api/jobs",
+            b'{"vendor": "ecore", "vendor_job_id": ' + b"9" * 5000 + b"}",
+            {},
+            "invalid_json",
+        ),
+        ("/api/jobs", b"{}", {"Content-Type": "application/json; charset=nope"}, "invalid_json"),
+        ("/api/jobs", b"not gzip", {"Content-Encoding": "gzip"}, "invalid_body"),
+        ("/api/jobs/1/reprocess", b"[" * 100_000, {}, "invalid_json"),
+        ("/api/jobs/1/reprocess", b"not gzip", {"Content-Encoding": "gzip"}, "invalid_body"),
+    ],
+)
+async def test_a_body_that_cannot_be_read_as_json_is_400_and_changes_nothing(
+    settings, server, http, auth, path, body, headers, code
+):
+    """Nesting too deep, a number too long to parse, an unknown charset, or a body that does
+    not match its Content-Encoding: each a 400 that says so, never a 500."""
+    await track(http, server, "reprompt", "r-1")
+    before = snapshot(settings.db)
+    headers = {**auth, "Content-Type": "application/json", **headers}
+    async with http.post(f"{server}{path}", data=body, headers=headers) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == code
     assert snapshot(settings.db) == before
 
 

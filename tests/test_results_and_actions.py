@@ -366,3 +366,15 @@ async def test_check_makes_exactly_one_status_call_and_prints_the_job(world):
     assert code == 0, err
     assert out.splitlines()[0].startswith(f"job {job.id}  influencers_club  {job.vendor_job_id}")
     assert world.sim.stats.count() == before + 2
+
+
+async def test_reprocess_options_reprompt_would_refuse_are_refused_before_asking(world):
+    job = await world.submit(VendorName.REPROMPT)
+    await settle(world.sim, world.services, world.rc)
+    calls = world.sim.stats.count("reprompt")
+    both = {"attributes": ["phone"], "attribute_set": "core"}
+    status, body = await post(world, f"/api/jobs/{job.id}/reprocess", both)
+    assert status == 422
+    assert "not both" in body["error"]["fields"][0]["message"]
+    assert world.sim.stats.count("reprompt") == calls
+    assert (await world.job(job.id)).state is JobState.COMPLETED

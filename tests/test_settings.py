@@ -57,6 +57,16 @@ def test_toml_file_and_environment_override(tmp_path, monkeypatch):
         ("ENRICHWATCH_PUBLIC_URL", "not a url", "ENRICHWATCH_PUBLIC_URL"),
         ("ENRICHWATCH_ECORE__AUTH_SCHEME", "Basic", "ENRICHWATCH_ECORE__AUTH_SCHEME"),
         ("ENRICHWATCH_REPROMPT__BASE_URL", "ftp://x", "ENRICHWATCH_REPROMPT__BASE_URL"),
+        # A misspelt key in a section would otherwise be ignored (here: signatures left off).
+        ("ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRT", "k", "ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRT"),
+        ("ENRICHWATCH_NOTIFY__SLACK_URL", "https://x", "ENRICHWATCH_NOTIFY__SLACK_URL"),
+        ("ENRICHWATCH_SMTP__HOTS", "mail", "ENRICHWATCH_SMTP__HOTS"),
+        ("ENRICHWATCH_WORK_INTERVAL", "inf", "ENRICHWATCH_WORK_INTERVAL"),
+        ("ENRICHWATCH_NOTIFY__RETRY_BASE", "nan", "ENRICHWATCH_NOTIFY__RETRY_BASE"),
+        ("ENRICHWATCH_ECORE__MAX_POLL_INTERVAL", "Infinity", "ENRICHWATCH_ECORE__MAX_POLL"),
+        ("ENRICHWATCH_REPROMPT__ORG", "", "ENRICHWATCH_REPROMPT__ORG"),
+        ("ENRICHWATCH_REPROMPT__ORG", "acme/../x", "ENRICHWATCH_REPROMPT__ORG"),
+        ("ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS", "[oops", "DOWNLOAD_HOSTS"),
     ],
 )
 def test_bad_value_names_the_setting(monkeypatch, variable, value, named):
@@ -70,6 +80,9 @@ def test_unknown_key_in_toml_file_is_an_error(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("prot = 1\n")
     with pytest.raises(SettingsError, match="prot"):
+        load_settings(config)
+    config.write_text('[crustdata]\nwebhook_secrt = "k"\n')
+    with pytest.raises(SettingsError, match="webhook_secrt"):
         load_settings(config)
 
 
@@ -98,6 +111,7 @@ def test_a_bad_secret_is_not_echoed(monkeypatch):
         ("ENRICHWATCH_API_TOKEN", "short-token"),
         ("ENRICHWATCH_CRUSTDATA__API_KEY", ""),
         ("ENRICHWATCH_ECORE__API_KEY", "  "),
+        ("ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRET", ""),
     ],
 )
 def test_a_blank_or_short_credential_is_refused(monkeypatch, variable, value):

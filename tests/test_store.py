@@ -118,6 +118,41 @@ async def test_a_failing_write_rolls_back_alone_in_a_group_commit(tmp_path):
         assert rows == []
 
 
+async def test_a_group_run_again_waits_for_a_lock_another_process_took_in_between(tmp_path):
+    """After a failing op, the group runs again in a new transaction; if another process took
+    the write lock in between, the group waits for it instead of failing every op."""
+    path = tmp_path / "retry.db"
+    async with Store.open(path) as store:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        begins = 0
+
+        def on_statement(sql: str) -> None:
+            nonlocal begins
+            if sql.strip() == "BEGIN IMMEDIATE":
+                begins += 1
+                if begins == 2:  # the group's second run: another process wins the lock
+                    other.execute("BEGIN IMMEDIATE")
+                elif begins == 3:  # the run that waits for it: the other process is done
+                    other.execute("ROLLBACK")
+
+        def fails(conn):
+            raise ValueError("boom")
+
+        store._writer._conn.set_trace_callback(on_statement)
+        try:
+            results = await asyncio.gather(
+                store.track_job(VendorName.ECORE, "innocent", None),
+                store._writer.run(fails),
+                return_exceptions=True,
+            )
+        finally:
+            store._writer._conn.set_trace_callback(None)
+            other.close()
+        assert isinstance(results[1], ValueError)
+        assert [job.vendor_job_id for job in await store.list_jobs()] == ["innocent"]
+        assert begins >= 3
+
+
 async def test_event_dedupe_key_makes_appends_idempotent(tmp_path):
     from enrichwatch.models import EventSource
     from enrichwatch.store import append_event
@@ -143,18 +178,21 @@ async def test_event_dedupe_key_makes_appends_idempotent(tmp_path):
 async def test_two_stores_on_one_file_migrate_once_and_both_write(tmp_path):
     path = tmp_path / "shared.db"
     a, b = Store(path), Store(path)
-    applied = await asyncio.gather(a.start(), b.start())
-    assert sorted(len(x) for x in applied) == [0, latest_version()]
-    await asyncio.gather(
-        *(
-            s.track_job(VendorName.REPROMPT, f"{n}-{i}", None)
-            for i, s in enumerate((a, b))
-            for n in range(20)
+    try:
+        applied = await asyncio.gather(a.start(), b.start())
+        # Each migration exactly once, by whichever store got to it first.
+        assert sorted(applied[0] + applied[1]) == list(range(1, latest_version() + 1))
+        await asyncio.gather(
+            *(
+                s.track_job(VendorName.REPROMPT, f"{n}-{i}", None)
+                for i, s in enumerate((a, b))
+                for n in range(20)
+            )
         )
-    )
-    assert len(await a.list_jobs(limit=100)) == 40
-    await a.close()
-    await b.close()
+        assert len(await a.list_jobs(limit=100)) == 40
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_a_write_waits_out_another_process_lock_without_stalling_the_loop(tmp_path):

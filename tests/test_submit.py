@@ -14,6 +14,7 @@ import time
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 
 from enrichwatch.config import load_settings
 from enrichwatch.errors import InputError
@@ -301,3 +302,42 @@ async def test_sim_command_prints_the_settings_to_use(tmp_path):
         await process.wait()
     names = {line.split("=", 1)[0] for line in lines}
     assert {f"ENRICHWATCH_{v.value.upper()}__BASE_URL" for v in VendorName} <= names
+
+
+async def test_api_submit_the_vendor_refuses_names_the_failed_job(sim_settings, sim, http):
+    """Checked locally and still refused by the vendor: 422 with the part's job, which is kept
+    as failed with the vendor's words; a vendor that fails to take it (here: refuses our
+    credentials) is a 502 with it too."""
+    from receiver import serving
+
+    async with open_services(sim_settings) as services, serving(services, "127.0.0.1", 0) as url:
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        profile = "https://www.linkedin.com/in/someone"
+        refused = {
+            "vendor": "crustdata",
+            "submit": {
+                "rows": [{"professional_network_profile_urls": profile}],
+                "options": {"endpoint": "contact", "fields": "not a list"},
+            },
+        }
+        async with http.post(f"{url}/api/jobs", json=refused, headers=auth) as response:
+            assert response.status == 422
+            error = (await response.json())["error"]
+        assert error["code"] == "vendor_rejected"
+        assert error["jobs"] == []
+        failed = error["failed_job"]
+        assert failed["state"] == "failed"
+        assert failed["error"]
+        assert [job["id"] for job in jobs_in(sim_settings.db)] == [failed["id"]]
+
+        services.settings.ecore.api_key = SecretStr("not-the-key")
+        unreachable = {
+            "vendor": "ecore",
+            "submit": {"rows": [{"email": "a@example.com"}], "options": {"category": "contact"}},
+        }
+        async with http.post(f"{url}/api/jobs", json=unreachable, headers=auth) as response:
+            assert response.status == 502
+            error = (await response.json())["error"]
+        assert error["code"] == "vendor_error"
+        assert error["failed_job"]["state"] == "failed"
+        assert error["failed_job"]["vendor"] == "ecore"

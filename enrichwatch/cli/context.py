@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +52,17 @@ class CliContext:
             return asyncio.run(main())
         except EnrichwatchError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which pass its bounds checks (nan compares
+    false with everything) and make no sense as a speed or a duration."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

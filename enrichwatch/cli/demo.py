@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from enrichwatch.cli.context import CliContext
+from enrichwatch.cli.context import CliContext, FiniteFloatRange
 from enrichwatch.demo import (
     DemoOutcome,
     DemoView,
@@ -49,7 +49,7 @@ INTERRUPTED_EXIT = 130
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=FiniteFloatRange(min=1),
     default=300.0,
     show_default=True,
     help="Seconds to wait for the jobs before giving up.",

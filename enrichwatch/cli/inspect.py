@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from enrichwatch.cli.context import VENDOR, CliContext, json_option
+from enrichwatch.cli.ids import INBOX_ID, JOB_ID
 from enrichwatch.config import Settings
 from enrichwatch.display import (
     calls_text,
@@ -78,7 +79,7 @@ def jobs(obj: CliContext, vendor: str | None, state: str | None, limit: int, as_
 
 
 @click.command(short_help="Everything about one job.")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @click.pass_obj
 def show(obj: CliContext, job_id: int, as_json: bool) -> None:
@@ -180,7 +181,7 @@ def _inbox_json(row: InboxRecord) -> dict[str, Any]:
 
 
 @click.command(short_help="A job's timeline; --follow tails it.")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "--follow",
     "-f",
@@ -244,7 +245,7 @@ def _event_line(event: EventRecord, origin: float) -> str:
 
 
 @click.command(short_help="Run a stored callback through the receiver's path again.")
-@click.argument("inbox_id", type=int)
+@click.argument("inbox_id", type=INBOX_ID)
 @click.option(
     "--bypass-dedupe",
     is_flag=True,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,8 +16,10 @@ from enrichwatch.cli.context import (
     parse_options,
     print_jobs,
 )
+from enrichwatch.cli.ids import JOB_ID
 from enrichwatch.cli.notifications import notify_options, targets_from_options
-from enrichwatch.errors import EnrichwatchError
+from enrichwatch.errors import EnrichwatchError, VendorJobIdError
+from enrichwatch.inputs import check_vendor_job_id
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import JobRecord
@@ -106,9 +110,10 @@ def track(
     """Track a job submitted elsewhere, by the vendor's own job id."""
     settings = obj.settings()
     notify = targets_from_options(settings, notify_slack, notify_email, notify_webhook)
-    vendor_job_id = vendor_job_id.strip()
-    if not vendor_job_id:
-        raise click.BadParameter("must not be blank", param_hint="VENDOR_JOB_ID")
+    try:
+        vendor_job_id = check_vendor_job_id(vendor_job_id)
+    except VendorJobIdError as exc:
+        raise click.BadParameter(str(exc), param_hint="VENDOR_JOB_ID") from None
 
     async def work(services: Services) -> JobRecord:
         job, _ = await services.store.track_job(
@@ -120,7 +125,7 @@ def track(
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "-o",
     "--output",
@@ -144,18 +149,31 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
         try:
             async for chunk in chunks(services.store, job.id):
                 sink.write(chunk)
+            sink.flush()
+        except OSError as exc:  # the disk is full, the pipe was closed…
+            raise ExportError(f"cannot write {output or 'the results'}: {exc.strerror}") from None
         finally:
             if output:
-                sink.close()
+                with contextlib.suppress(OSError):  # flushed above; only a failure is left
+                    sink.close()
         return job.results_count
 
-    count = obj.run(settings, work)
+    # A file this export creates is removed if it fails part-way, so no half-written file is
+    # left looking like a finished one; a file that was there already (or a device) is kept.
+    created = output is not None and not output.exists()
+    try:
+        count = obj.run(settings, work)
+    except BaseException:
+        if output is not None and created:
+            with contextlib.suppress(OSError):
+                output.unlink()
+        raise
     if output:
         click.echo(f"{count} records written to {output}", err=True)
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @click.pass_obj
 def check(obj: CliContext, job_id: int, as_json: bool) -> None:
@@ -171,7 +189,7 @@ def check(obj: CliContext, job_id: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @click.pass_obj
 def resume(obj: CliContext, job_id: int, as_json: bool) -> None:
@@ -184,7 +202,7 @@ def resume(obj: CliContext, job_id: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "-o",
     "--option",
@@ -200,9 +218,30 @@ def reprocess(obj: CliContext, job_id: int, options: tuple[str, ...], as_json: b
     from enrichwatch import actions
 
     settings = obj.settings()
-    parsed = parse_options(options)
+    parsed = _reprocess_options(options)
     job = obj.run(settings, lambda services: actions.reprocess(services, job_id, parsed))
     print_jobs([job], settings, as_json)
+
+
+def _reprocess_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """The options checked by the model the API checks them with, before the vendor hears of
+    them: an unknown name or a value of the wrong kind is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from enrichwatch.actions import ReprocessOptions
+
+    try:
+        checked = ReprocessOptions.model_validate(parse_options(pairs))
+    except ValidationError as exc:
+        known = ", ".join(ReprocessOptions.model_fields)
+        problems = [
+            f"{'.'.join(map(str, error['loc']))} is not a reprocess option ({known})"
+            if error["type"] == "extra_forbidden"
+            else f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise click.BadParameter("; ".join(problems), param_hint="--option") from None
+    return checked.model_dump(exclude_none=True)
 
 
 class ExportError(EnrichwatchError):

@@ -11,11 +11,13 @@ from typing import Any, TypeVar
 import click
 
 from enrichwatch.cli.context import CliContext, json_option
+from enrichwatch.cli.ids import NOTIFICATION_ID
 from enrichwatch.config import Settings
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.notify.serialize import notification_json
 from enrichwatch.runtime import Services
 from enrichwatch.store.notifications import JobTargets, NotificationRecord
+from enrichwatch.store.rows import MAX_ROW_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +66,7 @@ def targets_from_options(
     type=click.Choice(["pending", "sent", "dead"]),
     help="Only notifications in this state (dead: dead-lettered).",
 )
-@click.option("--job", "job_id", type=click.IntRange(min=1), help="Only this job's.")
+@click.option("--job", "job_id", type=click.IntRange(1, MAX_ROW_ID), help="Only this job's.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @json_option
 @click.pass_context
@@ -89,7 +91,7 @@ def notifications(
 
 
 @notifications.command()
-@click.argument("notification_id", type=click.IntRange(min=1))
+@click.argument("notification_id", type=NOTIFICATION_ID)
 @json_option
 @click.pass_obj
 def retry(obj: CliContext, notification_id: int, as_json: bool) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import click
 import structlog
 
-from enrichwatch.cli.context import CliContext
+from enrichwatch.cli.context import CliContext, FiniteFloatRange
 from enrichwatch.config import Settings
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.runtime import open_services
@@ -89,9 +90,21 @@ def _stop_on_signals() -> asyncio.Event:
 
 def _run_service(settings: Settings, *, with_reconciler: bool) -> None:
     try:
+        _check_can_listen(settings.host, settings.port)
         asyncio.run(_serve(settings, with_reconciler))
     except EnrichwatchError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind once before the database is opened, so a start that cannot listen (port taken,
+    no such address) changes nothing: no database file, no API token. Serving binds again,
+    and refuses the same way should the port be taken in between."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        raise ListenError(host, port, exc) from None
 
 
 async def _serve(settings: Settings, with_reconciler: bool) -> None:
@@ -106,10 +119,15 @@ async def _serve(settings: Settings, with_reconciler: bool) -> None:
                 f"API token (shown once; set ENRICHWATCH_API_TOKEN to choose your own): "
                 f"{services.generated_api_token}"
             )
-        async with (
-            serving(services, settings.host, settings.port) as url,
-            reconciler.running(services) if with_reconciler else contextlib.nullcontext(),
-        ):
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                url = await running.enter_async_context(
+                    serving(services, settings.host, settings.port)
+                )
+            except OSError as exc:  # the port is taken, the address is not this host's…
+                raise ListenError(settings.host, settings.port, exc) from None
+            if with_reconciler:
+                await running.enter_async_context(reconciler.running(services))
             log.info("service_started", url=url, db=str(settings.db), reconciler=with_reconciler)
             if settings.public_url is None and settings.host in ("0.0.0.0", "::"):  # noqa: S104
                 log.warning(
@@ -125,10 +143,16 @@ async def _serve(settings: Settings, with_reconciler: bool) -> None:
 
 
 @click.command()
-@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="0 picks a free port.",
+)
 @click.option(
     "--speed",
-    type=float,
+    type=FiniteFloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Simulated seconds per real second.",
@@ -147,3 +171,14 @@ def sim(port: int, speed: float, seed: int) -> None:
         raise click.ClickException(
             f"cannot serve the simulator on port {port}: {exc.strerror}"
         ) from None
+
+
+class ListenError(EnrichwatchError):
+    """The service cannot listen where it was told to."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        # socket.create_server appends the address to the reason; the message names it once.
+        reason = (cause.strerror or str(cause)).split(" (while attempting to bind", 1)[0]
+        super().__init__(f"cannot serve on {host} port {port}: {reason}")
+        self.host = host
+        self.port = port

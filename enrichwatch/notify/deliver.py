@@ -53,7 +53,7 @@ async def deliver(
             if not recipients:
                 raise NotifyPermanentError(channel, "no recipients configured")
             attachment = await _attachment(services, message)
-            await send_email(
+            refused = await send_email(
                 settings.smtp,
                 recipients,
                 message,
@@ -62,9 +62,9 @@ async def deliver(
                 timeout_s=notify.timeout,
             )
             return {
-                "to": recipients,
+                "to": [recipient for recipient in recipients if recipient not in refused],
                 "attached": attachment is not None and attachment.data is not None,
-            }
+            } | ({"refused": refused} if refused else {})
         case "webhook":
             return await _webhook(services, targets, message, webhook_id, wall_clock)
     raise NotifyPermanentError(channel, "unknown channel")

@@ -69,7 +69,10 @@ async def send_email(
     *,
     message_id: str,
     timeout_s: float,
-) -> None:
+) -> dict[str, str]:
+    """Send the mail; returns the recipients the server refused while taking it for the
+    others, with its reason for each. The mail is sent then: sending it again would repeat
+    it to everyone who has it, so they are reported rather than retried."""
     if not smtp.host:
         raise NotifyPermanentError(CHANNEL, "no SMTP server configured (smtp.host)")
     mail = compose(smtp, recipients, message, attachment, message_id=message_id)
@@ -77,7 +80,7 @@ async def send_email(
     if smtp.ca_file is not None:
         tls_context = ssl.create_default_context(cafile=str(smtp.ca_file))
     try:
-        await aiosmtplib.send(
+        refused, _ = await aiosmtplib.send(
             mail,
             hostname=smtp.host,
             port=smtp.effective_port,
@@ -89,10 +92,10 @@ async def send_email(
             timeout=timeout_s,
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        refused = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        reasons = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         if all(r.code >= 500 for r in exc.recipients):
-            raise NotifyPermanentError(CHANNEL, f"recipients refused: {refused}") from None
-        raise NotifyTransientError(CHANNEL, f"recipients deferred: {refused}") from None
+            raise NotifyPermanentError(CHANNEL, f"recipients refused: {reasons}") from None
+        raise NotifyTransientError(CHANNEL, f"recipients deferred: {reasons}") from None
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise NotifyPermanentError(CHANNEL, f"login refused: {exc.code} {exc.message}") from None
     except aiosmtplib.SMTPResponseException as exc:
@@ -102,3 +105,4 @@ async def send_email(
         raise NotifyTransientError(CHANNEL, reason) from None
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise NotifyTransientError(CHANNEL, f"cannot send through {smtp.host}: {exc}") from None
+    return {recipient: f"{reply.code} {reply.message}" for recipient, reply in refused.items()}

@@ -39,17 +39,19 @@ def moves_forward(current: JobState, seen: JobState) -> bool:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """What one status call found, and when to look next (`next_check_at` None: never).
-
-    `due_when_claimed` is the job's `next_check_at` when it was leased for this call. If it
-    has moved since, a callback or an operator's action made the job due while the call was
-    out, and the answer, read before, may not show what they announce: the job stays due."""
+    """What one status call found, and when to look next (`next_check_at` None: never)."""
 
     snapshot: StatusSnapshot
     cost: float
     next_check_at: float | None
-    due_when_claimed: float | None
     late_webhook: bool = False
+
+
+def _woken(claimed: JobRecord, current: JobRecord) -> bool:
+    """Whether a callback or an operator's action made the job due while its lease's call was
+    out: they move `next_check_at` (see `claim_due_jobs`). The answer, read before, may not
+    show what they announce, so the job stays due for a call of its own."""
+    return current.next_check_at != claimed.next_check_at
 
 
 class CheckWrites:
@@ -142,14 +144,18 @@ class CheckWrites:
 
         return await self._writer.run(op)
 
-    async def record_check(self, job_id: int, outcome: CheckOutcome) -> JobRecord:
-        """Apply one status call's findings and release the job's lease."""
+    async def record_check(self, claimed: JobRecord, outcome: CheckOutcome) -> JobRecord:
+        """Apply one status call's findings and release the job's lease; `claimed` is the job
+        as it was leased for the call."""
         now = self.clock()
         snap = outcome.snapshot
         routes = self.notify_routes
+        job_id = claimed.id
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = fetch_job(conn, job_id)
+            if job.run_started_at != claimed.run_started_at:
+                return _record_stale_answer(conn, job, outcome, now)
             polled = append_event(
                 conn,
                 job_id,
@@ -181,7 +187,11 @@ class CheckWrites:
                     {"done": snap.done, "failed": snap.failed, "total": snap.total},
                     now=now,
                 )
-            late = outcome.late_webhook and job.late_webhook_at is None
+            late = (
+                outcome.late_webhook
+                and job.late_webhook_at is None
+                and job.last_callback_at is None
+            )
             if late:
                 append_event(conn, job_id, "webhook.late", EventSource.SYSTEM, {}, now=now)
                 notifications.enqueue(conn, job_id, Outcome.WEBHOOK_LATE, routes, now=now)
@@ -192,6 +202,9 @@ class CheckWrites:
             # starts from this answer; and the results are pending again until it is done.
             fetch_now = fetch and (state is not job.state or job.results_state is None)
             if fetch_now:
+                # A fetch of an earlier state (a pause's partial set) ends here: this one
+                # stores the rest, and its end speaks for the job as it is now.
+                _end_fetches(conn, job_id, "superseded by the fetch of a later state", now)
                 work.enqueue(
                     conn,
                     kind=FETCH_WORK,
@@ -210,7 +223,7 @@ class CheckWrites:
             next_check_at = outcome.next_check_at
             if state.is_terminal:
                 next_check_at = None
-            elif job.next_check_at != outcome.due_when_claimed:
+            elif _woken(claimed, job):
                 next_check_at = job.next_check_at
             conn.execute(
                 """UPDATE jobs SET state = ?, vendor_status = ?, error = COALESCE(?, error),
@@ -248,20 +261,36 @@ class CheckWrites:
         return await self._writer.run(op)
 
     async def record_check_failure(
-        self, job_id: int, error: str, *, cost: float, retry_at: float, retry_after: float | None
+        self,
+        claimed: JobRecord,
+        error: str,
+        *,
+        cost: float,
+        retry_at: float,
+        retry_after: float | None,
     ) -> JobRecord:
+        """A status call failed: retry at `retry_at`, unless the job was woken meanwhile."""
         now = self.clock()
+        job_id = claimed.id
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             append_event(
                 conn, job_id, "vendor.poll_failed", EventSource.POLL, {"error": error}, now=now
             )
+            job = fetch_job(conn, job_id)
             conn.execute(
                 """UPDATE jobs SET check_failures = check_failures + 1, retry_after = ?,
                        vendor_calls = vendor_calls + ?, last_checked_at = ?, next_check_at = ?,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
                    WHERE id = ?""",
-                (retry_after, cost, now, retry_at, now, job_id),
+                (
+                    retry_after,
+                    cost,
+                    now,
+                    job.next_check_at if _woken(claimed, job) else retry_at,
+                    now,
+                    job_id,
+                ),
             )
             return fetch_job(conn, job_id)
 
@@ -356,15 +385,12 @@ class CheckWrites:
                 )
                 # A fetch of the earlier run, waiting or under way, ends here: its pages and
                 # its end must not land in the new run (see `store_results`, `finish_fetch`).
-                conn.execute(
-                    """UPDATE work SET state = 'done', last_error = 'superseded by a reprocess',
-                           lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                       WHERE job_id = ? AND kind = ? AND state = 'pending'""",
-                    (now, job_id, FETCH_WORK),
-                )
+                _end_fetches(conn, job_id, "superseded by a reprocess", now)
+            # An operator asks for the vendor's word now: even a job sent moments ago is no
+            # longer fresh (see `plan_first_check`), so its check makes the call.
             conn.execute(
                 """UPDATE jobs SET next_check_at = ?, vendor_calls = vendor_calls + ?,
-                       updated_at = ?
+                       updated_at = ?, last_checked_at = COALESCE(last_checked_at, created_at)
                    WHERE id = ?""",
                 (now, vendor_calls, now, job_id),
             )
@@ -504,7 +530,45 @@ class CheckWrites:
         return await self._writer.run(op)
 
 
+def _end_fetches(conn: sqlite3.Connection, job_id: int, reason: str, now: float) -> None:
+    """End the job's pending fetches, waiting or under way: each stops at its next write
+    (`_still_pending`). The pages it stored stay unless the caller drops them."""
+    conn.execute(
+        """UPDATE work SET state = 'done', last_error = ?, lease_owner = NULL,
+               lease_expires_at = NULL, updated_at = ?
+           WHERE job_id = ? AND kind = ? AND state = 'pending'""",
+        (reason, now, job_id, FETCH_WORK),
+    )
+
+
 def _still_pending(conn: sqlite3.Connection, job_id: int, item_id: int) -> None:
     row = conn.execute("SELECT state FROM work WHERE id = ?", (item_id,)).fetchone()
     if row is None or row[0] != "pending":
         raise FetchSupersededError(job_id, item_id)
+
+
+def _record_stale_answer(
+    conn: sqlite3.Connection, job: JobRecord, outcome: CheckOutcome, now: float
+) -> JobRecord:
+    """The job was reprocessed while the call was out, so the answer is about the run before:
+    its cost is counted and nothing else is taken from it. The reprocess left the job due."""
+    append_event(
+        conn,
+        job.id,
+        "vendor.polled",
+        EventSource.POLL,
+        {
+            "cost": outcome.cost,
+            "vendor_status": outcome.snapshot.vendor_status,
+            "state": outcome.snapshot.state,
+            "stale": "answered for the run before a reprocess",
+        },
+        now=now,
+    )
+    conn.execute(
+        """UPDATE jobs SET vendor_calls = vendor_calls + ?, last_checked_at = ?,
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+           WHERE id = ?""",
+        (outcome.cost, now, now, job.id),
+    )
+    return fetch_job(conn, job.id)

@@ -7,7 +7,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from enrichwatch.errors import MigrationError
+from enrichwatch.errors import MigrationError, StoreError
 from enrichwatch.store.rows import sha256_int64
 
 BUSY_TIMEOUT_MS = 5000
@@ -22,17 +22,28 @@ def connect(path: Path, *, checkpoint_at: int | None = None) -> sqlite3.Connecti
     With `checkpoint_at` (bytes) a commit never checkpoints: a `store.checkpointer` thread
     does once the log file is that large. A log that starts over is cut back to half that,
     so the file's size keeps telling how much the log holds.
+
+    A path SQLite cannot open, or a file that is not SQLite, is a StoreError naming the path.
     """
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    _enable_wal(conn)
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: indexes stay in memory
-    if checkpoint_at is not None:
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at // 2}")
+    if path.is_dir():
+        raise StoreError(f"cannot open the database {path}: it is a directory")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _enable_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: indexes stay in memory
+        if checkpoint_at is not None:
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at // 2}")
+    except sqlite3.Error as exc:  # "file is not a database": the first read of the file
+        conn.close()
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
     return conn
 
 

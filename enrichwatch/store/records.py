@@ -42,10 +42,17 @@ class JobRecord(Record):
     updated_at: float
     last_checked_at: float | None
     finished_at: float | None
+    run_started_at: float | None
+    """When the latest reprocess began the vendor's current run; None: the submission did."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
         return cls.model_validate({key: row[key] for key in cls.model_fields})
+
+    @property
+    def run_start(self) -> float:
+        """When the vendor's current run of the job began (its age counts from here)."""
+        return self.created_at if self.run_started_at is None else self.run_started_at
 
     def callback_url(self, public_url: str) -> str:
         """The URL to register with the vendor for this job's callbacks."""

@@ -12,6 +12,9 @@ from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import EventSource, VendorName
 from enrichwatch.store.records import JobRecord
 
+MAX_ROW_ID = 2**63 - 1
+"""Ids and sequence numbers are SQLite integers; nothing larger can name a row."""
+
 
 def new_callback_token() -> str:
     """An unguessable per-job callback token (192 random bits)."""

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 
 from enrichwatch import jsontext
-from enrichwatch.errors import UnknownJobError
+from enrichwatch.errors import StoreError, UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
 from enrichwatch.store.checks import CheckWrites
@@ -79,9 +79,22 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
             await store.close()
 
     async def start(self) -> list[int]:
-        """Open the file and apply pending migrations; returns the migrations applied."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        applied = await self._writer.start()
+        """Open the file and apply pending migrations; returns the migrations applied.
+
+        A path that cannot hold the database is a StoreError naming it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(
+                f"cannot create the database {self.path}: {self.path.parent} is not a directory"
+            ) from None
+        except OSError as exc:  # a file further up the path, no permission…
+            raise StoreError(f"cannot create the database {self.path}: {exc.strerror}") from None
+        try:
+            applied = await self._writer.start()
+        except BaseException:
+            await self._writer.close()
+            raise
         self._reader = await aiosqlite.connect(self.path)
         self._reader.row_factory = sqlite3.Row
         await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -304,12 +317,16 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
         )
         return [EventRecord.from_row(row) for row in rows]
 
-    async def progress_samples(self, job_id: int, limit: int = 20) -> list[tuple[float, int, int]]:
-        """The job's latest progress counts as (time, done, total), oldest first."""
+    async def progress_samples(
+        self, job_id: int, *, since: float, limit: int = 20
+    ) -> list[tuple[float, int, int]]:
+        """The job's latest progress counts since `since` (its run's start: a reprocess
+        counts anew) as (time, done, total), oldest first."""
         rows = await self._fetchall(
             """SELECT created_at, payload FROM events
-                WHERE job_id = ? AND type = 'job.progressed' ORDER BY seq DESC LIMIT ?""",
-            (job_id, limit),
+                WHERE job_id = ? AND type = 'job.progressed' AND created_at >= ?
+                ORDER BY seq DESC LIMIT ?""",
+            (job_id, since, limit),
         )
         samples = []
         for row in reversed(rows):

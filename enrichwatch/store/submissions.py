@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from enrichwatch.models import EventSource, VendorName
-from enrichwatch.store import work
-from enrichwatch.store.notifications import JobTargets, write_job_targets
+from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.store import notifications, work
+from enrichwatch.store.notifications import JobTargets, NotifyRoutes, write_job_targets
 from enrichwatch.store.records import JobRecord
 from enrichwatch.store.rows import append_event, fetch_job, insert_job
 from enrichwatch.store.writer import Writer
@@ -22,6 +22,7 @@ class SubmissionWrites:
 
     _writer: Writer
     clock: Callable[[], float]
+    notify_routes: NotifyRoutes
 
     async def reserve_job(
         self,
@@ -103,8 +104,10 @@ class SubmissionWrites:
         retry_at: float,
         reason: str,
         vendor_calls: int,
+        transient_failures: int = 0,
     ) -> JobRecord:
-        """Keep the part locally and send it later (the vendor's concurrency cap was hit)."""
+        """Keep the part locally and send it later (the vendor's concurrency cap was hit, or
+        a transient failure created nothing; `transient_failures` counts those so far)."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
@@ -112,7 +115,7 @@ class SubmissionWrites:
                 conn,
                 kind=SUBMIT_WORK,
                 job_id=job_id,
-                payload={"request": request},
+                payload={"request": request, "transient_failures": transient_failures},
                 unique_key=f"{SUBMIT_WORK}:{job_id}",
                 due_at=retry_at,
                 now=now,
@@ -135,11 +138,17 @@ class SubmissionWrites:
         return await self._writer.run(op)
 
     async def fail_submission(self, job_id: int, error: str, *, vendor_calls: int) -> JobRecord:
+        """The vendor would not take the job: it fails, and is notified as any failure is (a
+        held-back part was acknowledged long before, so this may be the only word of it)."""
         now = self.clock()
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             _finish_submit_work(conn, job_id, now, state="dead")
             _fail(conn, job_id, error, vendor_calls, now)
+            notifications.on_state_change(
+                conn, job_id, JobState.FAILED, routes, results_coming=False, now=now
+            )
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)

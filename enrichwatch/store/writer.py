@@ -56,7 +56,7 @@ class Writer:
     async def run(self, op: WriteOp[T]) -> T:
         """Run `op` inside a committed transaction and return its result.
 
-        `op` may run twice (see `_apply`), so it must only touch the database.
+        `op` may run more than once (see `_apply`), so it must only touch the database.
         """
         if self._task is None or self._task.done():
             raise StoreError("the store writer is not running")
@@ -125,16 +125,12 @@ class Writer:
         conn = self._conn
         assert conn is not None
         conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if wait_ms == 0 and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise _Busy from exc
-            raise
+        _begin(conn, wait_ms)
         try:
             return self._transaction(conn, ops, isolate=False)
         except _OpFailed:
-            conn.execute("BEGIN IMMEDIATE")
+            # The lock was let go in between: another process may hold it now.
+            _begin(conn, wait_ms)
             return self._transaction(conn, ops, isolate=True)
 
     @staticmethod
@@ -163,6 +159,16 @@ class Writer:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+
+def _begin(conn: sqlite3.Connection, wait_ms: int) -> None:
+    """Take the write lock; without waiting (`wait_ms` 0), another holder is `_Busy`."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if wait_ms == 0 and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+            raise _Busy from exc
+        raise
 
 
 class _Busy(Exception):

@@ -5,6 +5,7 @@ polls for live updates under `/dashboard/`; styles and script under `/static/`."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -26,7 +27,21 @@ def add_dashboard(app: web.Application) -> None:
     app.router.add_get("/vendors/{vendor}", views.vendor_page)
     app.router.add_get("/dashboard/jobs", views.jobs_fragment)
     app.router.add_get("/dashboard/jobs/{job_id}", views.job_fragment)
-    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/static/{name}", static_file)
+
+
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.[a-z]+")
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """One of the dashboard's own files, by plain name. A missing one is the JSON 404 every
+    unknown route gets, which aiohttp's own static route does not give (it answers an empty
+    one)."""
+    name = request.match_info["name"]
+    path = STATIC / name
+    if not _STATIC_NAME.fullmatch(name) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
 
 
 __all__ = ["add_dashboard"]

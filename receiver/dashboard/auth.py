@@ -8,6 +8,7 @@ the stored one in constant time, exactly as the API does with a bearer token.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from urllib.parse import quote
@@ -21,6 +22,10 @@ from receiver.keys import PUBLIC_URL, SERVICES
 COOKIE = "enrichwatch_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A path on this site: one "/", then printable ASCII other than "/" first, and no backslash,
+# space or control character anywhere (browsers drop or reinterpret those, and
+# "/\t/evil.example" becomes "//evil.example", another host).
+_LOCAL_PATH = re.compile(r"/(?!/)[\x21-\x5b\x5d-\x7e]*")
 
 
 class LoginRefused(Exception):
@@ -37,8 +42,17 @@ def check_token(request: web.Request, token: str) -> None:
         )
     if not token:
         raise LoginRefused("Enter the API token.")
-    if not hmac.compare_digest(token_digest(token), expected):
+    if not hmac.compare_digest(_digest(token), expected):
         raise LoginRefused("That is not the API token. Check it and try again.")
+
+
+def _digest(token: str) -> str:
+    """The token's digest; a cookie holding bytes that are not UTF-8 (which aiohttp hands over
+    as lone surrogates) cannot be the configured token, so it gets a digest nothing matches."""
+    try:
+        return token_digest(token)
+    except UnicodeEncodeError:
+        return ""
 
 
 def is_logged_in(request: web.Request) -> bool:
@@ -66,8 +80,9 @@ def forget(response: web.StreamResponse) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path on this site only, never another host."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    """Where to go after logging in: a plain path on this site only, never another host, and
+    nothing a header cannot carry."""
+    if target and _LOCAL_PATH.fullmatch(target):
         return target
     return "/"
 
@@ -83,7 +98,8 @@ def page(handler: Handler) -> Handler:
     @wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if not is_logged_in(request):
-            return see_other(f"/login?next={quote(request.path_qs, safe='')}")
+            # As sent, still percent-encoded: the decoded form may hold what safe_next refuses.
+            return see_other(f"/login?next={quote(request.rel_url.raw_path_qs, safe='')}")
         return await handler(request)
 
     return guarded

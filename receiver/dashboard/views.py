@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from enrichwatch.errors import UnknownJobError
@@ -45,13 +46,33 @@ def error_page(request: web.Request, exc: PageError) -> web.Response:
 
 # -- login ------------------------------------------------------------------------------------
 
+# What aiohttp raises for a form body it cannot parse: bytes not in the charset (ValueError), an
+# unknown charset (LookupError), broken multipart (ValueError, RuntimeError for an unknown part
+# encoding, HttpProcessingError for too many part headers), a body that does not decompress.
+_UNREADABLE_FORM = (
+    ValueError,
+    LookupError,
+    RuntimeError,
+    HttpProcessingError,
+    web.RequestPayloadError,
+)
+
 
 async def login_form(request: web.Request) -> web.Response:
     return html(request, "login.html", next=auth.safe_next(request.query.get("next")), error=None)
 
 
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except _UNREADABLE_FORM:
+        return html(
+            request,
+            "login.html",
+            status=400,
+            next="/",
+            error="The login form could not be read. Enter the API token and try again.",
+        )
     token, target = form.get("token", ""), form.get("next", "/")
     token = token.strip() if isinstance(token, str) else ""
     target = auth.safe_next(target if isinstance(target, str) else None)

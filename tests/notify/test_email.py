@@ -94,6 +94,30 @@ async def test_a_refused_recipient_dead_letters_at_once_with_the_servers_reason(
         assert mail_server.handler.messages == []
 
 
+async def test_a_recipient_refused_beside_accepted_ones_is_recorded_not_resent(
+    open_world, mail_server, mail_tls, mail_port
+):
+    """The server took the mail for the others: it is sent, and sending it again would repeat
+    it to them. The job's log names who did not get it, and why."""
+    mail_server.handler.refuse = {"nobody@example.org"}
+    mail_server.start()
+    async with open_world(
+        notify={"email_to": ["ops@example.org", "nobody@example.org"]},
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        job = await finished_crustdata_job(world)
+        await world.passes()
+        (notification,) = world.notifications(job["id"])
+        assert notification["state"] == "done"
+        (mail,) = mail_server.handler.messages
+        assert mail["To"] == "ops@example.org, nobody@example.org"
+        sent = world.events(job["id"])[-1]
+        assert sent["type"] == "notification.sent"
+        assert sent["to"] == ["ops@example.org"]
+        assert list(sent["refused"]) == ["nobody@example.org"]
+        assert sent["refused"]["nobody@example.org"].startswith("550")
+
+
 async def test_a_wrong_password_dead_letters_at_once(open_world, mail_server, mail_tls, mail_port):
     mail_server.start()
     smtp = {**smtp_settings(mail_tls, mail_port), "password": "wrong"}

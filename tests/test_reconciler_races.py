@@ -1,0 +1,233 @@
+"""What happens to a job around its vendor calls: a reprocess, an operator's request or a
+callback while a status call is out (its answer held on the way back, `slow_after_answer`, so
+it is what the vendor knew before the event), and a held-back part the vendor refuses later.
+Against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+
+from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from reconciler import check_job_now
+from reconciler.checks import check_due_jobs
+from reconciler.fetch import fetch_due_results
+from reconciler.submissions import send_queued_submissions
+from tests.settling import settle
+from tests.test_reconciler_fixes import until
+from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
+
+REPROMPT_STATUS = "GET /v1/{org}/place_enrichment/batches/{id}"
+ECORE_STATUS = "GET /api/v1/enrichment/status/{id}/"
+ECORE_RESULT = "GET /api/v1/enrichment/result/{id}/"
+CRUSTDATA_STATUS = "GET /batch/{id}"
+
+
+async def held_check(world, vendor: VendorName, endpoint: str, job_id: int, **fault):  # noqa: F811
+    """A check of the job whose answer is made at once and held 1.5 s on its way back."""
+    world.sim.set_fault(
+        vendor.value,
+        slow_count=1,
+        slow_seconds=1.5,
+        slow_after_answer=True,
+        endpoint=endpoint,
+        **fault,
+    )
+    check = asyncio.create_task(check_job_now(world.rc, job_id))
+    await until(lambda: world.sim.stats.injected[(vendor.value, "slow")] == 1)
+    return check
+
+
+async def test_an_answer_about_the_run_before_a_reprocess_changes_nothing(world):  # noqa: F811
+    job = await world.submit(VendorName.REPROMPT)
+    await world.sim.advance(24 * 3600)  # finished at the vendor; not looked at yet
+    check = await held_check(world, VendorName.REPROMPT, REPROMPT_STATUS, job.id)
+    status, body = await post(world, f"/api/jobs/{job.id}/reprocess", {"failed_only": False})
+    assert status == 202, body
+
+    after = await check  # the answer said "completed", about the run before
+    assert after.state is JobState.RUNNING
+    assert after.next_check_at is not None
+    assert after.next_check_at <= world.sim.clock.now()
+    assert after.vendor_calls == job.vendor_calls + 2  # the reprocess and the stale status
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        total,
+    )
+
+
+async def test_a_reprocessed_job_counts_its_age_from_the_reprocess(world):  # noqa: F811
+    """The maximum age (7 days) must not expire a job reprocessed after it: the reprocess
+    already dropped the old results, and the new ones would never be fetched."""
+    job = await world.submit(VendorName.REPROMPT)
+    await settle(world.sim, world.services, world.rc)
+    await world.sim.advance(8 * 86400)
+    status, body = await post(world, f"/api/jobs/{job.id}/reprocess", {"failed_only": False})
+    assert status == 202, body
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    assert done.state is JobState.COMPLETED
+    assert done.results_count == world.view(VendorName.REPROMPT, job.vendor_job_id).total
+    assert len(stored(world.db, job.id)) == done.results_count
+
+
+async def test_a_finished_job_cannot_be_resumed(world):  # noqa: F811
+    """A paused job that aged out here is expired; resuming it at the vendor would bill a run
+    nobody looks at."""
+    job = await world.submit(VendorName.ECORE)
+    await world.sim.advance(20)
+    await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
+    await world.sim.advance(8 * 86400)
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(job.id)).state is JobState.EXPIRED
+    controls = world.sim.stats.count("ecore", "POST /api/v1/enrichment-control/")
+
+    status, body = await post(world, f"/api/jobs/{job.id}/resume")
+    assert status == 409
+    assert "nothing to resume" in body["error"]["message"]
+    assert world.sim.stats.count("ecore", "POST /api/v1/enrichment-control/") == controls
+    assert world.view(VendorName.ECORE, job.vendor_job_id).vendor_status == "paused"
+
+
+async def test_a_check_request_outlives_a_failing_call(world):  # noqa: F811
+    job = await world.submit(VendorName.ECORE)
+    await world.sim.advance(60)
+    check = await held_check(
+        world, VendorName.ECORE, ECORE_STATUS, job.id, server_errors=1, server_error_status=402
+    )
+    status, _ = await post(world, f"/api/jobs/{job.id}/check")
+    assert status == 202
+    requested = (await world.job(job.id)).next_check_at
+
+    failed = await check  # 402: without the request, the next try is the safety net away
+    assert failed.check_failures == 1
+    assert failed.next_check_at == requested
+
+
+async def test_a_callback_during_the_final_check_is_not_late(world):  # noqa: F811
+    store = world.services.store
+    store.notify_routes = dataclasses.replace(store.notify_routes, late_webhooks=True)
+    job = await world.submit(VendorName.CRUSTDATA)
+    end = world.sim.crustdata.jobs[job.vendor_job_id].job.terminal_at()
+    await world.sim.advance_to(end + 0.5)  # finished; its callback comes 2 s after the end
+    check = await held_check(world, VendorName.CRUSTDATA, CRUSTDATA_STATUS, job.id)
+    await world.sim.advance(5)  # the callback is delivered while the answer is on its way
+    assert (await world.job(job.id)).last_callback_at is not None
+
+    done = await check
+    assert done.state is JobState.COMPLETED
+    assert done.late_webhook_at is None
+    events = [event.type for event in await store.list_events(job.id)]
+    assert "webhook.received" in events
+    assert "webhook.late" not in events
+
+
+async def test_a_check_request_on_a_job_sent_moments_ago_asks_the_vendor(world):  # noqa: F811
+    job = await world.submit(VendorName.ECORE)
+    status, body = await post(world, f"/api/jobs/{job.id}/check")
+    assert status == 202, body
+    before = world.sim.stats.count("ecore", ECORE_STATUS)
+    assert await check_due_jobs(world.rc, VendorName.ECORE) == 1
+    assert world.sim.stats.count("ecore", ECORE_STATUS) == before + 1
+    assert (await world.job(job.id)).last_checked_at == world.sim.clock.now()
+
+
+async def test_a_held_back_part_the_vendor_refuses_later_is_notified(world):  # noqa: F811
+    """It was acknowledged as queued long before; the failure notification may be the only
+    word of it anyone gets."""
+    store = world.services.store
+    rows, options = INPUTS[VendorName.ECORE]
+    part = SubmitRequest(rows=rows, name="held", options=options)
+    job = await store.reserve_job(VendorName.ECORE, "held", rows=len(rows), source=EventSource.API)
+    await store.queue_submission(
+        job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
+    )
+    world.sim.set_fault(
+        "ecore",
+        server_errors=1,
+        server_error_status=400,
+        endpoint="POST /api/v1/enrichment/submit/",
+    )
+    await send_queued_submissions(world.services, "rc:1")
+
+    assert (await world.job(job.id)).state is JobState.FAILED
+    assert notified(world.db, job.id) == ["failed"]
+
+
+async def test_waiting_out_the_cap_does_not_use_up_the_transient_retries(world):  # noqa: F811
+    crustdata = world.sim.crustdata
+    for _ in range(5):  # the account is at its cap of 5 running jobs
+        crustdata.add_job(5_000_000)
+    rows, options = INPUTS[VendorName.CRUSTDATA]
+    request = SubmitRequest(rows=rows, name="held", options=options)
+    (job,) = (
+        await submit_batch(world.services, VendorName.CRUSTDATA, request, public_url=world.url)
+    ).queued
+    for _ in range(5):  # five passes, each refused by the cap
+        await world.sim.advance(61)
+        assert await send_queued_submissions(world.services, "rc:1") == 0
+
+    for other in crustdata.jobs.values():  # the cap frees up, but the next send meets a 429
+        other.job.stopped_at = world.sim.clock.now() - 1
+    world.sim.set_fault("crustdata", rate_limit=1, retry_after=1)
+    await world.sim.advance(61)
+    assert await send_queued_submissions(world.services, "rc:1") == 0
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+    await world.sim.advance(61)
+    assert await send_queued_submissions(world.services, "rc:1") == 1
+    assert (await world.job(job.id)).vendor_job_id is not None
+
+
+def notified(db, job_id: int) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT json_extract(payload, '$.outcome') FROM work WHERE kind = 'notify' "
+            "AND job_id = ? ORDER BY id",
+            (job_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [outcome for (outcome,) in rows]
+
+
+async def test_a_partial_fetch_still_under_way_when_the_job_completes_gives_way(world):  # noqa: F811
+    """The fetch of a paused job's partial set must not mark the results stored, nor send
+    "completed" with the partial set, once the job has completed: the final fetch does."""
+    job = await world.submit(VendorName.ECORE)
+    await world.sim.advance(20)
+    adapter = world.services.adapter(VendorName.ECORE)
+    await adapter.pause(job.vendor_job_id or "")
+
+    async def paused_with_results_pending() -> bool:
+        paused = await world.job(job.id)
+        return paused.state is JobState.NEEDS_ACTION and paused.results_state == "pending"
+
+    await step_until(world, paused_with_results_pending, step=check_due_jobs)
+    world.sim.set_fault(
+        "ecore", slow_count=1, slow_seconds=2.0, slow_after_answer=True, endpoint=ECORE_RESULT
+    )
+    partial_fetch = asyncio.create_task(fetch_due_results(world.rc))
+    await until(lambda: world.sim.stats.injected[("ecore", "slow")] == 1)
+    await adapter.resume(job.vendor_job_id or "")  # meanwhile the job is resumed and finishes
+    await world.sim.advance(3600)
+    assert (await check_job_now(world.rc, job.id)).state is JobState.COMPLETED
+
+    await partial_fetch
+    between = await world.job(job.id)
+    assert between.results_state == "pending"
+    assert "completed" not in notified(world.db, job.id)
+
+    await fetch_due_results(world.rc)
+    done = await world.job(job.id)
+    total = world.view(VendorName.ECORE, job.vendor_job_id).total
+    assert (done.results_state, done.results_count) == ("stored", total)
+    assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
+    assert notified(world.db, job.id).count("completed") == 1
