@@ -376,7 +376,8 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
     """Build the one Settings object; a bad value raises SettingsError naming the setting."""
     if config_file is not None and not config_file.is_file():
-        raise SettingsError(f"config file {config_file} does not exist")
+        what = "is not a regular file" if config_file.exists() else "does not exist"
+        raise SettingsError(f"config file {config_file} {what}")
 
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=config_file)

@@ -5,6 +5,7 @@ ever untracked. A part refused by the vendor's concurrency cap is kept and sent 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from enrichwatch.errors import (
     EnrichwatchError,
@@ -38,6 +39,10 @@ class SubmissionError(EnrichwatchError):
         self.jobs = jobs
         self.failed = failed
         self.rejected = rejected
+
+
+class SendInterruptedError(EnrichwatchError):
+    """A part's earlier submit call was cut off by a stop; the part is failed, not resent."""
 
 
 @dataclass
@@ -101,8 +106,11 @@ async def attempt_submit(
 
     Any other vendor error marks the job failed (with what the vendor said) and is raised.
     """
+    if job.send_started_at is not None:
+        await fail_interrupted_send(services, job)
     tally = CallTally()
     adapter = services.adapter(job.vendor, on_call=tally)
+    await services.store.begin_send(job.id)
     try:
         (submitted,) = await adapter.submit(part)
     except VendorConcurrencyLimitError as exc:
@@ -128,6 +136,20 @@ async def attempt_submit(
         expects_callback=part.callback_url is not None,
     )
     return recorded, False
+
+
+async def fail_interrupted_send(services: Services, job: JobRecord) -> None:
+    """A submit call that the process stopped in the middle of: the vendor may have the job,
+    and nothing here can tell (its list is matched only to a call made moments ago), so the
+    part fails, notified, rather than be sent again and billed twice (SendInterruptedError)."""
+    assert job.send_started_at is not None
+    started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
+    message = (
+        f"the service stopped while sending this part to {job.vendor.value}, which may have "
+        f"taken it: look there for a job created at {started} before sending these rows again"
+    )
+    await services.store.fail_submission(job.id, message, vendor_calls=0)
+    raise SendInterruptedError(message)
 
 
 async def _queue(

@@ -8,13 +8,16 @@ import structlog
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.runtime import Services
 from enrichwatch.store.submissions import SUBMIT_WORK
-from enrichwatch.submission import attempt_submit
+from enrichwatch.submission import SendInterruptedError, attempt_submit, fail_interrupted_send
 from enrichwatch.vendors.base import SubmitRequest
 
 log = structlog.get_logger("enrichwatch.reconciler")
 
 LEASE_S = 300.0
 BATCH = 20
+SEND_GIVE_UP_S = 900.0
+"""A submit call begun this long ago with no outcome recorded was cut off by a stop: longer
+than any one call, its retries included, can take (in this process or another)."""
 
 
 async def send_queued_submissions(services: Services, owner: str) -> int:
@@ -42,3 +45,16 @@ async def send_queued_submissions(services: Services, owner: str) -> int:
             sent += 1
             log.info("queued_submission_sent", vendor_job_id=job.vendor_job_id)
     return sent
+
+
+async def fail_interrupted_sends(services: Services) -> int:
+    """Parts whose submit call a stop cut off, in any process: each fails, notified, rather
+    than wait forever or be sent twice (see `fail_interrupted_send`). Returns how many."""
+    store = services.store
+    jobs = await store.interrupted_sends(started_before=store.clock() - SEND_GIVE_UP_S)
+    for job in jobs:
+        try:
+            await fail_interrupted_send(services, job)
+        except SendInterruptedError as exc:
+            log.warning("interrupted_submission_failed", job_id=job.id, error=str(exc))
+    return len(jobs)

@@ -10,12 +10,17 @@ import dataclasses
 import sqlite3
 
 from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from reconciler import check_job_now
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from reconciler.submissions import send_queued_submissions
+from reconciler.submissions import (
+    SEND_GIVE_UP_S,
+    fail_interrupted_sends,
+    send_queued_submissions,
+)
 from tests.settling import settle
 from tests.test_reconciler_fixes import until
 from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
@@ -231,3 +236,52 @@ async def test_a_partial_fetch_still_under_way_when_the_job_completes_gives_way(
     assert (done.results_state, done.results_count) == ("stored", total)
     assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
     assert notified(world.db, job.id).count("completed") == 1
+
+
+async def test_a_held_back_part_cut_off_mid_send_is_failed_not_sent_twice(world):  # noqa: F811
+    """The process that died had sent the part and the vendor took it, but the answer was never
+    recorded (the state a kill -9 leaves, made here by the dead process's own steps). Sending
+    it again would run and bill a second job; the part fails, with where to look."""
+    store = world.services.store
+    rows, options = INPUTS[VendorName.ECORE]
+    part = SubmitRequest(rows=rows, name="held", options=options)
+    job = await store.reserve_job(VendorName.ECORE, "held", rows=len(rows), source=EventSource.API)
+    await store.queue_submission(
+        job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
+    )
+    assert len(await store.claim_work(SUBMIT_WORK, owner="dead:1", lease_s=300, limit=1)) == 1
+    await store.begin_send(job.id)
+    await world.services.adapter(VendorName.ECORE).submit(part)
+    assert len(world.sim.jobs("ecore")) == 1
+
+    assert await store.release_work_leases() == 1  # the restarted reconciler
+    assert await send_queued_submissions(world.services, "rc:2") == 0
+    assert len(world.sim.jobs("ecore")) == 1
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert "stopped while sending this part to ecore" in (failed.error or "")
+    assert notified(world.db, job.id) == ["failed"]
+    assert await store.claim_work(SUBMIT_WORK, owner="rc:2", lease_s=300, limit=1) == []
+
+
+async def test_a_direct_submit_cut_off_mid_send_is_failed_once_it_cannot_be_under_way(world):  # noqa: F811
+    """The API's own send (no work item) cut off: the sweep fails it, but only once no call
+    could still be under way in another process."""
+    store = world.services.store
+    rows, options = INPUTS[VendorName.ECORE]
+    part = SubmitRequest(rows=rows, name="direct", options=options)
+    job = await store.reserve_job(
+        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
+    )
+    await store.begin_send(job.id)
+    await world.services.adapter(VendorName.ECORE).submit(part)
+
+    assert await fail_interrupted_sends(world.services) == 0  # it may still be under way
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+    await world.sim.advance(SEND_GIVE_UP_S + 1)
+    assert await fail_interrupted_sends(world.services) == 1
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert failed.send_started_at is None
+    assert notified(world.db, job.id) == ["failed"]
+    assert await fail_interrupted_sends(world.services) == 0

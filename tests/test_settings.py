@@ -89,6 +89,8 @@ def test_unknown_key_in_toml_file_is_an_error(tmp_path):
 def test_missing_or_malformed_config_file(tmp_path):
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")
+    with pytest.raises(SettingsError, match="is not a regular file"):
+        load_settings(tmp_path)
     broken = tmp_path / "broken.toml"
     broken.write_text("port = = 1\n")
     with pytest.raises(SettingsError):

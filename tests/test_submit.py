@@ -232,8 +232,11 @@ async def test_concurrency_cap_queues_the_part_and_the_reconciler_sends_it_later
     assert sent.vendor_calls == 3  # three submit attempts, each counted
     assert events == [
         "submit.requested",
+        "submit.sending",
         "submit.queued",
+        "submit.sending",
         "submit.queued",
+        "submit.sending",
         "job.submitted",
     ]
 

@@ -54,6 +54,14 @@ class CliContext:
             raise click.ClickException(str(exc)) from None
 
 
+def require_database(settings: Settings) -> None:
+    """Reading commands never create a database: a missing file is a mistaken path."""
+    if not settings.db.is_file():
+        raise click.ClickException(
+            f"no enrichwatch database at {settings.db} (set ENRICHWATCH_DB or --config)"
+        )
+
+
 class FiniteFloatRange(click.FloatRange):
     """A FloatRange that also refuses nan and inf, which pass its bounds checks (nan compares
     false with everything) and make no sense as a speed or a duration."""

@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from enrichwatch.cli.context import VENDOR, CliContext, json_option
+from enrichwatch.cli.context import VENDOR, CliContext, json_option, require_database
 from enrichwatch.cli.ids import INBOX_ID, JOB_ID
 from enrichwatch.config import Settings
 from enrichwatch.display import (
@@ -37,14 +37,6 @@ STATE = click.Choice([state.value for state in JobState])
 RECENT_EVENTS = 10
 FOLLOW_INTERVAL_S = 0.5
 """How often `events --follow` reads the log: another process writes it, so it is polled."""
-
-
-def require_database(settings: Settings) -> None:
-    """Reading commands never create a database: a missing file is a mistaken path."""
-    if not settings.db.is_file():
-        raise click.ClickException(
-            f"no enrichwatch database at {settings.db} (set ENRICHWATCH_DB or --config)"
-        )
 
 
 @click.command(short_help="List jobs: state, progress, vendor calls, age.")

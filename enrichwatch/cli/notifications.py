@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from enrichwatch.cli.context import CliContext, json_option
+from enrichwatch.cli.context import CliContext, json_option, require_database
 from enrichwatch.cli.ids import NOTIFICATION_ID
 from enrichwatch.config import Settings
 from enrichwatch.errors import EnrichwatchError
@@ -78,6 +78,7 @@ def notifications(
         return
     obj: CliContext = ctx.obj
     settings = obj.settings()
+    require_database(settings)
 
     async def work(services: Services) -> list[NotificationRecord]:
         return await services.store.list_notifications(state=state, job_id=job_id, limit=limit)

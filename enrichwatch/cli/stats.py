@@ -7,8 +7,7 @@ import json
 import click
 from rich.table import Table
 
-from enrichwatch.cli.context import CliContext, json_option
-from enrichwatch.cli.inspect import require_database
+from enrichwatch.cli.context import CliContext, json_option, require_database
 from enrichwatch.display import duration_text, make_console
 from enrichwatch.stats import VendorStats, vendor_stats
 

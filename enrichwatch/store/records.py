@@ -44,6 +44,8 @@ class JobRecord(Record):
     finished_at: float | None
     run_started_at: float | None
     """When the latest reprocess began the vendor's current run; None: the submission did."""
+    send_started_at: float | None
+    """A submit call under way since then, or cut off by a stop (see `Store.begin_send`)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:

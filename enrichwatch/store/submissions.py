@@ -46,6 +46,30 @@ class SubmissionWrites:
 
         return await self._writer.run(op)
 
+    async def begin_send(self, job_id: int) -> None:
+        """Record that the part's submit call is going out, before it does. Its outcome clears
+        the mark (`record_submitted`, `queue_submission`, `fail_submission`); a mark still
+        set later means the process stopped mid-call and the vendor may have the job."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE jobs SET send_started_at = ? WHERE id = ?", (now, job_id))
+            append_event(conn, job_id, "submit.sending", EventSource.SYSTEM, {}, now=now)
+
+        await self._writer.run(op)
+
+    async def interrupted_sends(self, started_before: float) -> list[JobRecord]:
+        """Parts whose submit call began before `started_before` and never recorded an end."""
+        return await self._writer.run(
+            lambda conn: [
+                JobRecord.from_row(row)
+                for row in conn.execute(
+                    "SELECT * FROM jobs WHERE send_started_at < ?",
+                    (started_before,),
+                )
+            ]
+        )
+
     async def record_submitted(
         self,
         job_id: int,
@@ -80,7 +104,8 @@ class SubmissionWrites:
                 return fetch_job(conn, existing["id"])
             conn.execute(
                 """UPDATE jobs SET vendor_job_id = ?, next_check_at = ?, updated_at = ?,
-                                   vendor_calls = vendor_calls + ?, expects_callback = ?
+                                   vendor_calls = vendor_calls + ?, expects_callback = ?,
+                                   send_started_at = NULL
                    WHERE id = ?""",
                 (vendor_job_id, now, now, vendor_calls, expects_callback, job_id),
             )
@@ -122,7 +147,9 @@ class SubmissionWrites:
                 last_error=reason,
             )
             conn.execute(
-                "UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ? WHERE id = ?",
+                """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
+                                   send_started_at = NULL
+                   WHERE id = ?""",
                 (vendor_calls, now, job_id),
             )
             append_event(
@@ -167,7 +194,8 @@ def _finish_submit_work(
 def _fail(conn: sqlite3.Connection, job_id: int, error: str, vendor_calls: int, now: float) -> None:
     conn.execute(
         """UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, next_check_at = NULL,
-                           vendor_calls = vendor_calls + ?, updated_at = ?
+                           vendor_calls = vendor_calls + ?, updated_at = ?,
+                           send_started_at = NULL
            WHERE id = ?""",
         (error, now, vendor_calls, now, job_id),
     )

@@ -150,6 +150,16 @@ async def test_a_directory_as_database_is_one_line_naming_it(args, tmp_path):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [["jobs"], ["stats"], ["notifications"]])
+async def test_a_reading_command_never_creates_a_database(args, tmp_path):
+    missing = tmp_path / "missing.db"
+    result = await run_cli(clean_env(db=str(missing)), *args)
+    assert assert_one_line_error(result) == (
+        f"Error: no enrichwatch database at {missing} (set ENRICHWATCH_DB or --config)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_database_path_under_a_file_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way\n")
