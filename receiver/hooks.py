@@ -106,4 +106,6 @@ def _as_text(value: str) -> str:
     """A header value the store can keep: aiohttp hands over bytes that are not UTF-8 as lone
     surrogates, which no UTF-8 text (SQLite's, a digest's input) can hold; they are kept as
     `\\xNN` escapes instead, the same for every redelivery of the same bytes."""
+    if value.isascii():  # nearly every header: nothing to escape
+        return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -26,6 +26,20 @@ async def until(condition, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def settles_with_every_result(world, job_id: int) -> int:  # noqa: F811
+    """Reconcile until nothing is due: the Reprompt job is completed with every result the
+    simulator made stored. Returns how many."""
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job_id)
+    total = world.view(VendorName.REPROMPT, done.vendor_job_id).total
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        total,
+    )
+    return total
+
+
 async def checked_until_results_pending(world, job_id: int) -> None:  # noqa: F811
     """Check passes (no fetches) with the clock jumping to each next check."""
     for _ in range(100):
@@ -52,14 +66,7 @@ async def test_a_reprocess_during_a_fetch_keeps_the_old_run_out_of_the_new(world
     assert stored(world.db, job.id) == []
     assert "results.stored" not in await world.events(job.id)
 
-    await settle(world.sim, world.services, world.rc)
-    done = await world.job(job.id)
-    total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
-    assert (done.state, done.results_state, done.results_count) == (
-        JobState.COMPLETED,
-        "stored",
-        total,
-    )
+    total = await settles_with_every_result(world, job.id)
     assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
     assert (await world.events(job.id)).count("results.stored") == 1
 

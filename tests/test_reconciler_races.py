@@ -22,7 +22,7 @@ from reconciler.submissions import (
     send_queued_submissions,
 )
 from tests.settling import settle
-from tests.test_reconciler_fixes import until
+from tests.test_reconciler_fixes import settles_with_every_result, until
 from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
 
 REPROMPT_STATUS = "GET /v1/{org}/place_enrichment/batches/{id}"
@@ -58,14 +58,7 @@ async def test_an_answer_about_the_run_before_a_reprocess_changes_nothing(world)
     assert after.next_check_at is not None
     assert after.next_check_at <= world.sim.clock.now()
     assert after.vendor_calls == job.vendor_calls + 2  # the reprocess and the stale status
-    await settle(world.sim, world.services, world.rc)
-    done = await world.job(job.id)
-    total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
-    assert (done.state, done.results_state, done.results_count) == (
-        JobState.COMPLETED,
-        "stored",
-        total,
-    )
+    await settles_with_every_result(world, job.id)
 
 
 async def test_a_reprocessed_job_counts_its_age_from_the_reprocess(world):  # noqa: F811
@@ -144,9 +137,8 @@ async def test_a_check_request_on_a_job_sent_moments_ago_asks_the_vendor(world):
     assert (await world.job(job.id)).last_checked_at == world.sim.clock.now()
 
 
-async def test_a_held_back_part_the_vendor_refuses_later_is_notified(world):  # noqa: F811
-    """It was acknowledged as queued long before; the failure notification may be the only
-    word of it anyone gets."""
+async def held_back_ecore_part(world):  # noqa: F811
+    """A part kept back (as at a vendor's cap), due to be sent now."""
     store = world.services.store
     rows, options = INPUTS[VendorName.ECORE]
     part = SubmitRequest(rows=rows, name="held", options=options)
@@ -154,6 +146,13 @@ async def test_a_held_back_part_the_vendor_refuses_later_is_notified(world):  # 
     await store.queue_submission(
         job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
     )
+    return job, part
+
+
+async def test_a_held_back_part_the_vendor_refuses_later_is_notified(world):  # noqa: F811
+    """It was acknowledged as queued long before; the failure notification may be the only
+    word of it anyone gets."""
+    job, _ = await held_back_ecore_part(world)
     world.sim.set_fault(
         "ecore",
         server_errors=1,
@@ -243,12 +242,7 @@ async def test_a_held_back_part_cut_off_mid_send_is_failed_not_sent_twice(world)
     recorded (the state a kill -9 leaves, made here by the dead process's own steps). Sending
     it again would run and bill a second job; the part fails, with where to look."""
     store = world.services.store
-    rows, options = INPUTS[VendorName.ECORE]
-    part = SubmitRequest(rows=rows, name="held", options=options)
-    job = await store.reserve_job(VendorName.ECORE, "held", rows=len(rows), source=EventSource.API)
-    await store.queue_submission(
-        job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
-    )
+    job, part = await held_back_ecore_part(world)
     assert len(await store.claim_work(SUBMIT_WORK, owner="dead:1", lease_s=300, limit=1)) == 1
     await store.begin_send(job.id)
     await world.services.adapter(VendorName.ECORE).submit(part)
