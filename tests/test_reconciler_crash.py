@@ -1,7 +1,8 @@
 """A real `enrichwatch serve` process against the vendor simulator on a scaled clock: killed
 with SIGKILL in the middle of polling and in the middle of a results fetch, it picks up where
-it left off on restart (every job finishes, results have no duplicates and no gaps); and a
-callback makes a waiting job checked at once."""
+it left off on restart (every job finishes, results have no duplicates and no gaps); killed
+while a part is being sent, it never sends that part again; and a callback makes a waiting
+job checked at once."""
 
 from __future__ import annotations
 
@@ -180,6 +181,55 @@ async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_
         r["type"] for r in query(db, "SELECT type FROM events WHERE job_id = ?", (job["id"],))
     ]
     assert events.count("results.stored") == 1
+
+
+# -- kill -9 mid-submit ----------------------------------------------------------------------
+
+
+async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tmp_path, fast_sim):
+    """The vendor has taken the part and its answer is on the way back when the process dies.
+    After the restart the part is failed, with where to look, not sent again (a second,
+    billed, untracked job at the vendor)."""
+    sim, db = fast_sim, tmp_path / "submit.db"
+    submit = "POST /api/v1/enrichment/submit/"
+    env = serve_env(sim, db, work_interval=0.2)
+    rows, options = INPUTS[VendorName.ECORE]
+    body = {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+    async with serve(env, tmp_path / "serve.log") as (process, url):
+        # A 429 (nothing created) holds the part back for 3 s; its retry is then answered
+        # by the vendor, which makes the job, and held on the way back.
+        sim.set_fault("ecore", rate_limit=1, retry_after=3, endpoint=submit)
+        async with aiohttp.ClientSession() as http:
+            (job,) = (await api(http, "POST", f"{url}/api/jobs", body))["jobs"]
+        assert job["vendor_job_id"] is None
+        sim.set_fault(
+            "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
+        )
+        await eventually(
+            lambda: sim.stats.injected[("ecore", "slow")] and len(sim.jobs("ecore")) == 1,
+            20,
+            "the vendor has made the job and holds its answer",
+        )
+        await kill(process)
+
+    async with serve(env, tmp_path / "serve.log"):
+
+        def failed() -> sqlite3.Row | None:
+            (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
+            return row if row["state"] == "failed" else None
+
+        row = await eventually(failed, 20, "the cut-off part is failed")
+    assert len(sim.jobs("ecore")) == 1
+    assert sim.stats.count("ecore", submit) == 2  # the 429 and the send the kill cut off
+    assert "stopped while sending this part to ecore" in row["error"]
+    assert row["vendor_job_id"] is None
+    outcomes = query(
+        db,
+        "SELECT json_extract(payload, '$.outcome') AS outcome FROM work "
+        "WHERE kind = 'notify' AND job_id = ?",
+        (job["id"],),
+    )
+    assert [r["outcome"] for r in outcomes] == ["failed"]
 
 
 # -- kill -9 mid-polling ---------------------------------------------------------------------
