@@ -69,7 +69,7 @@ class CheckWrites:
 
         A leased job is due again when its lease ends, should its holder die. A callback or
         an action that makes it due meanwhile moves that time, which is how the holder learns
-        of it (see `CheckOutcome`)."""
+        of it (see `_woken`)."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
         only = None if vendor is None else vendor.value
@@ -313,7 +313,7 @@ class CheckWrites:
 
     async def plan_first_check(self, job: JobRecord, at: float) -> None:
         """Release a just-submitted job's lease without a call, its first check planned for
-        `at` (unless a callback made it due since the claim, see `CheckOutcome`). Its
+        `at` (unless a callback made it due since the claim, see `_woken`). Its
         `last_checked_at` becomes its creation, so it is not treated as fresh again."""
         now = self.clock()
 
