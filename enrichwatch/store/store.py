@@ -317,6 +317,14 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
         )
         return [EventRecord.from_row(row) for row in rows]
 
+    async def interrupted_sends(self, started_before: float) -> list[JobRecord]:
+        """Parts whose submit call began before `started_before` and never recorded an end
+        (see `begin_send`)."""
+        rows = await self._fetchall(
+            "SELECT * FROM jobs WHERE send_started_at < ?", (started_before,)
+        )
+        return [JobRecord.from_row(row) for row in rows]
+
     async def progress_samples(
         self, job_id: int, *, since: float, limit: int = 20
     ) -> list[tuple[float, int, int]]:

@@ -58,18 +58,6 @@ class SubmissionWrites:
 
         await self._writer.run(op)
 
-    async def interrupted_sends(self, started_before: float) -> list[JobRecord]:
-        """Parts whose submit call began before `started_before` and never recorded an end."""
-        return await self._writer.run(
-            lambda conn: [
-                JobRecord.from_row(row)
-                for row in conn.execute(
-                    "SELECT * FROM jobs WHERE send_started_at < ?",
-                    (started_before,),
-                )
-            ]
-        )
-
     async def record_submitted(
         self,
         job_id: int,
