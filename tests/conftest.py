@@ -1,18 +1,26 @@
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
 import sqlite3
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
 from enrichwatch.config import Settings, load_settings
+from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services, open_services
+from enrichwatch.sim import SimServer
 from receiver import serving
 
 API_TOKEN = "test-api-token-0123456789"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -63,3 +71,44 @@ def snapshot(db: Path) -> list[str]:
         return [line for line in conn.iterdump() if "ready_probe" not in line]
     finally:
         conn.close()
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Rows read on a connection of the test's own, as another process would see them."""
+    conn = sqlite3.connect(db, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+async def eventually(condition: Callable[[], T], timeout: float = 20, what: str = "") -> T:
+    """Wait until `condition()` is truthy, looking every 20 ms; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A port for a service to bind on each of its starts, so its URLs stay valid."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def sim_env(sim: SimServer) -> dict[str, str]:
+    """ENRICHWATCH_* variables aiming every vendor at the simulator."""
+    env = {}
+    for vendor in VendorName:
+        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
+        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
+        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
+    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
+    return env

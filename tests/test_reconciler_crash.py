@@ -10,11 +10,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -24,6 +22,7 @@ import pytest_asyncio
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig, SimServer
 from enrichwatch.store import InboundDelivery, Store
+from tests.conftest import eventually, free_port, query, sim_env
 from tests.test_reconciler import INPUTS
 
 TOKEN = "reconciler-crash-token-0000"
@@ -41,12 +40,8 @@ def serve_env(sim: SimServer, db, port: int = 0, **settings: object) -> dict[str
         "ENRICHWATCH_API_TOKEN": TOKEN,
         "ENRICHWATCH_LOG_LEVEL": "warning",
         "ENRICHWATCH_LOG_FORMAT": "json",
-        "ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS": json.dumps([sim.storage.host]),
+        **sim_env(sim),
     }
-    for vendor in VendorName:
-        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
-        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
-        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
     for name, value in settings.items():
         env[f"ENRICHWATCH_{name.upper()}"] = str(value)
     return env
@@ -84,35 +79,6 @@ async def serve(env: dict[str, str], log_path):
 async def kill(process) -> None:
     process.send_signal(signal.SIGKILL)
     await process.wait()
-
-
-def free_port() -> int:
-    """A port for a service to bind on both of its starts, so callback URLs stay valid."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def query(db, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db, timeout=5)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-async def eventually(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` with short waits until it is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
 
 
 def positions(db, job_id: int) -> list[int]:

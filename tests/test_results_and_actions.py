@@ -25,7 +25,7 @@ from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, sim_env
 from tests.settling import next_due, settle
 from tests.test_reconciler import INPUTS
 
@@ -85,13 +85,9 @@ class World:
 
 
 def _cli_env(sim: SimServer, db) -> dict[str, str]:
-    env = {**os.environ, "ENRICHWATCH_DB": str(db), "ENRICHWATCH_LOG_LEVEL": "warning"}
-    for vendor in VendorName:
-        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
-        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
-        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
-    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
-    return env
+    return {**os.environ, "ENRICHWATCH_DB": str(db), "ENRICHWATCH_LOG_LEVEL": "warning"} | sim_env(
+        sim
+    )
 
 
 def stored(db, job_id: int) -> list[dict[str, Any]]:

@@ -24,23 +24,13 @@ from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from reconciler.submissions import send_queued_submissions
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, sim_env
 
 
 @pytest_asyncio.fixture
 async def sim():
     async with SimServer(SimConfig(seed=5, start_time=time.time())) as server:
         yield server
-
-
-def vendor_env(sim: SimServer) -> dict[str, str]:
-    env = {}
-    for vendor in VendorName:
-        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
-        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
-        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
-    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
-    return env
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def sim_settings(tmp_path, sim):
 
 
 async def cli(tmp_path, sim, *args):
-    env = {**os.environ, **vendor_env(sim), "ENRICHWATCH_DB": str(tmp_path / "cli.db")}
+    env = {**os.environ, **sim_env(sim), "ENRICHWATCH_DB": str(tmp_path / "cli.db")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

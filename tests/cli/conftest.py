@@ -6,15 +6,12 @@ SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest_asyncio
 
@@ -27,7 +24,7 @@ from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
 from reconciler import Reconciler
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, sim_env
 from tests.settling import settle
 from tests.test_reconciler import INPUTS
 
@@ -66,22 +63,7 @@ def clean_env(**settings: str) -> dict[str, str]:
 
 
 def cli_env(sim: SimServer, db: Path) -> dict[str, str]:
-    env = clean_env(db=str(db), log_level="warning")
-    for vendor in VendorName:
-        prefix = f"ENRICHWATCH_{vendor.value.upper()}__"
-        env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
-        env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
-    env["ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS"] = json.dumps([sim.storage.host])
-    return env
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db, timeout=5)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    return {**clean_env(db=str(db), log_level="warning"), **sim_env(sim)}
 
 
 def assert_one_line_error(result: CliResult, code: int = 1) -> str:

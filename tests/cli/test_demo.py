@@ -22,8 +22,8 @@ from rich.console import Console
 from enrichwatch.demo import LiveView, clear_previous_demo
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
-from tests.cli.conftest import World, assert_one_line_error, clean_env, query, run_cli
-from tests.conftest import snapshot
+from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
+from tests.conftest import query, snapshot
 
 DEMO_DEADLINE_S = 150
 

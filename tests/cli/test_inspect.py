@@ -11,8 +11,8 @@ import sys
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
 from reconciler import reconcile_once
-from tests.cli.conftest import World, assert_one_line_error, clean_env, query, run_cli
-from tests.conftest import snapshot
+from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
+from tests.conftest import query, snapshot
 
 # -- jobs ------------------------------------------------------------------------------------
 

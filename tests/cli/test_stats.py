@@ -10,7 +10,8 @@ import pytest
 from enrichwatch.models import VendorName
 from enrichwatch.stats import VendorStats, vendor_stats
 from enrichwatch.store import Store
-from tests.cli.conftest import World, assert_one_line_error, clean_env, query, run_cli
+from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
+from tests.conftest import query
 
 
 def _times(world: World, job_id: int, event_type: str) -> list[float]:

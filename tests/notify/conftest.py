@@ -21,14 +21,8 @@ from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from receiver import serving
 from reconciler import Reconciler, reconcile_once
-from tests.conftest import API_TOKEN
-from tests.notify.servers import (
-    MailServer,
-    MailTls,
-    SlackEndpoint,
-    WebhookReceiver,
-    free_port,
-)
+from tests.conftest import API_TOKEN, free_port, query
+from tests.notify.servers import MailServer, MailTls, SlackEndpoint, WebhookReceiver
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -103,15 +97,6 @@ class World:
     def job(self, job_id: int) -> sqlite3.Row:
         (row,) = query(self.db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
         return row
-
-
-def query(db: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db, timeout=5)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest_asyncio.fixture

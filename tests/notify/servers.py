@@ -11,15 +11,12 @@ import asyncio
 import email
 import email.policy
 import json
-import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trustme
 from aiohttp import web
@@ -27,28 +24,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from standardwebhooks import Webhook, WebhookVerificationError
 
-T = TypeVar("T")
 HANG = "hang"
 """A scripted answer: keep the request open until the test releases it (or the client goes)."""
-
-
-async def eventually(condition: Callable[[], T], timeout: float = 20, what: str = "") -> T:
-    """Wait until `condition()` is truthy, looking every 20 ms; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -21,9 +21,10 @@ import aiohttp
 import pytest_asyncio
 
 from enrichwatch.sim import SimConfig, SimServer
+from tests.conftest import eventually, query
 from tests.notify.conftest import MAIL_PASSWORD, MAIL_USER, SECRET
-from tests.notify.servers import HANG, eventually
-from tests.test_reconciler_crash import AUTH, api, kill, query, serve, serve_env
+from tests.notify.servers import HANG
+from tests.test_reconciler_crash import AUTH, api, kill, serve, serve_env
 
 
 @pytest_asyncio.fixture
