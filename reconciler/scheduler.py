@@ -25,7 +25,7 @@ from reconciler.checks import check_due_jobs
 from reconciler.dispatch import dispatch_due_notifications
 from reconciler.fetch import fetch_due_results
 from reconciler.state import Reconciler
-from reconciler.submissions import fail_interrupted_sends, send_queued_submissions
+from reconciler.submissions import send_queued_submissions
 
 log = structlog.get_logger("enrichwatch.reconciler")
 
@@ -77,7 +77,6 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
     released = await services.store.release_work_leases()
     if released:
         log.info("work_leases_released", items=released)
-    await fail_interrupted_sends(services)
 
     # Notifications are a lane of their own: a slow Slack or mail server holds up neither
     # checks nor fetches, and the outcomes those passes record are sent without waiting a tick.
@@ -115,9 +114,7 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
 
     async def sweep() -> None:
         """The slow safety net: any open job unchecked for longer than its vendor's maximum
-        interval is made due, whatever its plan says; a part whose submit call a stop cut off
-        is failed."""
-        await fail_interrupted_sends(services)
+        interval is made due, whatever its plan says."""
         count = await services.store.make_stale_jobs_due(
             {vendor: policy.max_interval for vendor, policy in rc.policies.items()}
         )

@@ -21,7 +21,11 @@ than any one call, its retries included, can take (in this process or another)."
 
 
 async def send_queued_submissions(services: Services, owner: str) -> int:
-    """One pass over the due parts; returns how many were sent."""
+    """One pass over the due parts; returns how many were sent.
+
+    Each pass first fails the parts a stop cut off mid-send, so one sent directly (by the API
+    or the CLI, with no work item) is reported soon after it could no longer be under way."""
+    await fail_interrupted_sends(services)
     sent = 0
     for item in await services.store.claim_work(
         SUBMIT_WORK, owner=owner, lease_s=LEASE_S, limit=BATCH

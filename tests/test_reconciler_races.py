@@ -279,3 +279,21 @@ async def test_a_direct_submit_cut_off_mid_send_is_failed_once_it_cannot_be_unde
     assert failed.send_started_at is None
     assert notified(world.db, job.id) == ["failed"]
     assert await fail_interrupted_sends(world.services) == 0
+
+
+async def test_the_submit_lane_fails_a_direct_send_cut_off_without_waiting_for_the_sweep(world):  # noqa: F811
+    """The submit lane runs every tick; the hourly sweep would leave the part unreported for
+    up to an hour more."""
+    store = world.services.store
+    rows, options = INPUTS[VendorName.ECORE]
+    job = await store.reserve_job(
+        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
+    )
+    await store.begin_send(job.id)
+
+    assert await send_queued_submissions(world.services, "rc:1") == 0
+    assert (await world.job(job.id)).state is JobState.SUBMITTED  # it may still be under way
+    await world.sim.advance(SEND_GIVE_UP_S + 1)
+    await send_queued_submissions(world.services, "rc:1")
+    assert (await world.job(job.id)).state is JobState.FAILED
+    assert notified(world.db, job.id) == ["failed"]
