@@ -21,6 +21,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
+from enrichwatch.store import Store
+from enrichwatch.store.holders import LeaseHolder, gone_holders
 from reconciler.checks import check_due_jobs
 from reconciler.dispatch import dispatch_due_notifications
 from reconciler.fetch import fetch_due_results
@@ -73,11 +75,27 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
     """Run the reconciler until the block exits. At start every open job is checked once,
     and work a killed predecessor held (a results fetch under way) is taken up at once."""
     rc = rc or Reconciler(services)
-    await services.store.make_open_jobs_due()
-    released = await services.store.release_work_leases()
-    if released:
-        log.info("work_leases_released", items=released)
+    holder = LeaseHolder.acquire(services.store.path, rc.owner)
+    try:
+        await _take_over(services.store)
+        async with _lanes_running(services, rc):
+            yield rc
+    finally:
+        holder.release()
 
+
+async def _take_over(store: Store) -> None:
+    """Free what holders that are gone had leased (a killed predecessor's check or fetch),
+    never a running one's, then make every open job due for the check after start-up."""
+    gone = gone_holders(store.path, await store.lease_holders())
+    jobs, items = await store.release_leases(gone)
+    if jobs or items:
+        log.info("leases_released", holders=sorted(gone), jobs=jobs, work_items=items)
+    await store.make_open_jobs_due()
+
+
+@asynccontextmanager
+async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[None]:
     # Notifications are a lane of their own: a slow Slack or mail server holds up neither
     # checks nor fetches, and the outcomes those passes record are sent without waiting a tick.
     notifies = _Lane("notify", lambda: dispatch_due_notifications(rc), asyncio.Event())
@@ -140,7 +158,7 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
     scheduler.add_job(sweep, "interval", seconds=SWEEP_INTERVAL_S, id=SWEEP_JOB, **common)
     scheduler.start()
     try:
-        yield rc
+        yield
     finally:
         scheduler.shutdown(wait=False)
         with contextlib.suppress(TimeoutError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import socket
 from dataclasses import dataclass, field
 
@@ -15,8 +16,9 @@ from enrichwatch.vendors import adapter_class
 
 
 def owner_id() -> str:
-    """Who holds a lease: unique per process, readable in the database."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lease: readable in the database, and unique per process start (a restarted
+    container's process has the same host name and pid as the one it replaces)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass

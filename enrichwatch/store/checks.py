@@ -4,7 +4,7 @@ projection in one transaction, state only ever moving forward), and storing resu
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from enrichwatch.errors import FetchSupersededError
@@ -92,35 +92,47 @@ class CheckWrites:
         return await self._writer.run(op)
 
     async def make_open_jobs_due(self) -> int:
-        """Every open job due now: the check after start-up."""
+        """Every open job due now, but for those a running holder has leased: the check after
+        start-up."""
         now = self.clock()
         placeholders = ",".join("?" * len(_OPEN))
         return await self._writer.run(
             lambda conn: (
                 conn.execute(
-                    f"""UPDATE jobs SET next_check_at = ?, lease_owner = NULL,
-                        lease_expires_at = NULL
-                    WHERE state IN ({placeholders}) AND vendor_job_id IS NOT NULL""",  # noqa: S608
-                    (now, *_OPEN),
+                    f"""UPDATE jobs SET next_check_at = ?
+                    WHERE state IN ({placeholders}) AND vendor_job_id IS NOT NULL
+                      AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
+                    (now, *_OPEN, now),
                 ).rowcount
             )
         )
 
-    async def release_work_leases(self) -> int:
-        """Free every leased work item (results fetches, held-back submissions): the start-up
-        step that lets a restarted reconciler resume what a killed one was doing, instead of
-        waiting out its lease. One reconciler runs per database, so at start any lease is a
-        dead predecessor's. Returns how many were freed."""
+    async def release_leases(self, holders: Collection[str]) -> tuple[int, int]:
+        """Free what `holders`, gone, had leased: their jobs are due now, their work items
+        (results fetches, held-back submissions, notifications) free to claim. This is how a
+        restarted reconciler resumes a killed one's work instead of waiting out its leases.
+        Returns how many jobs and work items were freed."""
         now = self.clock()
-        return await self._writer.run(
-            lambda conn: (
-                conn.execute(
-                    """UPDATE work SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                       WHERE state = 'pending' AND lease_owner IS NOT NULL""",
-                    (now,),
-                ).rowcount
-            )
-        )
+        owners = sorted(holders)
+        placeholders = ",".join("?" * len(owners))
+
+        def op(conn: sqlite3.Connection) -> tuple[int, int]:
+            jobs = conn.execute(
+                f"""UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL,
+                       next_check_at = CASE WHEN next_check_at IS NULL THEN NULL ELSE ? END
+                     WHERE lease_owner IN ({placeholders})""",  # noqa: S608 (placeholders only)
+                (now, *owners),
+            ).rowcount
+            items = conn.execute(
+                f"""UPDATE work SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                     WHERE state = 'pending' AND lease_owner IN ({placeholders})""",  # noqa: S608
+                (now, *owners),
+            ).rowcount
+            return jobs, items
+
+        if not owners:
+            return 0, 0
+        return await self._writer.run(op)
 
     async def make_stale_jobs_due(self, max_intervals: Mapping[VendorName, float]) -> int:
         """Open jobs unchecked for longer than their vendor's maximum interval, due now (but

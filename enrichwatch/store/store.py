@@ -317,6 +317,16 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
         )
         return [EventRecord.from_row(row) for row in rows]
 
+    async def lease_holders(self) -> set[str]:
+        """Everyone named on a lease of a job or of a pending work item, lapsed or not."""
+        rows = await self._fetchall(
+            """SELECT lease_owner FROM jobs WHERE lease_owner IS NOT NULL
+               UNION
+               SELECT lease_owner FROM work WHERE state = 'pending' AND lease_owner IS NOT NULL""",
+            (),
+        )
+        return {row["lease_owner"] for row in rows}
+
     async def interrupted_sends(self, started_before: float) -> list[JobRecord]:
         """Parts whose submit call began before `started_before` and never recorded an end
         (see `begin_send`)."""

@@ -1,0 +1,88 @@
+"""Which lease holders are still running.
+
+A lease names its holder (`lease_owner`). A reconciler that starts frees the leases of holders
+that are gone, so what a killed predecessor was doing resumes at once rather than when its
+leases lapse; it never frees a running holder's, so two reconcilers on one database never
+both handle a job.
+
+Each holder keeps an exclusive `flock` on a file of its own in a directory beside the database.
+The kernel drops a flock when its process ends, however it ends (kill -9 included), so a file
+whose lock can be taken belongs to a holder that is gone. SQLite's WAL mode needs every process
+that shares the file on one machine, so every one of them sees these locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from enrichwatch.errors import StoreError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def holders_directory(db_path: Path) -> Path:
+    return db_path.with_name(f"{db_path.name}-holders")
+
+
+class LeaseHolder:
+    """The lock that tells other processes `owner` is running, until `release`."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self._path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, db_path: Path, owner: str) -> LeaseHolder:
+        directory = holders_directory(db_path)
+        try:
+            directory.mkdir(exist_ok=True)
+            # Locked before it takes its name, so no other process ever finds it unlocked.
+            fd, draft = tempfile.mkstemp(dir=directory, prefix=".new-")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = _lock_path(db_path, owner)
+            os.replace(draft, path)
+        except OSError as exc:
+            raise StoreError(f"cannot mark this process as running in {directory}: {exc}") from exc
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def gone_holders(db_path: Path, owners: Iterable[str]) -> set[str]:
+    """Of `owners`, those not running. A holder with no file is gone too: it ended cleanly
+    after leaving a lease behind, or ran before holders kept files."""
+    gone = set()
+    for owner in owners:
+        path = _lock_path(db_path, owner)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            gone.add(owner)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its process holds the lock: running
+        else:
+            gone.add(owner)
+            with contextlib.suppress(FileNotFoundError):  # another starter got there first
+                path.unlink()
+        finally:
+            os.close(fd)
+    return gone
+
+
+def _lock_path(db_path: Path, owner: str) -> Path:
+    return holders_directory(db_path) / f"{_UNSAFE.sub('_', owner)}.lock"
