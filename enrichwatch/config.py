@@ -248,7 +248,7 @@ _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 
 def is_email_address(value: str) -> bool:
     """A plain addr-spec (no display name); the mail server has the final word."""
-    return bool(_EMAIL.match(value))
+    return bool(_EMAIL.fullmatch(value))
 
 
 def decode_webhook_secret(secret: str) -> bytes:

@@ -99,6 +99,7 @@ def retry(obj: CliContext, notification_id: int, as_json: bool) -> None:
     """Send a dead-lettered notification again (with fresh attempts) on the reconciler's
     next pass."""
     settings = obj.settings()
+    require_database(settings)
 
     async def work(services: Services) -> NotificationRecord:
         return await services.store.retry_notification(notification_id)

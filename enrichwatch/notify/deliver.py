@@ -15,7 +15,7 @@ from enrichwatch.notify.email import Attachment, send_email
 from enrichwatch.notify.errors import NotifyPermanentError
 from enrichwatch.notify.message import Message, build_message
 from enrichwatch.notify.slack import send_slack
-from enrichwatch.notify.webhook import send_webhook
+from enrichwatch.notify.webhook import send_webhook, shown_url
 from enrichwatch.runtime import Services
 from enrichwatch.store import WorkItem
 from enrichwatch.store.notifications import JobTargets, Outcome
@@ -53,7 +53,7 @@ async def deliver(
             if not recipients:
                 raise NotifyPermanentError(channel, "no recipients configured")
             attachment = await _attachment(services, message)
-            refused = await send_email(
+            sent = await send_email(
                 settings.smtp,
                 recipients,
                 message,
@@ -62,9 +62,9 @@ async def deliver(
                 timeout_s=notify.timeout,
             )
             return {
-                "to": [recipient for recipient in recipients if recipient not in refused],
-                "attached": attachment is not None and attachment.data is not None,
-            } | ({"refused": refused} if refused else {})
+                "to": [recipient for recipient in recipients if recipient not in sent.refused],
+                "attached": sent.attached,
+            } | ({"refused": sent.refused} if sent.refused else {})
         case "webhook":
             return await _webhook(services, targets, message, webhook_id, wall_clock)
     raise NotifyPermanentError(channel, "unknown channel")
@@ -93,7 +93,7 @@ async def _webhook(
         session=services.http,
         timeout_s=notify.timeout,
     )
-    return {"url": url, "webhook_id": webhook_id}
+    return {"url": shown_url(url), "webhook_id": webhook_id}
 
 
 async def _attachment(services: Services, message: Message) -> Attachment | None:

@@ -120,7 +120,8 @@ class Message:
                 ],
             }
         )
-        return {"text": self.title, "blocks": blocks}
+        # The fallback text is mrkdwn too, and it is what notifications show.
+        return {"text": _mrkdwn(self.title), "blocks": blocks}
 
     def webhook_event(self) -> dict[str, Any]:
         """The Standard Webhooks envelope: type, ISO 8601 timestamp of the outcome, data."""

@@ -2,11 +2,14 @@
 also retries a dropped connection once).
 
 A 429 is not waited out in process: its Retry-After becomes the row's next attempt time, so
-a long wait survives a restart and holds up no other notification."""
+a long wait survives a restart and holds up no other notification.
+
+The URL embeds Slack's token, so no error this module raises ever contains it."""
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -14,6 +17,7 @@ from slack_sdk.webhook.webhook_response import WebhookResponse
 
 from enrichwatch.notify.errors import NotifyPermanentError, NotifyTransientError
 from enrichwatch.notify.message import Message
+from enrichwatch.notify.retry_after import parse_retry_after
 
 CHANNEL = "slack"
 
@@ -27,8 +31,10 @@ async def send_slack(
             response = await client.send_dict(message.slack())
     except TimeoutError:
         raise NotifyTransientError(CHANNEL, f"no answer within {timeout_s:g}s") from None
+    except aiohttp.InvalidURL:
+        raise NotifyPermanentError(CHANNEL, "the Slack webhook URL is not a valid URL") from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise NotifyTransientError(CHANNEL, f"cannot reach Slack: {exc}") from None
+        raise NotifyTransientError(CHANNEL, f"cannot reach Slack: {_without(url, exc)}") from None
     _raise_for(response)
 
 
@@ -48,8 +54,15 @@ def _raise_for(response: WebhookResponse) -> None:
 def _retry_after(response: WebhookResponse) -> float | None:
     for name, value in (response.headers or {}).items():
         if name.lower() == "retry-after":
-            try:
-                return max(float(value), 0.0)
-            except ValueError:
-                return None
+            return parse_retry_after(value)
     return None
+
+
+def _without(url: str, exc: BaseException) -> str:
+    """The error's words with the secret parts of `url` (all but its host) blanked out."""
+    text = str(exc)
+    parts = urlsplit(url)
+    for secret in (url, parts.path, parts.query):
+        if len(secret) > 1:
+            text = text.replace(secret, "[redacted]")
+    return text

@@ -23,10 +23,8 @@ def job_targets(
 ) -> JobTargets | None:
     """The targets to store with the job, or None when none was given."""
     for name, url in (("slack", slack), ("webhook", webhook)):
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise NotifyTargetError(f"notify {name}: {url!r} is not an http(s) URL")
+        if url is not None and not _requestable(url):
+            raise NotifyTargetError(f"notify {name}: {url!r} is not an http(s) URL")
     for address in email or []:
         if not is_email_address(address):
             raise NotifyTargetError(f"notify email: {address!r} is not an email address")
@@ -41,3 +39,13 @@ def job_targets(
         )
     targets = JobTargets(slack=slack, email=list(email) if email else None, webhook=webhook)
     return None if targets.is_empty() else targets
+
+
+def _requestable(url: str) -> bool:
+    """An http(s) URL with a host and, if any, a port that exists: one a POST can be sent to."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
