@@ -4,7 +4,7 @@ in the row and the job's event log.
 
 Delivery is at least once (see `enrichwatch.notify`): a row is marked sent only after its
 channel accepted it, so a process killed mid-send leaves it leased; the next start frees
-every lease (`Store.release_work_leases`) and sends it again. Webhook receivers dedupe on the
+the leases of holders that are gone (`Store.release_leases`) and sends it again. Webhook receivers dedupe on the
 unchanged `webhook-id`."""
 
 from __future__ import annotations
