@@ -20,6 +20,7 @@ from enrichwatch.store.notifications import NotifyRoutes
 from enrichwatch.store.rows import token_digest
 from enrichwatch.store.store import Clock
 from enrichwatch.vendors import VendorAdapter, adapter_class
+from enrichwatch.vendors.budget import RequestBudgets
 
 
 class CallTally:
@@ -50,6 +51,8 @@ class Services:
     """Set only on the start that created the token, so it can be shown exactly once."""
     due_now: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a callback makes a job due, so an in-process reconciler looks at once."""
+    budgets: RequestBudgets = field(default_factory=RequestBudgets)
+    """Each vendor account's request budget, shared by every adapter `adapter` builds."""
 
     def adapter(
         self, vendor: VendorName, on_call: Callable[[str], None] | None = None
@@ -63,7 +66,9 @@ class Services:
             if on_call is not None:
                 on_call(endpoint)
 
-        return adapter_class(vendor)(self.settings.vendor(vendor), self.http, on_call=count)
+        return adapter_class(vendor)(
+            self.settings.vendor(vendor), self.http, on_call=count, budgets=self.budgets
+        )
 
 
 @asynccontextmanager
@@ -83,7 +88,9 @@ async def open_services(
             aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         )
         digest, generated = await _api_token(settings, store, issue_api_token)
-        yield Services(settings, store, Metrics(), http, digest, generated)
+        yield Services(
+            settings, store, Metrics(), http, digest, generated, budgets=RequestBudgets(clock)
+        )
 
 
 async def _api_token(

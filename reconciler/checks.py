@@ -158,9 +158,12 @@ async def _plan_without_calling(rc: Reconciler, job: JobRecord, history: Duratio
 def _affordable(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord]) -> bool:
     """Reserve one call from the vendor's budget; when it cannot be made now, the jobs wait
     (without a call) until it can."""
-    now = rc.now()
-    ready = rc.budgets[vendor].reserve(now)
+    now, budget = rc.now(), rc.budgets[vendor]
+    # Reserve only a call made now: a token spent on a deferral is spent again when the
+    # jobs come due, and the budget would never catch up.
+    ready = budget.available_at(now)
     if ready <= now:
+        budget.reserve(now)
         return True
     rc.deferred.append(([job.id for job in jobs], ready))
     return False

@@ -21,6 +21,7 @@ from enrichwatch import jsontext
 from enrichwatch.config import VendorSettings
 from enrichwatch.errors import ActionNotSupportedError, InputError
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.budget import RequestBudget, RequestBudgets
 
 CallCounter = Callable[[VendorName, str], None]
 """Called once per HTTP request an adapter makes, with an endpoint label like "GET /batch/{id}"."""
@@ -121,10 +122,21 @@ class VendorAdapter(ABC):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        budgets: RequestBudgets | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
         self._on_call = on_call
+        key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
+        self.budget: RequestBudget | None = (
+            None
+            if budgets is None
+            else budgets.account(
+                self.name, str(settings.base_url), key, _whole(self.limits.requests_per_minute)
+            )
+        )
+        """The account's request budget, shared with every adapter built from the same
+        `budgets`; None (an adapter built on its own, in a test or a benchmark) is ungated."""
 
     def count_call(self, endpoint: str) -> None:
         if self._on_call is not None:
@@ -173,3 +185,7 @@ class VendorAdapter(ABC):
 
     async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
         raise ActionNotSupportedError(self.name, "reprocess is not offered")
+
+
+def _whole(limit: float | None) -> int | None:
+    return None if limit is None else max(1, int(limit))

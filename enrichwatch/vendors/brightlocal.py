@@ -24,7 +24,13 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import HttpAdapter, map_status, require_filled
+from enrichwatch.vendors.http import (
+    HttpAdapter,
+    map_status,
+    progress,
+    require_filled,
+    whole,
+)
 
 BATCH = "/v4/batch"
 DEFAULT_JOB_PATH = "/v4/ld/fetch-reviews"
@@ -133,16 +139,21 @@ class BrightLocalAdapter(HttpAdapter):
         state = map_status(self.name, STATES, vendor_status)
         statuses = data.get("statuses") if isinstance(data.get("statuses"), dict) else {}
         assert isinstance(statuses, dict)
-        counts = {str(k): v for k, v in statuses.items() if isinstance(v, int)}
+        counts = {str(k): n for k, v in statuses.items() if (n := whole(v)) is not None}
         entries = _entries(data)
         failures = [e for _, e in entries if e.get("status") == "Failed"]
+        done, failed, total = progress(
+            counts.get("Completed", 0) + counts.get("Failed", 0) if counts else None,
+            counts.get("Failed", 0) if counts else None,
+            sum(counts.values()) if counts else None,
+        )
         return StatusSnapshot(
             vendor_job_id=vendor_job_id,
             state=state,
             vendor_status=vendor_status,
-            done=counts.get("Completed", 0) + counts.get("Failed", 0) if counts else None,
-            failed=counts.get("Failed", 0) if counts else None,
-            total=sum(counts.values()) if counts else None,
+            done=done,
+            failed=failed,
+            total=total,
             error=_error(failures, vendor_status),
             # Results grow as jobs finish, and a stopped batch keeps what it had.
             results_available=state is JobState.COMPLETED or bool(entries),

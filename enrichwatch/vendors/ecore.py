@@ -4,12 +4,19 @@ No webhooks; credits are charged up front, so a 402 says what was needed."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from enrichwatch.config import ECoreSettings
-from enrichwatch.errors import InputError, VendorAmbiguousError, VendorProtocolError
+from enrichwatch.errors import (
+    InputError,
+    VendorAmbiguousError,
+    VendorError,
+    VendorProtocolError,
+    VendorTransientError,
+)
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.vendors.base import (
     ResultRecord,
@@ -24,6 +31,7 @@ from enrichwatch.vendors.http import (
     map_status,
     parse_timestamp,
     require_choice,
+    text,
 )
 
 ROOT = "/api/v1/enrichment"
@@ -87,6 +95,10 @@ class ECoreAdapter(HttpAdapter):
         sent_at = time.time()
         try:
             data = await self.call("POST", ROOT + "/submit/", json_body=body)
+            if not isinstance(data, dict) or not data.get("job_id"):
+                raise VendorAmbiguousError(
+                    self.name, "POST /submit/: accepted, but the answer names no job_id"
+                )
         except VendorAmbiguousError as exc:
             earliest, latest = sent_at - self.match_window, time.time() + self.match_window
             matches = [
@@ -106,7 +118,13 @@ class ECoreAdapter(HttpAdapter):
     async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
         wanted = set(vendor_job_ids)
         jobs = await self._jobs(page_limit=self.max_list_pages, wanted=wanted)
-        return {str(job["job_id"]): self._snapshot(job) for job in jobs if job["job_id"] in wanted}
+        found = {}
+        for job in jobs:
+            if str(job["job_id"]) in wanted:
+                # One job in words we cannot read is left to its own status call.
+                with contextlib.suppress(VendorProtocolError):
+                    found[str(job["job_id"])] = self._snapshot(job)
+        return found
 
     async def _jobs(
         self, *, page_limit: int, wanted: set[str] | None = None
@@ -136,7 +154,9 @@ class ECoreAdapter(HttpAdapter):
             vendor_job_id=str(data["job_id"]),
             state=state,
             vendor_status=vendor_status,
-            error=(data.get("error") or data.get("message")) if state is JobState.FAILED else None,
+            error=text(data.get("error") or data.get("message"))
+            if state is JobState.FAILED
+            else None,
             # Paused jobs serve the rows processed so far.
             results_available=state in (JobState.COMPLETED, JobState.NEEDS_ACTION),
             raw=data,
@@ -150,7 +170,11 @@ class ECoreAdapter(HttpAdapter):
         while True:
             params = {"page": page, "page_size": size}
             data = await self.call(
-                "GET", ROOT + "/result/{id}/", {"id": snapshot.vendor_job_id}, params=params
+                "GET",
+                ROOT + "/result/{id}/",
+                {"id": snapshot.vendor_job_id},
+                params=params,
+                classify=_not_stored_yet if snapshot.results_available else None,
             )
             rows = data.get("data") if isinstance(data, dict) else None
             if not isinstance(rows, list):
@@ -186,6 +210,15 @@ class ECoreAdapter(HttpAdapter):
 
     async def _control(self, vendor_job_id: str, action: str) -> None:
         await self.call("POST", CONTROL, json_body={"csv_file_id": vendor_job_id, "action": action})
+
+
+def _not_stored_yet(status: int, headers: Any, body: Any, message: str) -> VendorError | None:
+    """For a job whose status said completed or paused, eCore still answers 404 while "no
+    results are stored yet", and 400 "Results not ready." when a resume slipped in between:
+    both are a wait, not a refusal."""
+    if status in (400, 404):
+        return VendorTransientError(VendorName.ECORE, message, status=status)
+    return None
 
 
 def _category(options: Mapping[str, Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import math
 import time
 from abc import abstractmethod
 from collections.abc import (
@@ -25,10 +26,10 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -57,11 +58,23 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorAdapter,
 )
+from enrichwatch.vendors.budget import RequestBudgets
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 CHUNK_BYTES = 64 * 1024
 _ERROR_BODY_BYTES = 64 * 1024
+MAX_RETRY_AFTER = 86_400.0
+"""The longest wait a vendor's `Retry-After` or `x-ratelimit-reset` is believed for: a day,
+the longest quota window any of the five documents (eCore test tokens)."""
+EPOCH_AFTER = 1e9
+"""An `x-ratelimit-reset` above this (2001-09-09 as Unix time, 31 years as a wait) names a
+moment, as many APIs send it, not Crustdata's seconds from now."""
+MAX_REDIRECTS = 5
+MAX_BUDGET_WAIT = 5.0
+"""Seconds a call waits for a place in its account's request budget before it is given up
+(transient, with the wait as its retry delay)."""
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 Headers = CIMultiDictProxy[str]
 Classifier = Callable[[int, Headers, Any, str], VendorError | None]
@@ -82,8 +95,9 @@ class HttpAdapter(VendorAdapter):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        budgets: RequestBudgets | None = None,
     ) -> None:
-        super().__init__(settings, session, on_call=on_call)
+        super().__init__(settings, session, on_call=on_call, budgets=budgets)
         self._rate_limit: RateLimitInfo | None = None
         self._submitted: set[str] = set()
 
@@ -130,7 +144,7 @@ class HttpAdapter(VendorAdapter):
             client_timeout=client_timeout,
             classify=classify,
         )
-        return parse_json(self.name, f"{method} {route}", raw)
+        return read_json(self.name, method, f"{method} {route}", raw)
 
     async def call_bytes(
         self,
@@ -156,6 +170,7 @@ class HttpAdapter(VendorAdapter):
             # As a stream: aiohttp warns that a large body of raw bytes blocks the event loop.
             payload = io.BytesIO(json.dumps(json_body).encode())
             headers["Content-Type"] = "application/json"
+        await self._take_turn(label)
         self.count_call(label)
         try:
             async with self.session.request(
@@ -167,7 +182,7 @@ class HttpAdapter(VendorAdapter):
                 timeout=client_timeout or self.request_timeout,
                 allow_redirects=False,
             ) as response:
-                self._observe(response.headers)
+                self._observe(response.status, response.headers)
                 raw = await response.read()
                 if response.status >= 300:
                     raise self._failure(method, label, response, raw, classify)
@@ -182,11 +197,14 @@ class HttpAdapter(VendorAdapter):
         path: Mapping[str, str] | None = None,
         *,
         params: Mapping[str, str | int] | None = None,
+        classify: Classifier | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """The body of one API response, chunk by chunk, so it never sits whole in memory."""
         query, _ = self._with_auth(method, params, None)
         url = self.settings.url(_fill(route, path))
-        chunks = self._chunks(self.session, method, url, f"{method} {route}", query=query)
+        chunks = self._chunks(
+            self.session, method, url, f"{method} {route}", query=query, classify=classify
+        )
         async with aclosing(chunks):
             async for chunk in chunks:
                 yield chunk
@@ -196,20 +214,31 @@ class HttpAdapter(VendorAdapter):
     ) -> AsyncGenerator[bytes, None]:
         """A third-party result file, chunk by chunk: only from `allowed_hosts`, and through a
         session of its own with no default headers or cookies, so none of our credentials
-        can reach the storage host."""
+        can reach the storage host. Object stores answer a redirect now and then (S3's 307
+        to a bucket's own region); one to an allowed host is followed, any other refused."""
+        allowed = {entry.lower() for entry in allowed_hosts}
+        shared = self.session.connector
+        async with aiohttp.ClientSession(connector=shared, connector_owner=shared is None) as bare:
+            for _ in range(MAX_REDIRECTS + 1):
+                host = self._trusted_host(url, allowed)
+                chunks = self._chunks(bare, "GET", url, f"GET download {host}", storage=True)
+                try:
+                    async with aclosing(chunks):
+                        async for chunk in chunks:
+                            yield chunk
+                    return
+                except _Redirected as redirect:
+                    url = urljoin(url, redirect.location)
+        raise VendorProtocolError(self.name, f"more than {MAX_REDIRECTS} redirects downloading")
+
+    def _trusted_host(self, url: str, allowed: Collection[str]) -> str:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        allowed = {entry.lower() for entry in allowed_hosts}
         if parts.scheme not in ("http", "https") or not (
             host in allowed or f"{host}:{parts.port}" in allowed
         ):
             raise VendorUntrustedUrlError(self.name, f"refusing to download from {parts.netloc!r}")
-        shared = self.session.connector
-        async with aiohttp.ClientSession(connector=shared, connector_owner=shared is None) as bare:
-            chunks = self._chunks(bare, "GET", url, f"GET download {host}", storage=True)
-            async with aclosing(chunks):
-                async for chunk in chunks:
-                    yield chunk
+        return host
 
     async def _chunks(
         self,
@@ -220,9 +249,13 @@ class HttpAdapter(VendorAdapter):
         *,
         query: Mapping[str, str] | None = None,
         storage: bool = False,
+        classify: Classifier | None = None,
     ) -> AsyncGenerator[bytes, None]:
         headers = None if storage else self.auth_headers()
-        classify = _storage_failure(self.name) if storage else None
+        if storage:
+            classify = _storage_failure(self.name)
+        else:
+            await self._take_turn(label)
         self.count_call(label)
         try:
             async with session.request(
@@ -234,7 +267,10 @@ class HttpAdapter(VendorAdapter):
                 allow_redirects=False,
             ) as response:
                 if not storage:
-                    self._observe(response.headers)
+                    self._observe(response.status, response.headers)
+                location = response.headers.get("Location")
+                if storage and response.status in REDIRECTS and location:
+                    raise _Redirected(location)
                 if response.status >= 300:
                     raw = await response.content.read(_ERROR_BODY_BYTES)
                     raise self._failure(method, label, response, raw, classify)
@@ -319,15 +355,40 @@ class HttpAdapter(VendorAdapter):
             return query, form
         return query, {**auth, **(form or {})}
 
-    def _observe(self, headers: Headers) -> None:
+    async def _take_turn(self, label: str) -> None:
+        """A place in the account's request budget, or a transient error saying when one
+        will be free; nothing was sent then."""
+        if self.budget is None:
+            return
+        wait = await self.budget.acquire(MAX_BUDGET_WAIT)
+        if wait > 0:
+            raise VendorTransientError(
+                self.name,
+                f"{label}: not sent, the account's request budget is spent for {wait:.0f} s",
+                retry_after=wait,
+            )
+
+    def _observe(self, status: int, headers: Headers) -> None:
+        """Read the vendor's word on our budget; a 429's delay, or a count it says is spent,
+        pauses the whole account, not just the caller that heard it."""
         values = [headers.get(f"x-ratelimit-{name}") for name in ("limit", "remaining", "reset")]
         if any(value is not None for value in values):
-            limit, remaining, reset = (_number(value) for value in values)
             self._rate_limit = RateLimitInfo(
-                limit=None if limit is None else int(limit),
-                remaining=None if remaining is None else int(remaining),
-                reset=reset,
+                limit=whole(values[0]),
+                remaining=whole(values[1]),
+                reset=reset_delay(values[2], time.time()),
             )
+        if self.budget is None:
+            return
+        remaining = whole(values[1])
+        pause = None
+        if remaining == 0:
+            pause = reset_delay(values[2], time.time())
+        # A 429 that leaves requests remaining is Crustdata's active-jobs cap, not the rate.
+        if status == 429 and (remaining is None or remaining == 0):
+            pause = retry_delay(headers)
+        if pause is not None:
+            self.budget.pause(pause)
 
     def _failure(
         self,
@@ -399,6 +460,37 @@ def parts_by_count(request: SubmitRequest, cap: int) -> list[SubmitRequest]:
     return parts_of(request, (rows[i : i + cap] for i in range(0, len(rows), cap)))
 
 
+def whole(value: Any) -> int | None:
+    """A count as vendors send it: an int, or a float or string holding a whole number;
+    None for anything else (a fraction, a negative, a bool, junk), which is no count."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    number = value if isinstance(value, int) else _number(value)
+    if number is None or number < 0 or (isinstance(number, float) and not number.is_integer()):
+        return None
+    return int(number)
+
+
+def progress(done: Any, failed: Any, total: Any) -> tuple[int | None, int | None, int | None]:
+    """Done, failed and total counts as the snapshot holds them: whole numbers or None, with
+    failed ≤ done ≤ total. A vendor that counts a retried record twice can report more done
+    than submitted; the polling policy and the job's API both read done/total as a fraction."""
+    done, failed, total = whole(done), whole(failed), whole(total)
+    if total is not None and done is not None:
+        done = min(done, total)
+    ceiling = done if done is not None else total
+    if failed is not None and ceiling is not None:
+        failed = min(failed, ceiling)
+    return done, failed, total
+
+
+def text(value: Any) -> str | None:
+    """A vendor's message as text, whatever shape it came in; None when it is empty."""
+    if value is None or value == "" or value == {} or value == []:
+        return None
+    return value if isinstance(value, str) else _words(value)[:1000]
+
+
 def map_status(vendor: str, table: Mapping[str, JobState], value: str) -> JobState:
     """A vendor status in our vocabulary; a status nobody documented is not guessed at."""
     state = table.get(value)
@@ -440,19 +532,43 @@ def transport_error(
 
 
 def retry_delay(headers: Headers) -> float | None:
-    """Seconds the vendor asked us to wait: `Retry-After` (seconds or a date), else
-    Crustdata's `x-ratelimit-reset`."""
+    """Seconds the vendor asked us to wait: `Retry-After` (seconds or an HTTP date), else
+    `x-ratelimit-reset`. Held to 0..`MAX_RETRY_AFTER`: a date long past, a negative or a
+    value from a broken proxy must neither retry at once forever nor park a job for ever;
+    junk is no advice (None), leaving the wait to backoff."""
+    now = time.time()
     value = headers.get("Retry-After")
     if value is not None:
         seconds = _number(value)
         if seconds is not None:
-            return max(0.0, seconds)
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
-    reset = _number(headers.get("x-ratelimit-reset"))
-    return None if reset is None else max(0.0, reset)
+            return _bounded(seconds)
+        when = _http_date(value)
+        if when is not None:
+            return _bounded(when - now)
+    return reset_delay(headers.get("x-ratelimit-reset"), now)
+
+
+def reset_delay(value: str | None, now: float) -> float | None:
+    """`x-ratelimit-reset` as seconds from `now`: Crustdata sends seconds to wait, many
+    APIs the Unix time of the reset; a value past `EPOCH_AFTER` can only be the latter."""
+    reset = _number(value)
+    if reset is None:
+        return None
+    return _bounded(reset - now if reset > EPOCH_AFTER else reset)
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _bounded(seconds: float) -> float:
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def describe(body: Any, text: str) -> str:
@@ -505,6 +621,26 @@ def _credits(body: Any) -> tuple[float | None, float | None]:
     return found.get("required"), balance
 
 
+def read_json(vendor: str, method: str, label: str, raw: bytes) -> Any:
+    """A 2xx body as JSON. A JSON API that answers a read with an HTML page or nothing at
+    all was not the one answering (a proxy's or load balancer's page): that passes, so it is
+    transient; broken JSON is the vendor's own and stays a protocol error. A change it said
+    yes to in words we cannot read may have been made."""
+    try:
+        body = parse_json(vendor, label, raw)
+    except VendorProtocolError as exc:
+        if method != "GET":
+            raise VendorAmbiguousError(vendor, exc.message) from exc
+        start = raw.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
+        if start in (b"{", b"["):
+            raise
+        text = " ".join(raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())[:200]
+        raise VendorTransientError(vendor, f"{exc.message}: {text}") from exc
+    if body is None and method == "GET":
+        raise VendorTransientError(vendor, f"{label}: empty answer")
+    return body
+
+
 def parse_json(vendor: str, label: str, raw: bytes) -> Any:
     """pydantic-core's parser, caching only keys, reads a large results page several times
     faster than `json.loads`; what it refuses (a byte-order mark, a lone surrogate escape)
@@ -546,9 +682,19 @@ def _fill(route: str, path: Mapping[str, str] | None) -> str:
 
 
 def _number(value: object) -> float | None:
+    """A finite number from a header or body value; None for junk, NaN and infinities."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(str(value))
+        number = float(str(value).strip())
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+class _Redirected(Exception):
+    """A storage host answered a redirect: the download goes on at `location`."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location

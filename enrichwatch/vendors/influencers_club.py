@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from enrichwatch.errors import InputError, VendorProtocolError, VendorTransientError
+from enrichwatch.errors import InputError, VendorError, VendorProtocolError, VendorTransientError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.vendors.base import (
     ResultRecord,
@@ -30,8 +30,10 @@ from enrichwatch.vendors.http import (
     header,
     map_status,
     parts_of,
+    progress,
     require_choice,
     require_filled,
+    text,
 )
 
 BATCH = "/public/v1/enrichment/batch/"
@@ -47,6 +49,9 @@ STATES = {
     "paused_insufficient_credits": JobState.NEEDS_ACTION,
     "finished": JobState.COMPLETED,
     "failed": JobState.FAILED,
+    # The status endpoint's own summary names its states "queued/running/completed/failed".
+    "running": JobState.RUNNING,
+    "completed": JobState.COMPLETED,
 }
 _JSON_SPACE = " \t\r\n"
 
@@ -133,14 +138,17 @@ class InfluencersClubAdapter(HttpAdapter):
             raise VendorProtocolError(self.name, "status body is not an object")
         vendor_status = str(data.get("status"))
         state = map_status(self.name, STATES, vendor_status)
+        done, failed, total = progress(
+            data.get("processed_rows"), data.get("failed_count"), data.get("total_rows")
+        )
         return StatusSnapshot(
-            vendor_job_id=str(data.get("batch_id", vendor_job_id)),
+            vendor_job_id=str(data.get("batch_id") or vendor_job_id),
             state=state,
             vendor_status=vendor_status,
-            done=data.get("processed_rows"),
-            failed=data.get("failed_count"),
-            total=data.get("total_rows"),
-            error=data.get("status_message"),
+            done=done,
+            failed=failed,
+            total=total,
+            error=text(data.get("status_message")),
             credits_used=_decimal(data.get("credits_used")),
             results_available=state is JobState.COMPLETED,
             raw=data,
@@ -152,7 +160,11 @@ class InfluencersClubAdapter(HttpAdapter):
         """The vendor sends the whole result set as one JSON array (CSV is the documented
         default but answers 404 in practice), parsed element by element as it arrives."""
         body = self.stream(
-            "GET", BATCH + "{id}/", {"id": snapshot.vendor_job_id}, params={"format": "json"}
+            "GET",
+            BATCH + "{id}/",
+            {"id": snapshot.vendor_job_id},
+            params={"format": "json"},
+            classify=_file_not_ready if snapshot.state is JobState.COMPLETED else None,
         )
         items, page, position = JsonArrayItems(self.name), [], 0
         async with aclosing(body) as chunks:
@@ -288,10 +300,19 @@ def _record(vendor: str, position: int, item: Any) -> ResultRecord:
     )
 
 
+def _file_not_ready(status: int, headers: Any, body: Any, message: str) -> VendorError | None:
+    """For a batch whose status said `finished`, the vendor still answers 400 until the
+    results file "has been generated": a wait, not a refusal."""
+    if status == 400:
+        return VendorTransientError(VendorName.INFLUENCERS_CLUB, message, status=status)
+    return None
+
+
 def _decimal(value: Any) -> Decimal | None:
-    if value is None:
+    if value is None or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value).strip())
     except InvalidOperation:
         return None
+    return number if number.is_finite() else None

@@ -4,6 +4,7 @@ grouped by job status, results paged by offset, reprocessing, and a batch list. 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import uuid
 from collections import deque
@@ -32,9 +33,11 @@ from enrichwatch.vendors.http import (
     collector_paused,
     header,
     map_status,
-    parse_json,
     parts_by_count,
+    progress,
+    read_json,
     require_filled,
+    whole,
 )
 
 ROOT = "/v1/{org}/place_enrichment"
@@ -142,6 +145,10 @@ class RepromptAdapter(HttpAdapter):
     async def _submit_one(self, batch_id: str, body: dict[str, Any]) -> SubmittedJob:
         try:
             data = await self.call("POST", ROOT + "/batches", self._path(), json_body=body)
+            if not isinstance(data, dict):
+                raise VendorAmbiguousError(
+                    self.name, "POST /batches: accepted, but the answer is not a batch"
+                )
         except VendorAmbiguousError as exc:
             try:
                 data = await self._batch(batch_id)
@@ -149,7 +156,7 @@ class RepromptAdapter(HttpAdapter):
                 raise VendorTransientError(
                     self.name, f"{exc.message} (no batch {batch_id} was created)"
                 ) from exc
-        return SubmittedJob(vendor_job_id=str(data.get("id", batch_id)), raw=data)
+        return SubmittedJob(vendor_job_id=str(data.get("id") or batch_id), raw=data)
 
     async def _batch(self, batch_id: str) -> dict[str, Any]:
         data = await self.call("GET", ROOT + "/batches/{id}", self._path(id=batch_id))
@@ -172,7 +179,9 @@ class RepromptAdapter(HttpAdapter):
                 raise VendorProtocolError(self.name, "list body has no batches array")
             for batch in batches:
                 if isinstance(batch, dict) and batch.get("id") in wanted:
-                    found[str(batch["id"])] = self._snapshot(batch, str(batch["id"]))
+                    # One batch in words we cannot read is left to its own status call.
+                    with contextlib.suppress(VendorProtocolError):
+                        found[str(batch["id"])] = self._snapshot(batch, str(batch["id"]))
             offset += len(batches)
             total = data.get("total")
             if (
@@ -188,12 +197,15 @@ class RepromptAdapter(HttpAdapter):
         state = map_status(self.name, STATES, vendor_status)
         counts, total = _counts(data)
         completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+        done, failed_count, total = progress(
+            completed + failed if counts else None, failed if counts else None, total
+        )
         return StatusSnapshot(
-            vendor_job_id=str(data.get("id", batch_id)),
+            vendor_job_id=str(data.get("id") or batch_id),
             state=state,
             vendor_status=vendor_status,
-            done=completed + failed if counts else None,
-            failed=failed if counts else None,
+            done=done,
+            failed=failed_count,
             total=total,
             # A failed batch can still hold completed places.
             results_available=state in (JobState.COMPLETED, JobState.FAILED),
@@ -245,7 +257,7 @@ class RepromptAdapter(HttpAdapter):
         route = ROOT + "/jobs"
         raw = await self.call_bytes("GET", route, self._path(), params=params)
         with collector_paused():
-            return _page(parse_json(self.name, f"GET {route}", raw), offset)
+            return _page(read_json(self.name, "GET", f"GET {route}", raw), offset)
 
     async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
         """Options are the vendor's: `failed_only` (its default true), `incomplete_only`,
@@ -272,11 +284,12 @@ def _counts(data: Mapping[str, Any]) -> tuple[dict[str, int], int | None]:
             if isinstance(jobs, dict)
             else {}
         )
-    counts = {str(k): v for k, v in counts.items() if isinstance(v, int)}
-    if isinstance(metadata.get("completed_jobs"), int):
-        counts["completed"] = metadata["completed_jobs"]
-    total = metadata.get("total_jobs")
-    if not isinstance(total, int):
+    counts = {str(k): n for k, v in counts.items() if (n := whole(v)) is not None}
+    completed = whole(metadata.get("completed_jobs"))
+    if completed is not None:
+        counts["completed"] = completed
+    total = whole(metadata.get("total_jobs"))
+    if total is None:
         total = sum(counts.values()) if counts else None
     return counts, total
 
