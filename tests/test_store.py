@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
@@ -77,6 +78,37 @@ async def test_inbox_rows_from_before_the_compact_dedupe_index_still_catch_redel
     assert first.duplicate
     assert second is not None
     assert not second.duplicate
+
+
+async def test_times_put_off_to_infinity_by_an_earlier_version_are_due_again(tmp_path):
+    path = tmp_path / "v6.db"
+    conn = connect(path)
+    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
+    for number, sql in migrations()[:6]:
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute(
+        """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
+                             updated_at, next_check_at, retry_after)
+           VALUES ('ecore', 'parked', 'tok', 'key', 0, 0, 9e999, 9e999)"""
+    )
+    conn.execute(
+        """INSERT INTO work (kind, job_id, payload, next_attempt_at, state, attempts,
+                             unique_key, created_at, updated_at)
+           VALUES ('notify', 1, '{}', 9e999, 'pending', 1, 'parked', 0, 0)"""
+    )
+    conn.close()
+
+    before = time.time()
+    async with Store.open(path) as store:
+        job = (await store.list_jobs())[0]
+        due = await store._writer.run(
+            lambda conn: conn.execute("SELECT next_attempt_at FROM work").fetchone()[0]
+        )
+    assert job.next_check_at is not None
+    assert before - 1 <= job.next_check_at <= time.time() + 1
+    assert job.retry_after is None
+    assert before - 1 <= due <= time.time() + 1
 
 
 async def test_a_schema_newer_than_the_code_refuses_to_start(tmp_path):
