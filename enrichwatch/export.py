@@ -6,19 +6,26 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from enrichwatch.errors import StoreError
 from enrichwatch.store import Store
 
 PAGE = 1000
 FIXED_COLUMNS = ["position", "input_id", "status"]
+DATA_COLUMN = "data"
 
 
-async def _pages(store: Store, job_id: int) -> AsyncIterator[list[dict[str, Any]]]:
+async def _pages(
+    store: Store, job_id: int, *, through: int | None = None
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The stored records in position order, up to position `through` when given."""
     after = -1
     while True:
         rows = await store.results(job_id, after=after, limit=PAGE)
+        if through is not None:
+            rows = [row for row in rows if row["position"] <= through]
         if not rows:
             return
         yield [
@@ -26,11 +33,18 @@ async def _pages(store: Store, job_id: int) -> AsyncIterator[list[dict[str, Any]
                 "position": row["position"],
                 "input_id": row["input_id"],
                 "status": row["status"],
-                "data": json.loads(row["data"]),
+                "data": _data(job_id, row["position"], row["data"]),
             }
             for row in rows
         ]
         after = rows[-1]["position"]
+
+
+def _data(job_id: int, position: int, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreError(f"stored result {position} of job {job_id} is not valid JSON") from None
 
 
 async def jsonl(store: Store, job_id: int) -> AsyncIterator[bytes]:
@@ -40,27 +54,45 @@ async def jsonl(store: Store, job_id: int) -> AsyncIterator[bytes]:
 
 async def csv_rows(store: Store, job_id: int) -> AsyncIterator[bytes]:
     """One row per record: position, input id, status, the data's fields flattened with dotted
-    names (the columns are those of the first page), and the whole data as JSON last, so no
-    field is ever lost to a fixed header."""
-    columns: list[str] | None = None
-    async for page in _pages(store, job_id):
-        flat = [flatten(record["data"]) for record in page]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        if columns is None:
-            columns = sorted({key for row in flat for key in row})
-            writer.writerow([*FIXED_COLUMNS, *columns, "data"])
-        for record, fields in zip(page, flat, strict=True):
-            writer.writerow(
-                [
-                    *(record[column] for column in FIXED_COLUMNS),
-                    *(fields.get(column, "") for column in columns),
-                    json.dumps(record["data"]),
-                ]
-            )
+    names, and the whole data as JSON last, so no field is ever lost to a fixed header.
+
+    The columns are every record's fields, whichever page they first appear on: a first read
+    gathers their names (the names only, never the records), and the rows written stop at
+    the last record that read saw, so results stored meanwhile cannot add a row the header
+    does not describe. A field named like one of the record's own columns (Reprompt's and
+    BrightLocal's `status`) gets no second column of that name: it is in the data."""
+    columns, last = await _columns(store, job_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*FIXED_COLUMNS, *columns, DATA_COLUMN])
+    if last is not None:
+        async for page in _pages(store, job_id, through=last):
+            for record in page:
+                fields = flatten(record["data"])
+                writer.writerow(
+                    [
+                        *(record[column] for column in FIXED_COLUMNS),
+                        *(fields.get(column, "") for column in columns),
+                        json.dumps(record["data"]),
+                    ]
+                )
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
         yield buffer.getvalue().encode()
-    if columns is None:
-        yield (",".join([*FIXED_COLUMNS, "data"]) + "\r\n").encode()
+
+
+async def _columns(store: Store, job_id: int) -> tuple[list[str], int | None]:
+    """The flattened field names of every stored record, sorted, and the last position read
+    (None: no records)."""
+    names: set[str] = set()
+    last = None
+    async for page in _pages(store, job_id):
+        for record in page:
+            names.update(leaf_names(record["data"]))
+        last = page[-1]["position"]
+    return sorted(names - {*FIXED_COLUMNS, DATA_COLUMN}), last
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -73,3 +105,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
         return flat
     text = value if isinstance(value, str) else json.dumps(value)
     return {prefix.rstrip(".") or "value": text}
+
+
+def leaf_names(value: Any, prefix: str = "") -> Iterator[str]:
+    """The names `flatten` gives a record's cells, without making the cells."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaf_names(item, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip(".") or "value"

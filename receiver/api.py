@@ -209,8 +209,15 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     chunks = export.jsonl if query.format == "jsonl" else export.csv_rows
-    async for chunk in chunks(services.store, job.id):
-        await response.write(chunk)
+    try:
+        async for chunk in chunks(services.store, job.id):
+            await response.write(chunk)
+    except Exception:
+        # The status went out with the headers: a body cut off before its last chunk is the
+        # one way left to say the export failed (an error page now would land mid-stream).
+        if request.transport is not None:
+            request.transport.close()
+        raise
     await response.write_eof()
     return response
 

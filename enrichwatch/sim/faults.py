@@ -1,8 +1,8 @@
 """Runtime fault injection, per vendor, so tests can prove a client survives a bad day.
 
-Counted faults (`rate_limit`, `server_errors`, `slow_count`, `truncate_gzip`) are consumed
-one per matching request and then stop; `expire_links` holds until cleared. Use vendor
-`"storage"` to fault the Crustdata download host itself.
+Counted faults (`rate_limit`, `server_errors`, `slow_count`, `truncate_gzip`,
+`latin1_results`) are consumed one per matching request and then stop; `expire_links` holds
+until cleared. Use vendor `"storage"` to fault the Crustdata download host itself.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 
 from enrichwatch.sim.config import VENDORS
 
-FaultKind = Literal["rate_limit", "server_errors", "slow_count", "truncate_gzip"]
+FaultKind = Literal["rate_limit", "server_errors", "slow_count", "truncate_gzip", "latin1_results"]
 FAULT_TARGETS: tuple[str, ...] = (*VENDORS, "storage")
 
 
@@ -32,6 +32,9 @@ class FaultPlan:
     is what the vendor knew when the request arrived."""
     truncate_gzip: int = 0
     """Crustdata/storage: the next N downloads stop mid-stream with no gzip trailer."""
+    latin1_results: int = 0
+    """influencers.club: the next N results bodies are Latin-1 text, not UTF-8, with their
+    accented letters unescaped (bytes a UTF-8 reader cannot decode)."""
     expire_links: bool = False
     """Crustdata/storage: every pre-signed link is treated as expired."""
     endpoint: str | None = None

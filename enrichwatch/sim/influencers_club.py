@@ -204,15 +204,20 @@ class InfluencersClubSim(VendorSim):
         progress = batch.job.progress(self.now)
         if progress.phase != Phase.COMPLETED:
             return _detail(400, "Batch enrichment is not finished yet.")
+        latin1 = self.ctx.faults.take(self.name, f"GET {_BASE}{{id}}/", "latin1_results")
+        if latin1:
+            self.ctx.stats.injected[(self.name, "latin1_results")] += 1
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await response.write(b"[")
         chunk: list[str] = []
         separator = ""
         for pos, value in enumerate(batch.inputs):
-            chunk.append(json.dumps(self._record(batch, pos, value), separators=(",", ":")))
+            record = self._record(batch, pos, value)
+            chunk.append(json.dumps(record, separators=(",", ":"), ensure_ascii=not latin1))
             if len(chunk) >= 500 or pos == len(batch.inputs) - 1:
-                await response.write((separator + ",".join(chunk)).encode())
+                text = separator + ",".join(chunk)
+                await response.write(text.encode("latin-1", "replace") if latin1 else text.encode())
                 chunk, separator = [], ","
         await response.write(b"]")
         await response.write_eof()

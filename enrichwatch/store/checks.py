@@ -485,7 +485,9 @@ class CheckWrites:
 
     async def finish_fetch(self, job_id: int, item_id: int) -> JobRecord:
         """Mark the results stored, unless a reprocess ended this fetch (FetchSupersededError:
-        the job is left to the fetch of its new run)."""
+        the job is left to the fetch of its new run). An earlier fetch's failure (a paused
+        job's partial set) set the job's error; these results replace what it failed to
+        get, so that error goes, and any other (the vendor's own) stays."""
         now = self.clock()
         routes = self.notify_routes
 
@@ -501,9 +503,17 @@ class CheckWrites:
                 now=now,
             )
             notifications.on_results_stored(conn, job_id, job.state, routes, now=now)
+            failure = conn.execute(
+                """SELECT json_extract(payload, '$.error') FROM events
+                    WHERE job_id = ? AND type = 'results.fetch_failed'
+                    ORDER BY seq DESC LIMIT 1""",
+                (job_id,),
+            ).fetchone()
             conn.execute(
-                "UPDATE jobs SET results_state = 'stored', updated_at = ? WHERE id = ?",
-                (now, job_id),
+                """UPDATE jobs SET results_state = 'stored', updated_at = ?,
+                       error = CASE WHEN error = ? THEN NULL ELSE error END
+                   WHERE id = ?""",
+                (now, None if failure is None else failure[0], job_id),
             )
             work.finish(conn, item_id, now=now)
             return fetch_job(conn, job_id)
@@ -537,6 +547,35 @@ class CheckWrites:
                 (error, now, job_id),
             )
             work.finish(conn, item_id, now=now, state="dead")
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def withdraw_fetch(self, item_id: int, job_id: int, reason: str) -> JobRecord:
+        """End a fetch of results the vendor no longer serves as they were (a paused job's
+        partial set, once the job runs again). It is no failure: the job's next state brings
+        a fetch of its own, so the results are pending again, and the job is due now so that
+        its check learns the state that will."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            _still_pending(conn, job_id, item_id)
+            append_event(
+                conn,
+                job_id,
+                "results.fetch_withdrawn",
+                EventSource.SYSTEM,
+                {"reason": reason},
+                now=now,
+            )
+            conn.execute(
+                """UPDATE jobs SET results_state = 'pending', updated_at = ?,
+                       next_check_at = CASE WHEN next_check_at IS NULL THEN NULL
+                                            ELSE MIN(next_check_at, ?) END
+                   WHERE id = ?""",
+                (now, now, job_id),
+            )
+            work.finish(conn, item_id, now=now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
