@@ -61,6 +61,16 @@ async def test_a_paused_jobs_partial_set_resumed_before_its_fetch_is_no_failure(
 
     await settle(world.sim, world.services, world.rc)
 
+    total = await completed_with_every_result(world, job)
+    assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
+    events = await world.events(job.id)
+    assert "results.fetch_failed" not in events
+    assert events.count("results.stored") == 1
+
+
+async def completed_with_every_result(world, job):  # noqa: F811
+    """The eCore job completed with every result the simulator made stored, and no error;
+    returns how many."""
     done = await world.job(job.id)
     total = world.view(VendorName.ECORE, job.vendor_job_id).total
     assert (done.state, done.results_state, done.results_count) == (
@@ -69,10 +79,7 @@ async def test_a_paused_jobs_partial_set_resumed_before_its_fetch_is_no_failure(
         total,
     )
     assert done.error is None
-    assert [row["position"] for row in stored(world.db, job.id)] == list(range(total))
-    events = await world.events(job.id)
-    assert "results.fetch_failed" not in events
-    assert events.count("results.stored") == 1
+    return total
 
 
 async def submit_rows(
@@ -105,14 +112,7 @@ async def test_a_failed_partial_fetch_leaves_no_error_once_every_result_is_store
     await resume(world.services, job.id)
     await settle(world.sim, world.services, world.rc)
 
-    done = await world.job(job.id)
-    total = world.view(VendorName.ECORE, job.vendor_job_id).total
-    assert (done.state, done.results_state, done.results_count) == (
-        JobState.COMPLETED,
-        "stored",
-        total,
-    )
-    assert done.error is None
+    total = await completed_with_every_result(world, job)
     status, _, body = await get(world, f"/api/jobs/{job.id}", AUTH)
     assert status == 200
     shown = json.loads(body)
