@@ -19,6 +19,7 @@ from enrichwatch.actions import resume
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
+from reconciler import check_job_now
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import MAX_ATTEMPTS, fetch_due_results
 from tests.settling import settle
@@ -322,3 +323,26 @@ async def test_links_that_stay_expired_end_in_a_visible_failure(world):  # noqa:
     assert "expired" in (failed.error or "")
     assert "results.fetch_failed" in await world.events(job.id)
     assert stored(world.db, job.id) == []
+
+
+async def test_a_completed_batch_without_its_links_yet_is_fetched_once_they_come(world):  # noqa: F811
+    """Crustdata's status said "completed" with results but no download links: storing that
+    as an empty set would lose every record without a word. The fetch is retried instead."""
+    job = await world.submit(VendorName.CRUSTDATA)
+    await world.sim.advance(24 * 3600)
+    world.sim.set_fault("crustdata", links_missing=2, endpoint=CRUSTDATA_STATUS)
+    await check_job_now(world.rc, job.id)  # finds it completed, without links
+    assert (await world.job(job.id)).results_state == "pending"
+
+    await fetch_due_results(world.rc)  # asks again for the links: still none
+
+    assert world.sim.stats.injected[("crustdata", "links_missing")] == 2
+    waiting = await world.job(job.id)
+    assert waiting.results_state != "stored"
+    assert stored(world.db, job.id) == []
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    expected = world.view(VendorName.CRUSTDATA, job.vendor_job_id).succeeded
+    assert expected > 0
+    assert (done.results_state, done.results_count) == ("stored", expected)
+    assert [row["position"] for row in stored(world.db, job.id)] == list(range(expected))

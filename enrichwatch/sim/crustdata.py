@@ -312,7 +312,10 @@ class CrustdataSim(VendorSim):
         crust = self.jobs.get(request.match_info["id"])
         if crust is None:
             return error(404, "not_found", "Batch job not found", batch_id=request.match_info["id"])
-        return json_response(self.status_body(crust, self.now))
+        missing = self.ctx.faults.take(self.name, "GET /batch/{id}", "links_missing")
+        if missing:
+            self.ctx.stats.injected[(self.name, "links_missing")] += 1
+        return json_response(self.status_body(crust, self.now, links=not missing))
 
     async def _list(self, request: web.Request) -> web.Response:
         try:

@@ -1,8 +1,9 @@
 """Runtime fault injection, per vendor, so tests can prove a client survives a bad day.
 
 Counted faults (`rate_limit`, `server_errors`, `slow_count`, `truncate_gzip`,
-`latin1_results`) are consumed one per matching request and then stop; `expire_links` holds
-until cleared. Use vendor `"storage"` to fault the Crustdata download host itself.
+`latin1_results`, `links_missing`) are consumed one per matching request and then stop;
+`expire_links` holds until cleared. Use vendor `"storage"` to fault the Crustdata download
+host itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Literal
 
 from enrichwatch.sim.config import VENDORS
 
-FaultKind = Literal["rate_limit", "server_errors", "slow_count", "truncate_gzip", "latin1_results"]
+FaultKind = Literal[
+    "rate_limit", "server_errors", "slow_count", "truncate_gzip", "latin1_results", "links_missing"
+]
 FAULT_TARGETS: tuple[str, ...] = (*VENDORS, "storage")
 
 
@@ -35,6 +38,8 @@ class FaultPlan:
     latin1_results: int = 0
     """influencers.club: the next N results bodies are Latin-1 text, not UTF-8, with their
     accented letters unescaped (bytes a UTF-8 reader cannot decode)."""
+    links_missing: int = 0
+    """Crustdata: the next N status answers say "completed" without their download links yet."""
     expire_links: bool = False
     """Crustdata/storage: every pre-signed link is treated as expired."""
     endpoint: str | None = None

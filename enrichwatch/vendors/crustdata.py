@@ -286,11 +286,19 @@ class CrustdataAdapter(HttpAdapter):
         entered in the middle (no index, no ranged read that inflates), so where part k
         begins is known only by reading the parts before it."""
         raw = snapshot.raw
-        if whole(raw.get("result_count")) == 0:
+        count = whole(raw.get("result_count"))
+        if count == 0:
             return
         urls = _links(raw)
         if not urls:
             urls = _links((await self.status(snapshot.vendor_job_id)).raw)
+        if not urls:
+            # Stored as an empty set, the results would be lost without a word.
+            raise VendorTransientError(
+                self.name,
+                f"batch {snapshot.vendor_job_id} is completed with "
+                f"{'its' if count is None else count} results but no download links yet",
+            )
         size, position = self.records_per_page, start
         page: list[ResultRecord] = []
         async with aclosing(self._records(urls, skip=start)) as batches:
