@@ -168,7 +168,11 @@ async def test_results_api_and_cli_exports_match_the_stored_records(world, tmp_p
         assert headers["Content-Type"].startswith("text/csv")
         assert_csv_matches(body, records)
 
-        for suffix, matches in ((".jsonl", assert_jsonl_matches), (".csv", assert_csv_matches)):
+        for suffix, matches in (
+            (".jsonl", assert_jsonl_matches),
+            (".csv", assert_csv_matches),
+            (".CSV", assert_csv_matches),
+        ):
             out = tmp_path / f"job-{job.id}{suffix}"
             code, _, err = await world.cli("results", str(job.id), "-o", str(out))
             assert code == 0, err

@@ -130,7 +130,8 @@ def track(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write; .csv for CSV, anything else JSON lines. Default: JSON lines to stdout.",
+    help="File to write; .csv (any case) for CSV, anything else JSON lines. Default: JSON lines "
+    "to stdout.",
 )
 @click.pass_obj
 def results(obj: CliContext, job_id: int, output: Path | None) -> None:
@@ -141,7 +142,7 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
 
     async def work(services: Services) -> int:
         job = await services.store.get_job(job_id)
-        chunks = export.csv_rows if output and output.suffix == ".csv" else export.jsonl
+        chunks = export.csv_rows if output and output.suffix.lower() == ".csv" else export.jsonl
         try:
             sink = output.open("wb") if output else sys.stdout.buffer
         except OSError as exc:
