@@ -3,9 +3,9 @@ channel, then record the outcome (sent, retry later with backoff and jitter, or 
 in the row and the job's event log.
 
 Delivery is at least once (see `enrichwatch.notify`): a row is marked sent only after its
-channel accepted it, so a process killed mid-send leaves it leased; the next start frees
-the leases of holders that are gone (`Store.release_leases`) and sends it again. Webhook receivers dedupe on the
-unchanged `webhook-id`."""
+channel accepted it, so a process killed mid-send leaves it leased; a reconciler then frees
+the leases of holders that are gone (`Store.release_leases`) and sends it again. Webhook
+receivers dedupe on the unchanged `webhook-id`."""
 
 from __future__ import annotations
 

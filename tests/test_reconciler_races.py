@@ -288,7 +288,7 @@ async def test_the_submit_lane_fails_a_direct_send_cut_off_without_waiting_for_t
     """The submit lane runs every tick; the hourly sweep would leave the part unreported for
     up to an hour more."""
     store = world.services.store
-    rows, options = INPUTS[VendorName.ECORE]
+    rows, _ = INPUTS[VendorName.ECORE]
     job = await store.reserve_job(
         VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
     )
