@@ -34,6 +34,8 @@ log = structlog.get_logger("enrichwatch.reconciler")
 RECONCILE_JOB = "reconcile"
 SWEEP_JOB = "safety_sweep"
 SWEEP_INTERVAL_S = 3600.0
+RECLAIM_JOB = "reclaim_gone_holders"
+RECLAIM_MIN_INTERVAL_S = 1.0
 
 
 async def reconcile_once(rc: Reconciler) -> None:
@@ -72,26 +74,45 @@ class _Lane:
 
 @asynccontextmanager
 async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncIterator[Reconciler]:
-    """Run the reconciler until the block exits. At start every open job is checked once,
-    and work a killed predecessor held (a results fetch under way) is taken up at once."""
+    """Run the reconciler until the block exits. At start every open job is checked once;
+    work a killed reconciler held (a results fetch under way) is taken up at once, at start
+    or while running; a clean stop gives back what it held."""
     rc = rc or Reconciler(services)
     holder = LeaseHolder.acquire(services.store.path, rc.owner)
     try:
         await _take_over(services.store)
         async with _lanes_running(services, rc):
             yield rc
+        await _give_back(services.store, rc.owner)
     finally:
         holder.release()
+
+
+async def _give_back(store: Store, owner: str) -> None:
+    """On a clean stop, free what the passes cut short still hold: another reconciler
+    running on the database takes it up on its next look, rather than when the leases
+    lapse (minutes), which only a starting reconciler would not wait for."""
+    jobs, items = await store.release_leases({owner})
+    if jobs or items:
+        log.info("leases_given_back", jobs=jobs, work_items=items)
 
 
 async def _take_over(store: Store) -> None:
     """Free what holders that are gone had leased (a killed predecessor's check or fetch),
     never a running one's, then make every open job due for the check after start-up."""
+    await _free_gone_holders(store)
+    await store.make_open_jobs_due()
+
+
+async def _free_gone_holders(store: Store) -> bool:
+    """Free the leases of holders that are gone; whether there were any. Done at start, and
+    again while running: a reconciler killed beside this one, and not restarted, would
+    otherwise hold its jobs until its leases lapse (minutes), callbacks or not."""
     gone = gone_holders(store.path, await store.lease_holders())
     jobs, items = await store.release_leases(gone)
     if jobs or items:
         log.info("leases_released", holders=sorted(gone), jobs=jobs, work_items=items)
-    await store.make_open_jobs_due()
+    return bool(jobs or items)
 
 
 @asynccontextmanager
@@ -141,6 +162,10 @@ async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[No
             for lane in checks:
                 lane.wanted.set()
 
+    async def reclaim() -> None:
+        if await _free_gone_holders(services.store):
+            await tick()
+
     tasks = [
         asyncio.create_task(lane.run_forever(), name=f"reconciler-{lane.name}") for lane in lanes
     ]
@@ -156,6 +181,13 @@ async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[No
         **common,
     )
     scheduler.add_job(sweep, "interval", seconds=SWEEP_INTERVAL_S, id=SWEEP_JOB, **common)
+    scheduler.add_job(
+        reclaim,
+        "interval",
+        seconds=max(services.settings.work_interval, RECLAIM_MIN_INTERVAL_S),
+        id=RECLAIM_JOB,
+        **common,
+    )
     scheduler.start()
     try:
         yield

@@ -179,12 +179,19 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
 @click.pass_obj
 def check(obj: CliContext, job_id: int, as_json: bool) -> None:
     """Ask the vendor about a job now, whatever its schedule."""
+    from enrichwatch.store.holders import LeaseHolder
     from reconciler import Reconciler, check_job_now
 
     settings = obj.settings()
 
     async def work(services: Services) -> JobRecord:
-        return await check_job_now(Reconciler(services), job_id)
+        # A lease holder like any reconciler: one starting meanwhile leaves this call's job be.
+        rc = Reconciler(services)
+        holder = LeaseHolder.acquire(services.store.path, rc.owner)
+        try:
+            return await check_job_now(rc, job_id)
+        finally:
+            holder.release()
 
     print_jobs([obj.run(settings, work)], settings, as_json)
 

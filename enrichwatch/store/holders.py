@@ -1,9 +1,10 @@
 """Which lease holders are still running.
 
-A lease names its holder (`lease_owner`). A reconciler that starts frees the leases of holders
-that are gone, so what a killed predecessor was doing resumes at once rather than when its
-leases lapse; it never frees a running holder's, so two reconcilers on one database never
-both handle a job.
+A lease names its holder (`lease_owner`): a reconciler, or `enrichwatch check` for its one
+job. A reconciler frees the leases of holders that are gone, when it starts and every work
+interval after, so what a killed reconciler was doing resumes at once (after a restart, or by
+another one running beside it) rather than when its leases lapse; it never frees a running
+holder's, so two reconcilers on one database never both handle a job.
 
 Each holder keeps an exclusive `flock` on a file of its own in a directory beside the database.
 The kernel drops a flock when its process ends, however it ends (kill -9 included), so a file

@@ -1,0 +1,320 @@
+"""`enrichwatch receiver` and `enrichwatch reconciler` as separate real processes on one
+database: what a reconciler held when it was stopped or killed is taken up at once by one
+still running, a lease another live process holds is never taken from it, two reconcilers
+handle each job once, and either process may be started first."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.store.holders import holders_directory
+from tests.conftest import eventually, query
+from tests.test_reconciler_crash import api, serve_env
+
+READY = {"receiver": "listening on", "reconciler": "reconciler running"}
+
+
+class Command:
+    """A running `python -m enrichwatch ...`; its stderr goes to a file (a pipe nobody reads
+    could fill and stall it)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, line: str, log: Path) -> None:
+        self.process = process
+        self.line = line
+        self.log = log
+
+    async def stop(self) -> str:
+        """SIGTERM, wait for a clean exit, and return what it logged."""
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        text = self.log.read_text()
+        assert code == 0, text
+        return text
+
+
+@asynccontextmanager
+async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[Command]:
+    """`enrichwatch ARGS` until the block ends, once it has printed its ready line."""
+    with log.open("ab") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "enrichwatch",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+        )
+    try:
+        assert process.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, f"{args[0]} exited early: {log.read_text()}"
+            if READY[args[0]] in line:
+                break
+        yield Command(process, line.strip(), log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def job_row(db: Path, job_id: int) -> dict[str, object]:
+    (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+    return dict(row)
+
+
+async def test_a_reconciler_stopped_mid_check_leaves_the_job_to_the_one_still_running(tmp_path):
+    """SIGTERM while a status call hangs: the stopping reconciler gives its leases back, so
+    the other reconciler checks the job within a few seconds, not when the lease lapses."""
+    db = tmp_path / "split.db"
+    async with SimServer(SimConfig(seed=5)) as sim, aiohttp.ClientSession() as http:
+        crust = sim.crustdata.add_job(10)
+        # The first status call hangs longer than the wait below (the simulator's shutdown
+        # waits for it), and far less than the lease a stopped reconciler would leave behind.
+        sim.set_fault("crustdata", slow_count=1, slow_seconds=12)
+        env = serve_env(sim, db, work_interval=0.2, shutdown_timeout=0.2)
+        async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+            url = receiver.line.rsplit(" ", 1)[1]
+            async with started(["reconciler"], env, tmp_path / "first.log") as first:
+                job = await api(
+                    http,
+                    "POST",
+                    f"{url}/api/jobs",
+                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+                )
+                await eventually(
+                    lambda: (
+                        sim.stats.count("crustdata") >= 1 and job_row(db, job["id"])["lease_owner"]
+                    ),
+                    what="the first reconciler's status call is out",
+                )
+                async with started(["reconciler"], env, tmp_path / "second.log") as second:
+                    first_log = await first.stop()
+                    checked = await eventually(
+                        lambda: job_row(db, job["id"])["last_checked_at"],
+                        timeout=8,
+                        what="the reconciler still running checks the job",
+                    )
+                    assert checked
+                    second_log = await second.stop()
+            await receiver.stop()
+    assert sim.stats.count("crustdata") == 2  # the hung call and the second reconciler's
+    assert list(holders_directory(db).glob("*.lock")) == []
+    for text in (first_log, second_log):
+        assert "database is locked" not in text
+
+
+async def test_a_reconciler_killed_mid_check_is_taken_over_by_the_one_still_running(tmp_path):
+    """kill -9 while a status call hangs, and no restart: the reconciler still running sees
+    the holder is gone and checks the job within a few seconds, not when the lease lapses."""
+    db = tmp_path / "split.db"
+    async with SimServer(SimConfig(seed=8)) as sim, aiohttp.ClientSession() as http:
+        crust = sim.crustdata.add_job(10)
+        sim.set_fault("crustdata", slow_count=1, slow_seconds=12)
+        env = serve_env(sim, db, work_interval=0.2)
+        async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+            url = receiver.line.rsplit(" ", 1)[1]
+            async with started(["reconciler"], env, tmp_path / "first.log") as first:
+                job = await api(
+                    http,
+                    "POST",
+                    f"{url}/api/jobs",
+                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+                )
+                await eventually(
+                    lambda: (
+                        sim.stats.count("crustdata") >= 1 and job_row(db, job["id"])["lease_owner"]
+                    ),
+                    what="the first reconciler's status call is out",
+                )
+                async with started(["reconciler"], env, tmp_path / "second.log") as second:
+                    first.process.send_signal(signal.SIGKILL)
+                    await first.process.wait()
+                    await eventually(
+                        lambda: job_row(db, job["id"])["last_checked_at"],
+                        timeout=8,
+                        what="the reconciler still running checks the job",
+                    )
+                    second_log = await second.stop()
+            await receiver.stop()
+    assert sim.stats.count("crustdata") == 2  # the hung call and the second reconciler's
+    assert list(holders_directory(db).glob("*.lock")) == []
+    assert "database is locked" not in second_log
+
+
+async def test_a_reconciler_starting_leaves_a_running_check_command_its_lease(tmp_path):
+    """`enrichwatch check JOB` is a lease holder too: a reconciler starting while its status
+    call is out must not take the job from it (a second call for the same due time)."""
+    db = tmp_path / "split.db"
+    async with SimServer(SimConfig(seed=6)) as sim, aiohttp.ClientSession() as http:
+        crust = sim.crustdata.add_job(10)
+        sim.set_fault("crustdata", slow_count=1, slow_seconds=6)
+        env = serve_env(sim, db, work_interval=0.2, log_level="info")
+        async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+            url = receiver.line.rsplit(" ", 1)[1]
+            job = await api(
+                http,
+                "POST",
+                f"{url}/api/jobs",
+                {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+            )
+            with (tmp_path / "check.log").open("ab") as err:
+                check = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "enrichwatch",
+                    "check",
+                    str(job["id"]),
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err,
+                )
+
+            def call_out() -> dict[str, object] | None:
+                return job_row(db, job["id"]) if sim.stats.count("crustdata") else None
+
+            try:
+                claimed = await eventually(call_out, what="the check command's call is out")
+                assert claimed is not None
+                assert claimed["lease_owner"]
+                async with started(["reconciler"], env, tmp_path / "reconciler.log") as rec:
+                    # Its take-over is done before it says it is running.
+                    after = job_row(db, job["id"])
+                    assert after["lease_owner"] == claimed["lease_owner"]
+                    assert after["lease_expires_at"] == claimed["lease_expires_at"]
+                    assert await asyncio.wait_for(check.wait(), 20) == 0
+                    reconciler_log = await rec.stop()
+            finally:
+                if check.returncode is None:
+                    check.kill()
+                    await check.wait()
+            await receiver.stop()
+    assert "leases_released" not in reconciler_log
+
+
+async def test_two_reconcilers_on_one_file_handle_each_job_once(tmp_path):
+    """Jobs finished at the vendor, tracked through the receiver while two reconcilers run:
+    each job is asked about once and its results are downloaded once, by one of them."""
+    db = tmp_path / "split.db"
+    config = SimConfig(seed=7)
+    config.crustdata.profile.record_failure_rate = 0.0
+    async with SimServer(config) as sim, aiohttp.ClientSession() as http:
+        crusts = [sim.crustdata.add_job(20) for _ in range(8)]
+        await sim.advance(365 * 24 * 3600.0)
+        env = serve_env(sim, db, work_interval=0.1)
+        async with (
+            started(["receiver"], env, tmp_path / "receiver.log") as receiver,
+            started(["reconciler"], env, tmp_path / "one.log") as one,
+            started(["reconciler"], env, tmp_path / "two.log") as two,
+        ):
+            url = receiver.line.rsplit(" ", 1)[1]
+            jobs = [
+                await api(
+                    http,
+                    "POST",
+                    f"{url}/api/jobs",
+                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+                )
+                for crust in crusts
+            ]
+            ids = tuple(job["id"] for job in jobs)
+
+            def all_stored() -> bool:
+                rows = query(db, "SELECT results_state FROM jobs")
+                return len(rows) == len(ids) and all(
+                    row["results_state"] == "stored" for row in rows
+                )
+
+            await eventually(all_stored, 20, "every job's results are stored")
+            logs = [await one.stop(), await two.stop()]
+            await receiver.stop()
+    downloads = sim.stats.count("storage")
+    assert downloads == len(crusts), sim.stats.requests
+    # One status call per job (a list call, which names no job, may come on top).
+    assert sim.stats.count("crustdata", "GET /batch/{id}") <= len(crusts), sim.stats.requests
+    for row in query(db, "SELECT job_id, COUNT(*) AS n FROM results GROUP BY job_id"):
+        assert row["n"] == 20
+    for text in logs:
+        assert "database is locked" not in text
+
+
+async def test_a_reconciler_killed_mid_fetch_leaves_the_fetch_to_the_one_still_running(tmp_path):
+    """kill -9 while a results call hangs: the other reconciler takes the fetch up at once
+    (not when its lease lapses) and stores every record exactly once."""
+    db = tmp_path / "split.db"
+    result = "GET /api/v1/enrichment/result/{id}/"
+    async with SimServer(SimConfig(seed=9)) as sim, aiohttp.ClientSession() as http:
+        ecore = sim.ecore.add_job([{"email": f"lead{n}@example.com"} for n in range(30)])
+        await sim.advance(365 * 24 * 3600.0)
+        sim.set_fault("ecore", slow_count=1, slow_seconds=12, endpoint=result)
+        env = serve_env(sim, db, work_interval=0.2)
+        async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+            url = receiver.line.rsplit(" ", 1)[1]
+            async with started(["reconciler"], env, tmp_path / "first.log") as first:
+                job = await api(
+                    http,
+                    "POST",
+                    f"{url}/api/jobs",
+                    {"vendor": "ecore", "vendor_job_id": ecore.job_id},
+                )
+                await eventually(
+                    lambda: sim.stats.injected[("ecore", "slow")] == 1,
+                    what="the first reconciler's results call is out",
+                )
+                async with started(["reconciler"], env, tmp_path / "second.log") as second:
+                    first.process.send_signal(signal.SIGKILL)
+                    await first.process.wait()
+                    await eventually(
+                        lambda: job_row(db, job["id"])["results_state"] == "stored",
+                        timeout=8,
+                        what="the reconciler still running stores the results",
+                    )
+                    second_log = await second.stop()
+            await receiver.stop()
+    # One record per input row, enriched or not: no duplicates, no gaps.
+    rows = query(
+        db, "SELECT position FROM results WHERE job_id = ? ORDER BY position", (job["id"],)
+    )
+    assert [row["position"] for row in rows] == list(range(30))
+    assert job_row(db, job["id"])["results_count"] == 30
+    events = query(db, "SELECT type FROM events WHERE job_id = ?", (job["id"],))
+    assert [e["type"] for e in events].count("results.stored") == 1
+    assert "database is locked" not in second_log
+
+
+async def test_a_reconciler_started_before_the_receiver_made_the_database(tmp_path):
+    """The reconciler may come up first, on a file that does not exist yet; the receiver
+    started after it shares the database it made, and the job it tracks gets checked."""
+    db = tmp_path / "later" / "split.db"
+    db.parent.mkdir()
+    async with SimServer(SimConfig(seed=10)) as sim, aiohttp.ClientSession() as http:
+        crust = sim.crustdata.add_job(10)
+        env = serve_env(sim, db, work_interval=0.2)
+        async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
+            async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+                url = receiver.line.rsplit(" ", 1)[1]
+                job = await api(
+                    http,
+                    "POST",
+                    f"{url}/api/jobs",
+                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
+                )
+                await eventually(
+                    lambda: job_row(db, job["id"])["last_checked_at"],
+                    what="the reconciler checks the job the receiver tracked",
+                )
+                async with http.get(f"{url}/readyz") as response:
+                    assert response.status == 200, await response.text()
+                receiver_log = await receiver.stop()
+            reconciler_log = await reconciler.stop()
+    for text in (receiver_log, reconciler_log):
+        assert "database is locked" not in text
