@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import holders_directory
@@ -72,16 +73,21 @@ def job_row(db: Path, job_id: int) -> dict[str, object]:
     return dict(row)
 
 
-async def test_a_reconciler_stopped_mid_check_leaves_the_job_to_the_one_still_running(tmp_path):
-    """SIGTERM while a status call hangs: the stopping reconciler gives its leases back, so
-    the other reconciler checks the job within a few seconds, not when the lease lapses."""
+@pytest.mark.parametrize("ending", ["sigterm", "sigkill"])
+async def test_a_reconciler_gone_mid_check_leaves_the_job_to_the_one_still_running(
+    tmp_path, ending
+):
+    """SIGTERM, or kill -9 with no restart, while a status call hangs: the reconciler still
+    running checks the job within a few seconds, not when the lease lapses. A clean stop gives
+    its leases back; a killed holder is seen to be gone."""
     db = tmp_path / "split.db"
     async with SimServer(SimConfig(seed=5)) as sim, aiohttp.ClientSession() as http:
         crust = sim.crustdata.add_job(10)
         # The first status call hangs longer than the wait below (the simulator's shutdown
-        # waits for it), and far less than the lease a stopped reconciler would leave behind.
+        # waits for it), and far less than the lease a gone reconciler would leave behind.
         sim.set_fault("crustdata", slow_count=1, slow_seconds=12)
         env = serve_env(sim, db, work_interval=0.2, shutdown_timeout=0.2)
+        logs = []
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
             url = receiver.line.rsplit(" ", 1)[1]
             async with started(["reconciler"], env, tmp_path / "first.log") as first:
@@ -98,57 +104,22 @@ async def test_a_reconciler_stopped_mid_check_leaves_the_job_to_the_one_still_ru
                     what="the first reconciler's status call is out",
                 )
                 async with started(["reconciler"], env, tmp_path / "second.log") as second:
-                    first_log = await first.stop()
-                    checked = await eventually(
-                        lambda: job_row(db, job["id"])["last_checked_at"],
-                        timeout=8,
-                        what="the reconciler still running checks the job",
-                    )
-                    assert checked
-                    second_log = await second.stop()
-            await receiver.stop()
-    assert sim.stats.count("crustdata") == 2  # the hung call and the second reconciler's
-    assert list(holders_directory(db).glob("*.lock")) == []
-    for text in (first_log, second_log):
-        assert "database is locked" not in text
-
-
-async def test_a_reconciler_killed_mid_check_is_taken_over_by_the_one_still_running(tmp_path):
-    """kill -9 while a status call hangs, and no restart: the reconciler still running sees
-    the holder is gone and checks the job within a few seconds, not when the lease lapses."""
-    db = tmp_path / "split.db"
-    async with SimServer(SimConfig(seed=8)) as sim, aiohttp.ClientSession() as http:
-        crust = sim.crustdata.add_job(10)
-        sim.set_fault("crustdata", slow_count=1, slow_seconds=12)
-        env = serve_env(sim, db, work_interval=0.2)
-        async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-            url = receiver.line.rsplit(" ", 1)[1]
-            async with started(["reconciler"], env, tmp_path / "first.log") as first:
-                job = await api(
-                    http,
-                    "POST",
-                    f"{url}/api/jobs",
-                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
-                )
-                await eventually(
-                    lambda: (
-                        sim.stats.count("crustdata") >= 1 and job_row(db, job["id"])["lease_owner"]
-                    ),
-                    what="the first reconciler's status call is out",
-                )
-                async with started(["reconciler"], env, tmp_path / "second.log") as second:
-                    first.process.send_signal(signal.SIGKILL)
-                    await first.process.wait()
+                    if ending == "sigterm":
+                        logs.append(await first.stop())
+                    else:
+                        first.process.send_signal(signal.SIGKILL)
+                        await first.process.wait()
                     await eventually(
                         lambda: job_row(db, job["id"])["last_checked_at"],
                         timeout=8,
                         what="the reconciler still running checks the job",
                     )
-                    second_log = await second.stop()
+                    logs.append(await second.stop())
             await receiver.stop()
     assert sim.stats.count("crustdata") == 2  # the hung call and the second reconciler's
     assert list(holders_directory(db).glob("*.lock")) == []
-    assert "database is locked" not in second_log
+    for text in logs:
+        assert "database is locked" not in text
 
 
 async def test_a_reconciler_starting_leaves_a_running_check_command_its_lease(tmp_path):
