@@ -17,7 +17,7 @@ from slack_sdk.webhook.webhook_response import WebhookResponse
 
 from enrichwatch.notify.errors import NotifyPermanentError, NotifyTransientError
 from enrichwatch.notify.message import Message
-from enrichwatch.notify.retry_after import parse_retry_after
+from enrichwatch.retry_after import parse_retry_after
 
 CHANNEL = "slack"
 

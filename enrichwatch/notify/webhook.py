@@ -26,7 +26,7 @@ import aiohttp
 from enrichwatch.config import decode_webhook_secret
 from enrichwatch.notify.errors import NotifyPermanentError, NotifyTransientError
 from enrichwatch.notify.message import Message
-from enrichwatch.notify.retry_after import parse_retry_after
+from enrichwatch.retry_after import parse_retry_after
 
 CHANNEL = "webhook"
 REASON_BYTES = 200

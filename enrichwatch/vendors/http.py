@@ -26,8 +26,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing, contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -51,6 +50,7 @@ from enrichwatch.errors import (
     VendorUntrustedUrlError,
 )
 from enrichwatch.models import JobState
+from enrichwatch.retry_after import MAX_RETRY_AFTER, parse_retry_after
 from enrichwatch.vendors.base import (
     CallCounter,
     RateLimitInfo,
@@ -64,9 +64,6 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 CHUNK_BYTES = 64 * 1024
 _ERROR_BODY_BYTES = 64 * 1024
-MAX_RETRY_AFTER = 86_400.0
-"""The longest wait a vendor's `Retry-After` or `x-ratelimit-reset` is believed for: a day,
-the longest quota window any of the five documents (eCore test tokens)."""
 EPOCH_AFTER = 1e9
 """An `x-ratelimit-reset` above this (2001-09-09 as Unix time, 31 years as a wait) names a
 moment, as many APIs send it, not Crustdata's seconds from now."""
@@ -532,39 +529,22 @@ def transport_error(
 
 
 def retry_delay(headers: Headers) -> float | None:
-    """Seconds the vendor asked us to wait: `Retry-After` (seconds or an HTTP date), else
-    `x-ratelimit-reset`. Held to 0..`MAX_RETRY_AFTER`: a date long past, a negative or a
-    value from a broken proxy must neither retry at once forever nor park a job for ever;
-    junk is no advice (None), leaving the wait to backoff."""
-    now = time.time()
-    value = headers.get("Retry-After")
-    if value is not None:
-        seconds = _number(value)
-        if seconds is not None:
-            return _bounded(seconds)
-        when = _http_date(value)
-        if when is not None:
-            return _bounded(when - now)
-    return reset_delay(headers.get("x-ratelimit-reset"), now)
+    """Seconds the vendor asked us to wait: `Retry-After` (see `parse_retry_after`), else
+    `x-ratelimit-reset`; None (junk is no advice) leaves the wait to backoff."""
+    delay = parse_retry_after(headers.get("Retry-After"))
+    if delay is not None:
+        return delay
+    return reset_delay(headers.get("x-ratelimit-reset"), time.time())
 
 
 def reset_delay(value: str | None, now: float) -> float | None:
-    """`x-ratelimit-reset` as seconds from `now`: Crustdata sends seconds to wait, many
-    APIs the Unix time of the reset; a value past `EPOCH_AFTER` can only be the latter."""
+    """`x-ratelimit-reset` as seconds from `now`, held to 0..`MAX_RETRY_AFTER`: Crustdata sends
+    seconds to wait, many APIs the Unix time of the reset; a value past `EPOCH_AFTER` can only
+    be the latter."""
     reset = _number(value)
     if reset is None:
         return None
     return _bounded(reset - now if reset > EPOCH_AFTER else reset)
-
-
-def _http_date(value: str) -> float | None:
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def _bounded(seconds: float) -> float:

@@ -26,12 +26,12 @@ from aiohttp import web
 from enrichwatch.config import Settings, load_settings
 from enrichwatch.errors import VendorProtocolError, VendorTransientError, VendorUntrustedUrlError
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.retry_after import MAX_RETRY_AFTER
 from enrichwatch.runtime import open_services
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.vendors import adapter_class
 from enrichwatch.vendors.base import StatusSnapshot, SubmitRequest, VendorAdapter
 from enrichwatch.vendors.crustdata import CrustdataAdapter
-from enrichwatch.vendors.http import MAX_RETRY_AFTER
 from tests.vendors.conftest import SETTINGS, flat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

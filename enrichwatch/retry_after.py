@@ -3,7 +3,8 @@
 Both of its forms are honoured: delta-seconds and an HTTP-date, which is measured against the
 wall clock the server's own date refers to. A value that is no time at all (negative, not a
 number, infinite) is ignored so backoff decides; a wait longer than a day is held to a day, so a
-far end cannot park a notification where it is never retried nor dead-lettered."""
+far end cannot park a job or a notification where it is never retried nor dead-lettered.
+Vendor adapters and notifiers both read it here."""
 
 from __future__ import annotations
 
