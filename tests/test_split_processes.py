@@ -68,6 +68,13 @@ async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncItera
             await process.wait()
 
 
+async def track(http: aiohttp.ClientSession, url: str, vendor: str, vendor_job_id: str) -> dict:
+    """Track a vendor's job through the receiver's API; the job as the API returns it."""
+    return await api(
+        http, "POST", f"{url}/api/jobs", {"vendor": vendor, "vendor_job_id": vendor_job_id}
+    )
+
+
 def job_row(db: Path, job_id: int) -> dict[str, object]:
     (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
     return dict(row)
@@ -91,12 +98,7 @@ async def test_a_reconciler_gone_mid_check_leaves_the_job_to_the_one_still_runni
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
             url = receiver.line.rsplit(" ", 1)[1]
             async with started(["reconciler"], env, tmp_path / "first.log") as first:
-                job = await api(
-                    http,
-                    "POST",
-                    f"{url}/api/jobs",
-                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
-                )
+                job = await track(http, url, "crustdata", crust.batch_id)
                 await eventually(
                     lambda: (
                         sim.stats.count("crustdata") >= 1 and job_row(db, job["id"])["lease_owner"]
@@ -132,12 +134,7 @@ async def test_a_reconciler_starting_leaves_a_running_check_command_its_lease(tm
         env = serve_env(sim, db, work_interval=0.2, log_level="info")
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
             url = receiver.line.rsplit(" ", 1)[1]
-            job = await api(
-                http,
-                "POST",
-                f"{url}/api/jobs",
-                {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
-            )
+            job = await track(http, url, "crustdata", crust.batch_id)
             with (tmp_path / "check.log").open("ab") as err:
                 check = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -188,15 +185,7 @@ async def test_two_reconcilers_on_one_file_handle_each_job_once(tmp_path):
             started(["reconciler"], env, tmp_path / "two.log") as two,
         ):
             url = receiver.line.rsplit(" ", 1)[1]
-            jobs = [
-                await api(
-                    http,
-                    "POST",
-                    f"{url}/api/jobs",
-                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
-                )
-                for crust in crusts
-            ]
+            jobs = [await track(http, url, "crustdata", crust.batch_id) for crust in crusts]
             ids = tuple(job["id"] for job in jobs)
 
             def all_stored() -> bool:
@@ -231,12 +220,7 @@ async def test_a_reconciler_killed_mid_fetch_leaves_the_fetch_to_the_one_still_r
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
             url = receiver.line.rsplit(" ", 1)[1]
             async with started(["reconciler"], env, tmp_path / "first.log") as first:
-                job = await api(
-                    http,
-                    "POST",
-                    f"{url}/api/jobs",
-                    {"vendor": "ecore", "vendor_job_id": ecore.job_id},
-                )
+                job = await track(http, url, "ecore", ecore.job_id)
                 await eventually(
                     lambda: sim.stats.injected[("ecore", "slow")] == 1,
                     what="the first reconciler's results call is out",
@@ -273,12 +257,7 @@ async def test_a_reconciler_started_before_the_receiver_made_the_database(tmp_pa
         async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
             async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
                 url = receiver.line.rsplit(" ", 1)[1]
-                job = await api(
-                    http,
-                    "POST",
-                    f"{url}/api/jobs",
-                    {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
-                )
+                job = await track(http, url, "crustdata", crust.batch_id)
                 await eventually(
                     lambda: job_row(db, job["id"])["last_checked_at"],
                     what="the reconciler checks the job the receiver tracked",
