@@ -49,13 +49,24 @@ def everything_said(world, job_id: int) -> str:
 # -- email ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def mailing_world(open_world, mail_server, mail_tls, mail_port):
+    """Opens a world whose jobs email ops@example.org through the test's mail server, which it
+    starts then (so a test can change the server's behaviour first)."""
+
+    def open_mailing():
+        mail_server.start()
+        return open_world(
+            notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
+        )
+
+    return open_mailing
+
+
 async def test_a_job_name_with_cr_lf_injects_no_header_and_the_email_goes_out_first_time(
-    open_world, mail_server, mail_tls, mail_port
+    mailing_world, mail_server
 ):
-    mail_server.start()
-    async with open_world(
-        notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
-    ) as world:
+    async with mailing_world() as world:
         job = await finished_job(world, "leads\r\nBcc: victim@example.org\r\nX-Evil: 1")
         await world.passes()
         (row,) = world.notifications(job["id"])
@@ -70,14 +81,9 @@ async def test_a_job_name_with_cr_lf_injects_no_header_and_the_email_goes_out_fi
         assert "victim@example.org" in mail["Subject"]
 
 
-async def test_a_non_ascii_job_name_reaches_the_mailbox_intact(
-    open_world, mail_server, mail_tls, mail_port
-):
-    mail_server.start()
+async def test_a_non_ascii_job_name_reaches_the_mailbox_intact(mailing_world, mail_server):
     name = "Müller \u2013 Café ☕ 東京"
-    async with open_world(
-        notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
-    ) as world:
+    async with mailing_world() as world:
         job = await finished_job(world, name)
         await world.passes()
         (mail,) = mail_server.handler.messages
@@ -86,7 +92,7 @@ async def test_a_non_ascii_job_name_reaches_the_mailbox_intact(
 
 
 async def test_a_mail_server_that_drops_the_line_mid_data_gets_the_mail_again(
-    open_world, mail_server, mail_tls, mail_port
+    mailing_world, mail_server
 ):
     handler = mail_server.handler
     accept = handler.handle_DATA
@@ -100,10 +106,7 @@ async def test_a_mail_server_that_drops_the_line_mid_data_gets_the_mail_again(
         return await accept(server, session, envelope)
 
     handler.handle_DATA = drop_first
-    mail_server.start()
-    async with open_world(
-        notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
-    ) as world:
+    async with mailing_world() as world:
         job = await finished_job(world, "leads")
         await world.passes()
         (row,) = world.notifications(job["id"])
@@ -115,9 +118,7 @@ async def test_a_mail_server_that_drops_the_line_mid_data_gets_the_mail_again(
         assert f"Message-ID: {mail['Message-ID']}".encode() in dropped[0]
 
 
-async def test_a_temporary_login_failure_is_retried_not_dead_lettered(
-    open_world, mail_server, mail_tls, mail_port
-):
+async def test_a_temporary_login_failure_is_retried_not_dead_lettered(mailing_world, mail_server):
     """454 says the server cannot check the password just now (RFC 4954): a later attempt
     logs in. 535, a wrong password, stays dead at once (test_email)."""
     check = mail_server.controller.SMTP_kwargs["authenticator"]
@@ -131,10 +132,7 @@ async def test_a_temporary_login_failure_is_retried_not_dead_lettered(
         return check(server, session, envelope, mechanism, auth_data)
 
     mail_server.controller.SMTP_kwargs["authenticator"] = busy_first
-    mail_server.start()
-    async with open_world(
-        notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
-    ) as world:
+    async with mailing_world() as world:
         job = await finished_job(world, "leads")
         await world.passes()
         failed, sent = world.events(job["id"])
@@ -144,16 +142,11 @@ async def test_a_temporary_login_failure_is_retried_not_dead_lettered(
         assert len(mail_server.handler.messages) == 1
 
 
-async def test_results_the_mail_server_finds_too_big_are_linked_instead(
-    open_world, mail_server, mail_tls, mail_port
-):
+async def test_results_the_mail_server_finds_too_big_are_linked_instead(mailing_world, mail_server):
     """Under our attach limit is not under the server's: a 552 for the message with the CSV
     would dead-letter the news that results are ready. The same mail goes out with the link."""
     mail_server.controller.SMTP_kwargs["data_size_limit"] = MAIL_SIZE_LIMIT
-    mail_server.start()
-    async with open_world(
-        notify={"email_to": ["ops@example.org"]}, smtp=smtp_settings(mail_tls, mail_port)
-    ) as world:
+    async with mailing_world() as world:
         crust = world.sim.crustdata.add_job(400)
         await world.sim.advance_to(crust.job.terminal_at() + 1)
         job = await world.track("crustdata", crust.batch_id)
