@@ -49,10 +49,11 @@ class Services:
     every request."""
     generated_api_token: str | None
     """Set only on the start that created the token, so it can be shown exactly once."""
+    budgets: RequestBudgets
+    """Each vendor account's request budget, shared by every adapter `adapter` builds (and,
+    through the store, by every process on the same file)."""
     due_now: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a callback makes a job due, so an in-process reconciler looks at once."""
-    budgets: RequestBudgets = field(default_factory=RequestBudgets)
-    """Each vendor account's request budget, shared by every adapter `adapter` builds."""
 
     def adapter(
         self, vendor: VendorName, on_call: Callable[[str], None] | None = None
@@ -88,9 +89,7 @@ async def open_services(
             aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         )
         digest, generated = await _api_token(settings, store, issue_api_token)
-        yield Services(
-            settings, store, Metrics(), http, digest, generated, budgets=RequestBudgets(clock)
-        )
+        yield Services(settings, store, Metrics(), http, digest, generated, RequestBudgets(store))
 
 
 async def _api_token(

@@ -22,7 +22,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import Store
+from enrichwatch.store.checks import FETCH_WORK
 from enrichwatch.store.holders import LeaseHolder, gone_holders
+from enrichwatch.store.notifications import NOTIFY_WORK
+from enrichwatch.store.submissions import SUBMIT_WORK
 from reconciler.checks import check_due_jobs
 from reconciler.dispatch import dispatch_due_notifications
 from reconciler.fetch import fetch_due_results
@@ -36,6 +39,8 @@ SWEEP_JOB = "safety_sweep"
 SWEEP_INTERVAL_S = 3600.0
 RECLAIM_JOB = "reclaim_gone_holders"
 RECLAIM_MIN_INTERVAL_S = 1.0
+WATCH_JOB = "watch_due"
+WATCH_INTERVAL_S = 1.0
 
 
 async def reconcile_once(rc: Reconciler) -> None:
@@ -136,8 +141,11 @@ async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[No
         return work
 
     submits = _Lane("submit", lambda: send_queued_submissions(services, rc.owner), asyncio.Event())
-    checks = [_Lane(f"check-{vendor}", check(vendor), asyncio.Event()) for vendor in VendorName]
-    lanes = (submits, *checks, fetches, notifies)
+    checks = {
+        vendor: _Lane(f"check-{vendor}", check(vendor), asyncio.Event()) for vendor in VendorName
+    }
+    lanes = (submits, *checks.values(), fetches, notifies)
+    by_kind = {SUBMIT_WORK: submits, FETCH_WORK: fetches, NOTIFY_WORK: notifies}
 
     async def tick() -> None:
         for lane in lanes:
@@ -159,8 +167,19 @@ async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[No
         )
         if count:
             log.info("safety_sweep", jobs=count)
-            for lane in checks:
+            for lane in checks.values():
                 lane.wanted.set()
+
+    async def watch() -> None:
+        """A separate receiver or a CLI action makes work due in another process, where
+        `due_now` does not reach: a cheap look every second finds it, so it waits a second
+        rather than a work interval. Only the lanes with something due run."""
+        due = await services.store.due_work()
+        for vendor in due.vendors:
+            checks[vendor].wanted.set()
+        for kind in due.kinds:
+            if kind in by_kind:
+                by_kind[kind].wanted.set()
 
     async def reclaim() -> None:
         if await _free_gone_holders(services.store):
@@ -188,6 +207,8 @@ async def _lanes_running(services: Services, rc: Reconciler) -> AsyncIterator[No
         id=RECLAIM_JOB,
         **common,
     )
+    if services.settings.work_interval > WATCH_INTERVAL_S:
+        scheduler.add_job(watch, "interval", seconds=WATCH_INTERVAL_S, id=WATCH_JOB, **common)
     scheduler.start()
     try:
         yield

@@ -268,3 +268,35 @@ async def test_a_reconciler_started_before_the_receiver_made_the_database(tmp_pa
             reconciler_log = await reconciler.stop()
     for text in (receiver_log, reconciler_log):
         assert "database is locked" not in text
+
+
+async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_path):
+    """The reconciler learns of a job made due in another process (tracked through the
+    receiver's API, then woken by a callback) without waiting for its next pass: here the
+    work interval is five minutes, and each check still follows within seconds."""
+    db = tmp_path / "split.db"
+    async with SimServer(SimConfig(seed=10)) as sim, aiohttp.ClientSession() as http:
+        crust = sim.crustdata.add_job(10_000)
+        env = serve_env(sim, db, work_interval=300)
+        async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
+            async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
+                url = receiver.line.rsplit(" ", 1)[1]
+
+                def polls(job_id: int) -> int:
+                    rows = query(
+                        db,
+                        "SELECT count(*) FROM events WHERE job_id = ? AND type = 'vendor.polled'",
+                        (job_id,),
+                    )
+                    return int(rows[0][0])
+
+                job = await track(http, url, "crustdata", crust.batch_id)
+                await eventually(lambda: polls(job["id"]) == 1, what="the first check")
+                # The plan puts the next check a minute or more away (Crustdata's interval).
+                assert float(job_row(db, job["id"])["next_check_at"]) > sim.clock.now() + 30
+
+                async with http.post(job["callback_url"], json={"id": crust.batch_id}) as reply:
+                    assert reply.status == 200, await reply.text()
+                await eventually(lambda: polls(job["id"]) == 2, what="the confirming check")
+                await receiver.stop()
+            await reconciler.stop()

@@ -10,9 +10,10 @@ import pytest
 
 from enrichwatch.errors import MigrationError, StoreError
 from enrichwatch.models import VendorName
-from enrichwatch.store import InboundDelivery, Store
+from enrichwatch.store import InboundDelivery, Store, work
 from enrichwatch.store.connection import connect, latest_version, migrations
 from enrichwatch.store.rows import sha256_int64, token_digest
+from enrichwatch.store.store import DueWork
 
 
 def tables(path) -> set[str]:
@@ -264,3 +265,25 @@ async def test_a_wake_up_while_a_job_is_leased_outlives_its_holders_plan(tmp_pat
         assert (await store.get_job(quiet.id)).next_check_at == 5000.0
         again = await store.claim_due_jobs(owner="rc", lease_s=60, limit=10)
         assert [job.id for job in again] == [woken.id]
+
+
+async def test_due_work_names_what_a_pass_could_take_now_and_nothing_leased(tmp_path):
+    """What the reconciler's once-a-second look finds: a due job's vendor, not a job another
+    reconciler has leased; a due work item's kind."""
+    async with Store.open(tmp_path / "due.db") as store:
+        assert await store.due_work() == DueWork(frozenset(), frozenset())
+        crust, _ = await store.track_job(VendorName.CRUSTDATA, "c-1", None)
+        ecore, _ = await store.track_job(VendorName.ECORE, "e-1", None)
+        due = await store.due_work()
+        assert due.vendors == {VendorName.CRUSTDATA, VendorName.ECORE}
+
+        assert await store.claim_job(ecore.id, owner="other", lease_s=60) is not None
+        assert (await store.due_work()).vendors == {VendorName.CRUSTDATA}
+
+        await store._writer.run(
+            lambda conn: work.enqueue(
+                conn, kind="fetch", job_id=crust.id, payload={}, unique_key="f", due_at=0, now=0
+            )
+        )
+        assert (await store.due_work()).kinds == {"fetch"}
+

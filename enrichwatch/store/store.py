@@ -29,6 +29,7 @@ from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.inspect_reads import InspectReads
 from enrichwatch.store.notifications import JobTargets, NotificationWrites, write_job_targets
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
+from enrichwatch.store.request_budget import RequestBudgetWrites
 from enrichwatch.store.rows import append_event, insert_job, sha256_int64, token_digest
 from enrichwatch.store.submissions import SubmissionWrites
 from enrichwatch.store.writer import Writer
@@ -55,13 +56,29 @@ class InboundDelivery:
 
 
 @dataclass(frozen=True)
+class DueWork:
+    """What is due now and free to take: the vendors with jobs to check, the kinds of work
+    items to run."""
+
+    vendors: frozenset[VendorName]
+    kinds: frozenset[str]
+
+
+@dataclass(frozen=True)
 class CallbackOutcome:
     job_id: int
     inbox_id: int
     duplicate: bool
 
 
-class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, InspectReads):
+class Store(
+    SubmissionWrites,
+    CheckWrites,
+    DashboardReads,
+    NotificationWrites,
+    InspectReads,
+    RequestBudgetWrites,
+):
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
         self.path = path
         self.clock = clock
@@ -375,6 +392,30 @@ class Store(SubmissionWrites, CheckWrites, DashboardReads, NotificationWrites, I
             """SELECT position, input_id, status, data FROM results
                 WHERE job_id = ? AND position > ? ORDER BY position LIMIT ?""",
             (job_id, after, limit),
+        )
+
+    async def due_work(self) -> DueWork:
+        """What a reconciler's passes would take now, looked up the way they claim it (the
+        `jobs_due` and `work_due` indexes), without taking it."""
+        now = self.clock()
+        open_states = [state.value for state in JobState if not state.is_terminal]
+        placeholders = ",".join("?" * len(open_states))
+        vendors = await self._fetchall(
+            f"""SELECT DISTINCT vendor FROM jobs
+                 WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
+                   AND state IN ({placeholders})
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
+            (now, *open_states, now),
+        )
+        kinds = await self._fetchall(
+            """SELECT DISTINCT kind FROM work
+                WHERE state = 'pending' AND next_attempt_at <= ?
+                  AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",
+            (now, now),
+        )
+        return DueWork(
+            frozenset(VendorName(row["vendor"]) for row in vendors),
+            frozenset(str(row["kind"]) for row in kinds),
         )
 
     async def list_inbox(self, job_id: int) -> list[InboxRecord]:

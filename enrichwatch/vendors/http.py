@@ -179,7 +179,7 @@ class HttpAdapter(VendorAdapter):
                 timeout=client_timeout or self.request_timeout,
                 allow_redirects=False,
             ) as response:
-                self._observe(response.status, response.headers)
+                await self._observe(response.status, response.headers)
                 raw = await response.read()
                 if response.status >= 300:
                     raise self._failure(method, label, response, raw, classify)
@@ -264,7 +264,7 @@ class HttpAdapter(VendorAdapter):
                 allow_redirects=False,
             ) as response:
                 if not storage:
-                    self._observe(response.status, response.headers)
+                    await self._observe(response.status, response.headers)
                 location = response.headers.get("Location")
                 if storage and response.status in REDIRECTS and location:
                     raise _Redirected(location)
@@ -365,7 +365,7 @@ class HttpAdapter(VendorAdapter):
                 retry_after=wait,
             )
 
-    def _observe(self, status: int, headers: Headers) -> None:
+    async def _observe(self, status: int, headers: Headers) -> None:
         """Read the vendor's word on our budget; a 429's delay, or a count it says is spent,
         pauses the whole account, not just the caller that heard it."""
         values = [headers.get(f"x-ratelimit-{name}") for name in ("limit", "remaining", "reset")]
@@ -385,7 +385,7 @@ class HttpAdapter(VendorAdapter):
         if status == 429 and (remaining is None or remaining == 0):
             pause = retry_delay(headers)
         if pause is not None:
-            self.budget.pause(pause)
+            await self.budget.pause(pause)
 
     def _failure(
         self,
