@@ -95,6 +95,16 @@ async def eventually(condition: Callable[[], T], timeout: float = 20, what: str 
         await asyncio.sleep(0.02)
 
 
+def result_positions(
+    sim: SimServer, vendor: VendorName, vendor_job_id: str, count: int
+) -> list[int]:
+    """The positions a finished job's results are stored at: 0 to count - 1, except
+    BrightLocal's, kept at their job ids (its jobs finish in any order)."""
+    if vendor is VendorName.BRIGHTLOCAL:
+        return [job.job_id for job in sim.brightlocal.batches[int(vendor_job_id)].jobs]
+    return list(range(count))
+
+
 def free_port() -> int:
     """A port for a service to bind on each of its starts, so its URLs stay valid."""
     with socket.socket() as sock:

@@ -346,3 +346,56 @@ async def test_a_completed_batch_without_its_links_yet_is_fetched_once_they_come
     assert expected > 0
     assert (done.results_state, done.results_count) == ("stored", expected)
     assert [row["position"] for row in stored(world.db, job.id)] == list(range(expected))
+
+
+async def test_a_brightlocal_batch_is_stored_as_its_jobs_finish_in_any_order(world):  # noqa: F811
+    """BrightLocal serves each job's results as soon as it finishes, and its workers finish
+    them out of the order they were added in. A batch polled while it runs has them stored
+    as they come, each at its own job id; the set stored at the end is exactly the vendor's,
+    no record twice and none missing, however the ones stored early were interleaved."""
+    adapter = world.services.adapter(VendorName.BRIGHTLOCAL)
+    profiles = [
+        {"profile-url": f"https://maps.example.com/place/{i}", "country": "USA"} for i in range(40)
+    ]
+    [batch] = await adapter.submit(SubmitRequest(rows=profiles))
+    job, _ = await world.services.store.track_job(VendorName.BRIGHTLOCAL, batch.vendor_job_id, None)
+    run = world.sim.brightlocal.batches[int(batch.vendor_job_id)].run
+    assert run is not None
+
+    seen_while_running = []
+    for processed in (10, 27):
+        await world.sim.advance_to(run.processed_at(processed))
+        await check_job_now(world.rc, job.id)
+        await fetch_due_results(world.rc)
+        running = await world.job(job.id)
+        assert running.state is JobState.RUNNING
+        assert (running.results_state, running.results_count) == ("stored", processed)
+        seen_while_running.append({row["input_id"] for row in stored(world.db, job.id)})
+    assert seen_while_running[0] < seen_while_running[1]
+    added = [str(i) for i in batch.raw["job-ids"]]
+    assert sorted(seen_while_running[0], key=int) != added[:10], "the sim finishes out of order"
+
+    await settle(world.sim, world.services, world.rc)
+
+    done = await world.job(job.id)
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        40,
+    )
+    final = (await adapter.status(batch.vendor_job_id)).raw["results"]
+    served = {str(entry["job-id"]): entry for entries in final.values() for entry in entries}
+    rows = stored(world.db, job.id)
+    assert [row["input_id"] for row in rows] == added
+    assert [row["position"] for row in rows] == [int(i) for i in added]
+    for row in rows:
+        vendor_entry = {key: value for key, value in row["data"].items() if key != "job_type"}
+        assert vendor_entry == served[row["input_id"]]
+    partial = [
+        event.payload["partial"]
+        for event in await world.services.store.list_events(job.id)
+        if event.type == "results.stored"
+    ]
+    assert partial[:2] == [True, True]
+    assert partial[-1] is False
+    assert all(partial[:-1])  # one final set, after every partial one

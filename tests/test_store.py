@@ -287,3 +287,39 @@ async def test_due_work_names_what_a_pass_could_take_now_and_nothing_leased(tmp_
         )
         assert (await store.due_work()).kinds == {"fetch"}
 
+
+async def test_a_brightlocal_fetch_left_unfinished_at_ranks_starts_over_at_job_ids(tmp_path):
+    """Before version 10, BrightLocal results were kept at their rank; a fetch cut off then
+    would resume among job-id positions and store records twice. It starts over; finished
+    sets, and other vendors' fetches, stay as they are."""
+    path = tmp_path / "v9.db"
+    conn = connect(path)
+    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
+    for number, sql in migrations()[:9]:
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version = {number}")
+    for job_id, vendor, results_state in (
+        (1, "brightlocal", "fetching"),
+        (2, "brightlocal", "stored"),
+        (3, "ecore", "fetching"),
+    ):
+        conn.execute(
+            """INSERT INTO jobs (id, vendor, vendor_job_id, callback_token, callback_key,
+                                 created_at, updated_at, results_state, results_count)
+               VALUES (?, ?, ?, ?, ?, 0, 0, ?, 2)""",
+            (job_id, vendor, f"v{job_id}", f"tok{job_id}", f"key{job_id}", results_state),
+        )
+        for position in (0, 1):
+            conn.execute(
+                "INSERT INTO results (job_id, position, data) VALUES (?, ?, '{}')",
+                (job_id, position),
+            )
+    conn.close()
+
+    async with Store.open(path) as store:
+        counts = {job.id: job.results_count for job in await store.list_jobs()}
+        kept = {
+            job_id: len(await store.results(job_id, after=-1, limit=10)) for job_id in (1, 2, 3)
+        }
+    assert counts == {1: 0, 2: 2, 3: 2}
+    assert kept == {1: 0, 2: 2, 3: 2}

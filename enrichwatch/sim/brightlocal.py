@@ -8,7 +8,9 @@ a missing or malformed `batch-id` answers 400 and an unknown one 404, both `INVA
 adding to or re-committing a committed batch answers 400 `BATCH_ALREADY_COMMITTED`; stopping
 a batch that is not Committed/Running answers 400 `INVALID_BATCH_STATUS`; `results` lists only
 jobs that reached Completed or Failed (an empty object before that); jobs cancelled by a stop
-stay `Pending`; a batch whose run fails outright is `Stopped`. The callback body is the
+stay `Pending`; a batch whose run fails outright is `Stopped`. Workers take a batch's jobs in
+parallel, so they finish out of the order they were added in: within each run of
+`FINISH_SHUFFLE` jobs, in a shuffled order of their own. The callback body is the
 `GET /v4/batch` body plus `batch-id`; in `form` encoding `results` and `statuses` are
 JSON-encoded strings beside `success`, `batch-id` and `status`.
 """
@@ -16,6 +18,7 @@ JSON-encoded strings beside `success`, `batch-id` and `status`.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
@@ -64,7 +67,24 @@ class BLBatch:
     callback_format: str
     jobs: list[BLJob] = field(default_factory=list)
     run: SimJob | None = None
+    finish_rank: list[int] = field(default_factory=list)
+    """The n-th job added is the `finish_rank[n]`-th to finish."""
     deleted: bool = False
+
+
+FINISH_SHUFFLE = 4
+
+
+def finish_ranks(count: int, key: str) -> list[int]:
+    """Each job's place in the order of finishing: its own, shuffled within runs of
+    `FINISH_SHUFFLE`."""
+    rng = random.Random(key)
+    ranks = list(range(count))
+    for start in range(0, count, FINISH_SHUFFLE):
+        window = ranks[start : start + FINISH_SHUFFLE]
+        rng.shuffle(window)
+        ranks[start : start + FINISH_SHUFFLE] = window
+    return ranks
 
 
 def fail(status: int, code: str, message: str) -> web.Response:
@@ -189,6 +209,7 @@ class BrightLocalSim(VendorSim):
         if not batch.jobs:
             return fail(400, "INVALID_JOBS_COUNT", "Batch can't be committed with no jobs")
         batch.run, _ = self.new_job(len(batch.jobs), stop_on_failure=batch.stop_on_error)
+        batch.finish_rank = finish_ranks(len(batch.jobs), batch.run.key)
         if batch.callback is not None:
             run = batch.run
             self.ctx.callbacks.watch(
@@ -231,7 +252,7 @@ class BrightLocalSim(VendorSim):
         for pos, job in enumerate(batch.jobs):
             state = "Pending"
             if batch.run is not None and progress is not None:
-                state = _JOB_STATE[batch.run.record_state(pos, progress)]
+                state = _JOB_STATE[batch.run.record_state(batch.finish_rank[pos], progress)]
             statuses[state] = statuses.get(state, 0) + 1
             if state in ("Completed", "Failed"):
                 results.setdefault(job.job_type, []).append(

@@ -213,6 +213,14 @@ class CheckWrites:
             # the check that found it, so its attempts count from zero and its first attempt
             # starts from this answer; and the results are pending again until it is done.
             fetch_now = fetch and (state is not job.state or job.results_state is None)
+            # Results that grow while the job runs (BrightLocal) are fetched as they grow, one
+            # fetch at a time: a check that finds more than is stored starts the next one.
+            fetch_now = fetch_now or (
+                snap.results_available
+                and not fetch
+                and (snap.done or 0) > job.results_count
+                and job.results_state not in ("pending", "fetching")
+            )
             if fetch_now:
                 # A fetch of an earlier state (a pause's partial set) ends here: this one
                 # stores the rest, and its end speaks for the job as it is now.

@@ -164,7 +164,12 @@ class BrightLocalAdapter(HttpAdapter):
         self, snapshot: StatusSnapshot, start: int = 0
     ) -> AsyncIterator[list[ResultRecord]]:
         """The results already sit in the status body, so a snapshot that carries them costs
-        no call. Positions follow (job id, job type); they are final once the batch is."""
+        no call.
+
+        Jobs finish in no fixed order while the batch runs, and their results are fetched
+        as they come, so a job's rank among the finished ones is no place to keep it: each
+        record's position is its BrightLocal job id. `start` is ignored: every fetch reads
+        the whole body in hand, and the store skips the positions it already holds."""
         raw = (
             snapshot.raw
             if "results" in snapshot.raw
@@ -172,13 +177,12 @@ class BrightLocalAdapter(HttpAdapter):
         )
         records = [
             ResultRecord.of(
-                position=position,
+                position=_job_id(self.name, entry),
                 input_id=str(entry.get("job-id")),
                 status=entry.get("status"),
                 data={"job_type": job_type, **entry},
             )
-            for position, (job_type, entry) in enumerate(_entries(raw))
-            if position >= start
+            for job_type, entry in _entries(raw)
         ]
         for i in range(0, len(records), self.records_per_page):
             yield records[i : i + self.records_per_page]
@@ -219,6 +223,15 @@ def _job_order(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return -1
+
+
+def _job_id(vendor: str, entry: Mapping[str, Any]) -> int:
+    """The result's job id, where it is kept; one without is refused rather than guessed at,
+    since a guessed place could take another job's."""
+    value = entry.get("job-id")
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise VendorProtocolError(vendor, f"a batch result has no usable job-id: {value!r}")
+    return int(str(value).strip())
 
 
 def _error(failures: list[dict[str, Any]], vendor_status: str) -> str | None:
