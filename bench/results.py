@@ -113,11 +113,11 @@ async def run_one(
             store_results = store.store_results
 
             async def timed_store_results(
-                job_id: int, page: Sequence[ResultRecord], *, item_id: int
+                job_id: int, page: Sequence[ResultRecord], *, item_id: int, lease_s: float
             ) -> int:
                 nonlocal longest_write
                 began = time.perf_counter()
-                stored = await store_results(job_id, page, item_id=item_id)
+                stored = await store_results(job_id, page, item_id=item_id, lease_s=lease_s)
                 longest_write = max(longest_write, time.perf_counter() - began)
                 return stored
 

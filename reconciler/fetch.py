@@ -116,7 +116,7 @@ async def _store_pages(
             else:
                 snapshot = await adapter.status(job.vendor_job_id or "")
             async for page in adapter.results(snapshot, start=start):
-                await store.store_results(job.id, page, item_id=item.id)
+                await store.store_results(job.id, page, item_id=item.id, lease_s=LEASE_S)
             return
         except VendorDownloadExpiredError:
             if refresh == LINK_REFRESHES:

@@ -14,6 +14,7 @@ from enrichwatch.store import InboundDelivery, Store, work
 from enrichwatch.store.connection import connect, latest_version, migrations
 from enrichwatch.store.rows import sha256_int64, token_digest
 from enrichwatch.store.store import DueWork
+from enrichwatch.vendors.base import ResultRecord
 
 
 def tables(path) -> set[str]:
@@ -323,3 +324,29 @@ async def test_a_brightlocal_fetch_left_unfinished_at_ranks_starts_over_at_job_i
         }
     assert counts == {1: 0, 2: 2, 3: 2}
     assert kept == {1: 0, 2: 2, 3: 2}
+
+
+async def test_a_fetch_that_keeps_storing_pages_keeps_its_lease(tmp_path):
+    """A long download outlasts the fetch's first lease; every page it stores renews it, so
+    another reconciler never takes up a fetch that is still coming in (and downloads it
+    again)."""
+    now = [1000.0]
+    async with Store.open(tmp_path / "lease.db", clock=lambda: now[0]) as store:
+        job, _ = await store.track_job(VendorName.REPROMPT, "r-1", None)
+        await store._writer.run(
+            lambda conn: work.enqueue(
+                conn, kind="fetch", job_id=job.id, payload={}, unique_key="f", due_at=0, now=0
+            )
+        )
+        [item] = await store.claim_work("fetch", owner="first", lease_s=900, limit=1)
+        assert await store.start_fetch(job.id, item_id=item.id) == 0
+        for position in range(3):
+            now[0] += 600
+            page = [ResultRecord.of(position, None, "ok", {"n": position})]
+            assert await store.store_results(job.id, page, item_id=item.id, lease_s=900) == 1
+        # 1,800 s after the claim, 600 s after the last page.
+        assert await store.claim_work("fetch", owner="second", lease_s=900, limit=1) == []
+
+        now[0] += 901  # the pages stopped coming: the lease lapses, and the fetch is free
+        [again] = await store.claim_work("fetch", owner="second", lease_s=900, limit=1)
+        assert again.id == item.id

@@ -457,18 +457,23 @@ class CheckWrites:
         return await self._writer.run(op)
 
     async def store_results(
-        self, job_id: int, records: Sequence[ResultRecord], *, item_id: int
+        self, job_id: int, records: Sequence[ResultRecord], *, item_id: int, lease_s: float
     ) -> int:
         """Insert a page of fetch `item_id`; positions already stored are skipped, so a retried
         page is harmless. Returns how many were new; raises FetchSupersededError if a reprocess
-        ended the fetch.
+        ended the fetch. Each page renews the fetch's lease for `lease_s`: a download that
+        keeps coming is alive however long it takes, and no other reconciler takes it up.
 
         The rows are built before the write is queued, so the write (which may run twice, see
         `Writer.run`) is SQLite alone; each record arrives as its JSON text, stored as is."""
         rows = [(job_id, r.position, r.input_id, r.status, r.data_json) for r in records]
+        lease_until = self.clock() + lease_s
 
         def op(conn: sqlite3.Connection) -> int:
             _still_pending(conn, job_id, item_id)
+            conn.execute(
+                "UPDATE work SET lease_expires_at = ? WHERE id = ?", (lease_until, item_id)
+            )
             cursor = conn.executemany(
                 """INSERT INTO results (job_id, position, input_id, status, data)
                    VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
