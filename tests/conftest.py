@@ -4,10 +4,11 @@ import asyncio
 import json
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import pytest
@@ -103,6 +104,40 @@ def result_positions(
     if vendor is VendorName.BRIGHTLOCAL:
         return [job.job_id for job in sim.brightlocal.batches[int(vendor_job_id)].jobs]
     return list(range(count))
+
+
+async def spawn(*args: str, **options: Any) -> asyncio.subprocess.Process:
+    """`python -m enrichwatch ARGS` as a real child process; `options` go to
+    `asyncio.create_subprocess_exec` (env, stdout, stderr, cwd, …)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "enrichwatch", *args, **options
+    )
+
+
+class CliResult(NamedTuple):
+    """What a CLI run left: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> CliResult:
+    """`enrichwatch ARGS` to its end (at most 30 s), its output captured."""
+    process = await spawn(
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 def free_port() -> int:

@@ -7,10 +7,11 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 from contextlib import asynccontextmanager
 
 import aiohttp
+
+from tests.conftest import spawn
 
 TOKEN = "crash-test-token-000000"
 
@@ -24,10 +25,7 @@ async def serve_process(db, command="serve"):
         "ENRICHWATCH_API_TOKEN": TOKEN,
         "ENRICHWATCH_LOG_LEVEL": "warning",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         command,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -106,10 +104,7 @@ async def test_sigterm_stops_cleanly(tmp_path):
 
 
 async def test_bad_setting_fails_at_start_naming_it(tmp_path):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         "serve",
         env={**os.environ, "ENRICHWATCH_PORT": "eighty", "ENRICHWATCH_DB": str(tmp_path / "x.db")},
         stdout=asyncio.subprocess.PIPE,

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 import time
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -22,7 +21,7 @@ import pytest_asyncio
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig, SimServer
 from enrichwatch.store import InboundDelivery, Store
-from tests.conftest import eventually, free_port, query, result_positions, sim_env
+from tests.conftest import eventually, free_port, query, result_positions, run_cli, sim_env, spawn
 from tests.test_reconciler import INPUTS
 
 TOKEN = "reconciler-crash-token-0000"
@@ -52,10 +51,7 @@ async def serve(env: dict[str, str], log_path):
     """A running `python -m enrichwatch serve`; yields the process and its URL. Its log goes
     to `log_path` (a pipe nobody reads could fill and stall it)."""
     with log_path.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "enrichwatch",
+        process = await spawn(
             "serve",
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -273,21 +269,6 @@ async def test_kill_mid_polling_then_restart_finishes_every_job_with_all_results
 # -- callbacks wake the reconciler -----------------------------------------------------------
 
 
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
 def polls(db, job_id: int) -> int:
     rows = query(
         db, "SELECT COUNT(*) FROM events WHERE job_id = ? AND type = 'vendor.polled'", (job_id,)
@@ -309,7 +290,7 @@ async def submit_people(tmp_path, env) -> dict:
         "professional_network_profile_urls\n"
         + "".join(f"https://www.linkedin.com/in/p{n}/\n" for n in range(20))
     )
-    code, out, err = await cli(env, "submit", "crustdata", str(people), "--json")
+    code, out, err = await run_cli(env, "submit", "crustdata", str(people), "--json")
     assert code == 0, err
     (job,) = json.loads(out)
     return job

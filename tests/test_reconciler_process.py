@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ import aiohttp
 
 from enrichwatch.models import VendorName
 from enrichwatch.sim import SimConfig, SimServer
+from tests.conftest import spawn
 
 TOKEN = "two-process-token-000000"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,10 +48,7 @@ async def command(
     name: str, env: dict[str, str], ready: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """Run `enrichwatch NAME` until the block ends; yields it and its line containing `ready`."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         name,
         env=env,
         stdout=asyncio.subprocess.PIPE,

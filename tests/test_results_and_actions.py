@@ -3,13 +3,11 @@ reprocess) against the vendor simulator, over real HTTP and with the CLI as a su
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import os
 import sqlite3
-import sys
 import time
 from typing import Any
 
@@ -25,7 +23,7 @@ from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from tests.conftest import API_TOKEN, sim_env
+from tests.conftest import API_TOKEN, CliResult, run_cli, sim_env
 from tests.settling import next_due, settle
 from tests.test_reconciler import INPUTS
 
@@ -69,19 +67,8 @@ class World:
         (view,) = [v for v in self.sim.jobs(vendor.value) if v.job_id == vendor_job_id]
         return view
 
-    async def cli(self, *args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "enrichwatch",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await process.communicate()
-        assert process.returncode is not None
-        return process.returncode, stdout.decode(), stderr.decode()
+    async def cli(self, *args: str) -> CliResult:
+        return await run_cli(self.env, *args)
 
 
 def _cli_env(sim: SimServer, db) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import holders_directory
-from tests.conftest import eventually, query
+from tests.conftest import eventually, query, spawn
 from tests.test_reconciler_crash import api, serve_env
 
 READY = {"receiver": "listening on", "reconciler": "reconciler running"}
@@ -45,10 +44,7 @@ class Command:
 async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[Command]:
     """`enrichwatch ARGS` until the block ends, once it has printed its ready line."""
     with log.open("ab") as err:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "enrichwatch",
+        process = await spawn(
             *args,
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -136,10 +132,7 @@ async def test_a_reconciler_starting_leaves_a_running_check_command_its_lease(tm
             url = receiver.line.rsplit(" ", 1)[1]
             job = await track(http, url, "crustdata", crust.batch_id)
             with (tmp_path / "check.log").open("ab") as err:
-                check = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "enrichwatch",
+                check = await spawn(
                     "check",
                     str(job["id"]),
                     env=env,

@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import sqlite3
-import sys
 import time
 
 import pytest
@@ -24,7 +23,7 @@ from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from reconciler.submissions import send_queued_submissions
-from tests.conftest import API_TOKEN, sim_env
+from tests.conftest import API_TOKEN, run_cli, sim_env, spawn
 
 
 @pytest_asyncio.fixture
@@ -47,17 +46,7 @@ def sim_settings(tmp_path, sim):
 
 async def cli(tmp_path, sim, *args):
     env = {**os.environ, **sim_env(sim), "ENRICHWATCH_DB": str(tmp_path / "cli.db")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await run_cli(env, *args)
 
 
 def write_csv(path, header, rows):
@@ -273,10 +262,7 @@ async def test_cli_track_twice_is_one_job(tmp_path, sim):
 
 
 async def test_sim_command_prints_the_settings_to_use(tmp_path):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         "sim",
         "--port",
         "0",

@@ -5,9 +5,7 @@ SQLite file."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,36 +22,9 @@ from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
 from reconciler import Reconciler
-from tests.conftest import API_TOKEN, sim_env
+from tests.conftest import API_TOKEN, CliResult, run_cli, sim_env
 from tests.settling import settle
 from tests.test_reconciler import INPUTS
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
-
-async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> CliResult:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 def clean_env(**settings: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import pytest
 
 from enrichwatch.models import VendorName
 from tests.cli.conftest import CliResult, World, assert_one_line_error, clean_env, run_cli
-from tests.conftest import snapshot
+from tests.conftest import snapshot, spawn
 
 BEYOND_SQLITE = "99999999999999999999"
 """Larger than any SQLite integer (2**63 - 1), so no row can have it as its id."""
@@ -218,10 +218,7 @@ async def test_results_to_a_full_device_is_one_line(world: World):
     assert assert_one_line_error(result) == "Error: cannot write /dev/full: No space left on device"
 
     with open("/dev/full", "wb") as full:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "enrichwatch",
+        process = await spawn(
             "results",
             str(job_id),
             env=world.env,
@@ -248,10 +245,7 @@ async def test_results_cut_short_leave_no_file_behind(world: World, tmp_path):
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         "results",
         str(job_id),
         "-o",

@@ -12,7 +12,6 @@ import re
 import shlex
 import signal
 import socket
-import sys
 from typing import Any
 
 import aiohttp
@@ -23,16 +22,13 @@ from enrichwatch.demo import LiveView, clear_previous_demo
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
 from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
-from tests.conftest import query, snapshot
+from tests.conftest import query, snapshot, spawn
 
 DEMO_DEADLINE_S = 150
 
 
 async def start_demo(tmp_path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    return await spawn(
         "demo",
         *args,
         env=clean_env(),

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
 from reconciler import reconcile_once
 from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
-from tests.conftest import query, snapshot
+from tests.conftest import query, snapshot, spawn
 
 # -- jobs ------------------------------------------------------------------------------------
 
@@ -213,10 +212,7 @@ async def test_events_is_the_whole_timeline_in_order(world: World):
 
 async def test_events_follow_tails_a_running_job_until_it_is_done(world: World):
     job = await world.submit(VendorName.REPROMPT)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         "events",
         str(job.id),
         "--follow",
@@ -363,10 +359,7 @@ async def test_events_follow_ends_quietly_on_ctrl_c(tmp_path):
     db = tmp_path / "follow.db"
     async with Store.open(db) as store:
         job, _ = await store.track_job(VendorName.ECORE, "e-1", "never ends")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "enrichwatch",
+    process = await spawn(
         "events",
         str(job.id),
         "--follow",
