@@ -27,6 +27,18 @@ class UnknownJobError(StoreError):
         self.job_id = job_id
 
 
+class AlreadyTrackedError(StoreError):
+    """The vendor job is tracked already, with other notification targets than the ones asked
+    for: answering with the job as it is would drop those targets without a word."""
+
+    def __init__(self, job_id: int, vendor: str, vendor_job_id: str) -> None:
+        super().__init__(
+            f"{vendor} job {vendor_job_id} is already tracked (job {job_id}) with other "
+            "notification targets"
+        )
+        self.job_id = job_id
+
+
 class UnknownInboxError(StoreError):
     """No stored callback has that inbox id."""
 

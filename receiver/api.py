@@ -21,6 +21,7 @@ from enrichwatch import actions, export
 from enrichwatch.actions import ActionError, ReprocessOptions
 from enrichwatch.errors import (
     ActionNotSupportedError,
+    AlreadyTrackedError,
     InputError,
     VendorError,
     VendorNotFoundError,
@@ -100,9 +101,13 @@ async def create_job(request: web.Request) -> web.Response:
     notify = targets_of(body.notify, services.settings)
     if body.submit is None:
         assert body.vendor_job_id is not None
-        job, created = await services.store.track_job(
-            body.vendor, body.vendor_job_id, body.name, source=EventSource.API, notify=notify
-        )
+        try:
+            job, created = await services.store.track_job(
+                body.vendor, body.vendor_job_id, body.name, source=EventSource.API, notify=notify
+            )
+        except AlreadyTrackedError as exc:
+            tracked = job_json(await services.store.get_job(exc.job_id), public_url)
+            raise ApiError(409, "already_tracked", str(exc), job=tracked) from None
         return web.json_response(job_json(job, public_url), status=201 if created else 200)
 
     submit = SubmitRequest(rows=body.submit.rows, name=body.name, options=body.submit.options)

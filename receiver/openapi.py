@@ -224,6 +224,11 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             400: _BAD_JSON,
             401: _UNAUTHORIZED,
+            409: Response(
+                "That vendor job is already tracked with other notification targets than "
+                "`notify` names (`already_tracked`, with the tracked `job`); nothing changed.",
+                Error,
+            ),
             413: _TOO_LARGE,
             422: Response(
                 "The body breaks the schema (`fields`), or the rows break the vendor's rules "

@@ -20,14 +20,19 @@ from typing import Any
 import aiosqlite
 
 from enrichwatch import jsontext
-from enrichwatch.errors import StoreError, UnknownJobError
+from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
 from enrichwatch.store.checks import CheckWrites
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.inspect_reads import InspectReads
-from enrichwatch.store.notifications import JobTargets, NotificationWrites, write_job_targets
+from enrichwatch.store.notifications import (
+    JobTargets,
+    NotificationWrites,
+    job_targets,
+    write_job_targets,
+)
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
 from enrichwatch.store.request_budget import RequestBudgetWrites
 from enrichwatch.store.rows import append_event, insert_job, sha256_int64, token_digest
@@ -135,19 +140,21 @@ class Store(
         notify: JobTargets | None = None,
     ) -> tuple[JobRecord, bool]:
         """Start tracking a vendor job; tracking the same one again returns it unchanged.
-        `notify`: the job's own notification targets, stored with it.
+        `notify`: the job's own notification targets, stored with it; asking for others than
+        an already tracked job has is an AlreadyTrackedError (none asked for is no conflict).
 
         The job is due at once, so its first status check happens on the next reconcile.
         """
         now = self.clock()
 
-        def op(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[JobRecord, bool, JobTargets]:
             existing = conn.execute(
                 "SELECT * FROM jobs WHERE vendor = ? AND vendor_job_id = ?",
                 (vendor.value, vendor_job_id),
             ).fetchone()
             if existing is not None:
-                return JobRecord.from_row(existing), False
+                record = JobRecord.from_row(existing)
+                return record, False, job_targets(conn, record.id)
             job = insert_job(conn, vendor, vendor_job_id, name, now=now, due_at=now)
             job_id = job.id
             write_job_targets(conn, job_id, notify)
@@ -159,9 +166,12 @@ class Store(
                 {"vendor": vendor.value, "vendor_job_id": vendor_job_id, "name": name},
                 now=now,
             )
-            return job, True
+            return job, True, notify or JobTargets()
 
-        return await self._writer.run(op)
+        job, created, targets = await self._writer.run(op)
+        if notify is not None and not notify.is_empty() and targets != notify:
+            raise AlreadyTrackedError(job.id, vendor.value, vendor_job_id)
+        return job, created
 
     async def record_callback(
         self, vendor: VendorName, token: str, delivery: InboundDelivery

@@ -82,6 +82,46 @@ async def test_bad_targets_in_the_api_body_are_refused_and_change_nothing(open_w
         assert snapshot(world.db) == before
 
 
+async def test_tracking_a_job_again_with_other_targets_is_refused_not_ignored(open_world, slack):
+    """Tracking an already tracked job answers with the job, as tracking twice should; but
+    if the second request names other targets, the job would keep its own and the caller's
+    targets would be lost without a word: that is a 409 naming the job, and changes nothing."""
+    own = {"slack": "https://hooks.example.org/services/T/B/mine"}
+    async with open_world() as world:
+        body = {"vendor": "crustdata", "vendor_job_id": "b-1", "notify": own}
+        first = await world.api("POST", "/api/jobs", body, status=201)
+        assert (await world.api("POST", "/api/jobs", body, status=200))["id"] == first["id"]
+        plain = {"vendor": "crustdata", "vendor_job_id": "b-1"}
+        assert (await world.api("POST", "/api/jobs", plain, status=200))["id"] == first["id"]
+
+        before = snapshot(world.db)
+        other = {**body, "notify": {"slack": slack.url}}
+        answer = await world.api("POST", "/api/jobs", other, status=409)
+        assert answer["error"]["code"] == "already_tracked"
+        assert f"already tracked (job {first['id']})" in answer["error"]["message"]
+        assert answer["error"]["job"]["id"] == first["id"]
+        assert snapshot(world.db) == before
+
+        unowned = {"vendor": "crustdata", "vendor_job_id": "b-2"}
+        await world.api("POST", "/api/jobs", unowned, status=201)
+        await world.api("POST", "/api/jobs", {**unowned, "notify": own}, status=409)
+
+
+def test_cli_track_again_with_other_targets_is_one_line_and_exit_1(tmp_path):
+    env = {"ENRICHWATCH_DB": str(tmp_path / "cli.db"), "ENRICHWATCH_LOG_LEVEL": "error"}
+    slack = ("--notify-slack", "https://hooks.example.org/services/T/B/x")
+    assert run_cli("track", "crustdata", "b-1", *slack, env=env).returncode == 0
+    assert run_cli("track", "crustdata", "b-1", *slack, env=env).returncode == 0
+
+    refused = run_cli(
+        "track", "crustdata", "b-1", "--notify-slack", "https://hooks.example.org/y", env=env
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "Error: crustdata job b-1 is already tracked (job 1) with other notification targets"
+    ]
+
+
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "enrichwatch", *args],
