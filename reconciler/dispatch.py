@@ -28,16 +28,19 @@ BATCH = 20
 async def dispatch_due_notifications(rc: Reconciler, *, wall_clock: WallClock = time.time) -> int:
     """One pass over due notifications, sent side by side; returns how many were delivered."""
     settings = rc.services.settings.notify
-    # Longer than any one send may take, so a live sender's lease never lapses under it.
-    lease_s = settings.timeout * 2 + 60
+    # `timeout` bounds each step of a send (an HTTP request, an SMTP command); a server that
+    # answers every step just in time could still hold a send for minutes, so the whole send
+    # is cut off after twice that. The lease outlasts the cut, so a live send is never taken
+    # up by another pass and sent twice.
+    limit_s = settings.timeout * 2
     items = await rc.services.store.claim_notifications(
-        owner=rc.owner, lease_s=lease_s, limit=BATCH
+        owner=rc.owner, lease_s=limit_s + 60, limit=BATCH
     )
-    sent = await asyncio.gather(*(_send(rc, item, wall_clock) for item in items))
+    sent = await asyncio.gather(*(_send(rc, item, wall_clock, limit_s) for item in items))
     return sum(sent)
 
 
-async def _send(rc: Reconciler, item: WorkItem, wall_clock: WallClock) -> bool:
+async def _send(rc: Reconciler, item: WorkItem, wall_clock: WallClock, limit_s: float) -> bool:
     store, metrics = rc.services.store, rc.services.metrics
     channel = item.payload["channel"]
     bound = log.bind(
@@ -48,7 +51,13 @@ async def _send(rc: Reconciler, item: WorkItem, wall_clock: WallClock) -> bool:
         attempt=item.attempts,
     )
     try:
-        detail = await deliver(rc.services, item, wall_clock=wall_clock)
+        try:
+            async with asyncio.timeout(limit_s):
+                detail = await deliver(rc.services, item, wall_clock=wall_clock)
+        except TimeoutError:
+            raise NotifyTransientError(
+                channel, f"the send took longer than {limit_s:g} s; cut off"
+            ) from None
     except NotifyPermanentError as exc:
         bound.error("notification_dead", error=str(exc))
         metrics.notifications.labels(channel, "dead").inc()

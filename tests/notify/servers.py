@@ -140,7 +140,8 @@ class MailTls:
 
 class MailHandler:
     """Keeps every accepted message; refuses RCPT for `refuse` addresses with 550; while
-    `hang` is set, holds DATA open (without answering) until `release` is set."""
+    `hang` is set, holds DATA open (without answering) until `release` is set; answers MAIL,
+    RCPT and DATA each `tarpit` seconds late (as servers that slow down senders do)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
@@ -149,14 +150,23 @@ class MailHandler:
         self.in_data = threading.Event()
         self.release = threading.Event()
         self.logins: list[str] = []
+        self.tarpit = 0.0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await asyncio.sleep(self.tarpit)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(self.tarpit)
         if address in self.refuse:
             return "550 5.1.1 No such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.tarpit)
         if self.hang.is_set():
             self.hang.clear()
             self.in_data.set()

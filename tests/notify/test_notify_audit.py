@@ -367,3 +367,37 @@ def test_settings_refuse_a_recipient_with_a_line_break(tmp_path):
             smtp={"host": "127.0.0.1"},
             notify={"email_to": ["ops@example.org\n"]},
         )
+
+
+async def test_a_mail_server_that_answers_each_command_just_in_time_is_cut_off_and_retried(
+    open_world, mail_server, mail_tls, mail_port
+):
+    """A server that delays every reply (a tarpit) never trips the per-command timeout, and
+    one send could go on for minutes, past its lease, when the notification would be taken
+    up again and the mail sent twice. A send is cut off after twice the timeout, which its
+    lease outlasts, and retried."""
+    mail_server.handler.tarpit = 0.7  # each reply inside the 1 s timeout; four of them, not
+    mail_server.start()
+    async with open_world(
+        notify={"email_to": ["ops@example.org", "data@example.org"], "timeout": 1.0},
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        job = await finished_job(world, "leads")
+
+        def email() -> dict[str, Any] | None:
+            rows = [r for r in world.notifications(job["id"]) if r["channel"] == "email"]
+            return dict(rows[0]) if rows else None
+
+        await world.passes(until=lambda: (email() or {}).get("attempts", 0) >= 1)
+        row = email()
+        assert row is not None
+        assert (row["state"], row["attempts"]) == ("pending", 1)
+        assert "took longer than 2 s" in row["last_error"]
+        assert mail_server.handler.messages == []
+
+        mail_server.handler.tarpit = 0.0
+        await world.passes()
+        row = email()
+        assert row is not None
+        assert (row["state"], row["attempts"]) == ("done", 2)
+        assert len(mail_server.handler.messages) == 1
