@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -382,6 +385,9 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=config_file)
 
+    misspelt = _misspelt_variables(os.environ)
+    if misspelt:
+        raise SettingsError("\n".join(misspelt))
     try:
         return _FileSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -391,6 +397,33 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
             f"could not read settings: {exc} (a list or table given in a variable must be "
             """JSON, e.g. ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS='["files.example.com"]')"""
         ) from None
+
+
+_OTHER_VARIABLES = frozenset({"CONFIG"})
+"""Read by the CLI itself, not by Settings."""
+
+
+def _misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """`ENRICHWATCH_*` variables (or their sections) that name no setting but come close to
+    one: a typo that would be ignored, leaving the setting at its default. A variable close
+    to none is left alone, since platforms add their own (Kubernetes gives every pod
+    `ENRICHWATCH_SERVICE_HOST` and the like for a Service named enrichwatch)."""
+    known = {name.upper() for name in Settings.model_fields} | _OTHER_VARIABLES
+    found = []
+    for variable in environ:
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX):
+            continue
+        top = name.removeprefix(ENV_PREFIX).split("__")[0]
+        if top in known:
+            continue
+        close = difflib.get_close_matches(top, known, n=1, cutoff=0.8)
+        if close:
+            found.append(
+                f"unknown setting {variable}: did you mean {ENV_PREFIX}{close[0]}? (it would be "
+                "ignored)"
+            )
+    return found
 
 
 _SECRET_WORDS = ("secret", "password", "slack_webhook_url")

@@ -76,6 +76,38 @@ def test_bad_value_names_the_setting(monkeypatch, variable, value, named):
     assert named in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("ENRICHWATCH_WORK_INTERVALL", "ENRICHWATCH_WORK_INTERVAL"),
+        ("ENRICHWATCH_LOGLEVEL", "ENRICHWATCH_LOG_LEVEL"),
+        ("enrichwatch_api_tokn", "ENRICHWATCH_API_TOKEN"),
+        ("ENRICHWATCH_CRUSTDAT__API_KEY", "ENRICHWATCH_CRUSTDATA"),
+    ],
+)
+def test_a_misspelt_variable_is_an_error_not_ignored(monkeypatch, variable, meant):
+    """Left alone, the setting keeps its default and nothing says so."""
+    monkeypatch.setenv(variable, "3")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert f"unknown setting {variable}: did you mean {meant}?" in str(error.value)
+
+
+def test_variables_a_platform_adds_with_our_prefix_are_left_alone(monkeypatch):
+    """Kubernetes gives every pod these for a Service named enrichwatch; none is a setting."""
+    for variable, value in {
+        "ENRICHWATCH_SERVICE_HOST": "10.0.0.7",
+        "ENRICHWATCH_SERVICE_PORT": "8080",
+        "ENRICHWATCH_SERVICE_PORT_HTTP": "8080",
+        "ENRICHWATCH_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+        "ENRICHWATCH_PORT_8080_TCP_ADDR": "10.0.0.7",
+        "ENRICHWATCH_PORT_8080_TCP_PORT": "8080",
+        "ENRICHWATCH_PORT_8080_TCP_PROTO": "tcp",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    assert load_settings().port == 8080
+
+
 def test_unknown_key_in_toml_file_is_an_error(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("prot = 1\n")
