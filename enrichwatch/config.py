@@ -153,7 +153,9 @@ class NotifySettings(Section):
         default=None, description="Outbound Standard Webhooks endpoint for other systems."
     )
     webhook_secret: SecretStr | None = Field(
-        default=None, description="whsec_… key the outbound webhooks are signed with."
+        default=None,
+        description="whsec_… key the outbound webhooks are signed with; to rotate it, give the "
+        "new and the old key separated by a space until every receiver has the new one.",
     )
     console: bool | None = Field(
         default=None,
@@ -190,7 +192,7 @@ class NotifySettings(Section):
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            decode_webhook_secret(value.get_secret_value())
+            decode_webhook_secrets(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
@@ -252,6 +254,16 @@ _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 def is_email_address(value: str) -> bool:
     """A plain addr-spec (no display name); the mail server has the final word."""
     return bool(_EMAIL.fullmatch(value))
+
+
+def decode_webhook_secrets(secrets: str) -> list[bytes]:
+    """The keys of one `whsec_` secret, or of several separated by spaces: while a key is
+    rotated, each webhook carries a signature per key (Standard Webhooks' list), so receivers
+    verifying with the old key or the new one both accept it."""
+    keys = [decode_webhook_secret(secret) for secret in secrets.split()]
+    if not keys:
+        raise ValueError("webhook secret must not be empty")
+    return keys
 
 
 def decode_webhook_secret(secret: str) -> bytes:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from enrichwatch.config import decode_webhook_secret
+from enrichwatch.config import decode_webhook_secrets
 from enrichwatch.notify.errors import NotifyPermanentError, NotifyTransientError
 from enrichwatch.notify.message import Message
 from enrichwatch.retry_after import parse_retry_after
@@ -33,11 +33,13 @@ REASON_BYTES = 200
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` value for one attempt."""
-    key = decode_webhook_secret(secret)
+    """The `webhook-signature` value for one attempt: one `v1,` signature per key of
+    `secret` (several while a key is rotated), separated by spaces."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        for key in decode_webhook_secrets(secret)
+    )
 
 
 def encode_event(message: Message) -> bytes:

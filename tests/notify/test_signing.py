@@ -3,6 +3,7 @@ library's verifier."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -73,6 +74,25 @@ def test_the_reference_library_accepts_our_signature_among_others_and_refuses_a_
     }
     with pytest.raises(WebhookVerificationError, match="too old"):
         Webhook(SECRET).verify(PAYLOAD, headers)
+
+
+def test_while_a_key_is_rotated_receivers_with_either_key_accept_the_webhook():
+    """Both keys in the setting, new first: one signature per key, so a receiver still on
+    the old key and one already on the new key both verify it; a third key does not."""
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    settings = load_settings(
+        notify={"webhook_url": "https://example.org/hook", "webhook_secret": f"{new} {SECRET}"}
+    )
+    secret = settings.notify.webhook_secret
+    assert secret is not None
+    now = int(time.time())
+    signature = sign(secret.get_secret_value(), MSG_ID, now, PAYLOAD)
+    assert len(signature.split()) == 2
+    headers = {"webhook-id": MSG_ID, "webhook-timestamp": str(now), "webhook-signature": signature}
+    for key in (new, SECRET):
+        assert Webhook(key).verify(PAYLOAD, headers) == {"test": 2432232314}
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(b"o" * 32).decode()).verify(PAYLOAD, headers)
 
 
 @pytest.mark.parametrize("secret", ["", "whsec_", "whsec_not base64!"])
