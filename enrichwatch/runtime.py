@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -16,6 +17,7 @@ from enrichwatch.config import Settings
 from enrichwatch.metrics import Metrics
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
+from enrichwatch.store.holders import LeaseHolder, owner_id
 from enrichwatch.store.notifications import NotifyRoutes
 from enrichwatch.store.rows import token_digest
 from enrichwatch.store.store import Clock
@@ -38,6 +40,28 @@ class CallTally:
         return count
 
 
+class Sender:
+    """This process's name on the submit calls it makes (`Store.begin_send`), kept alive by a
+    lease-holder file from its first call until the services close: a call that a kill or a
+    stop cut off is then known for one at once, by any process on the database, rather than
+    only once no call could still be under way (reconciler.submissions)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path
+        self._owner = f"sender:{owner_id()}"
+        self._holder: LeaseHolder | None = None
+
+    def owner(self) -> str:
+        if self._holder is None:
+            self._holder = LeaseHolder.acquire(self._db_path, self._owner)
+        return self._owner
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.release()
+            self._holder = None
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
@@ -52,6 +76,7 @@ class Services:
     budgets: RequestBudgets
     """Each vendor account's request budget, shared by every adapter `adapter` builds (and,
     through the store, by every process on the same file)."""
+    sender: Sender
     due_now: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a callback makes a job due, so an in-process reconciler looks at once."""
 
@@ -89,7 +114,11 @@ async def open_services(
             aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         )
         digest, generated = await _api_token(settings, store, issue_api_token)
-        yield Services(settings, store, Metrics(), http, digest, generated, RequestBudgets(store))
+        sender = Sender(store.path)
+        stack.callback(sender.release)
+        yield Services(
+            settings, store, Metrics(), http, digest, generated, RequestBudgets(store), sender
+        )
 
 
 async def _api_token(

@@ -110,7 +110,7 @@ async def attempt_submit(
         await fail_interrupted_send(services, job)
     tally = CallTally()
     adapter = services.adapter(job.vendor, on_call=tally)
-    await services.store.begin_send(job.id)
+    await services.store.begin_send(job.id, owner=services.sender.owner())
     try:
         (submitted,) = await adapter.submit(part)
     except VendorConcurrencyLimitError as exc:

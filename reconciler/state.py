@@ -3,22 +3,14 @@ polling policy. Budgets are per process; all else lives in the database."""
 
 from __future__ import annotations
 
-import os
 import random
-import secrets
-import socket
 from dataclasses import dataclass, field
 
 from enrichwatch.models import VendorName
 from enrichwatch.polling import TokenBucket, VendorPolicy, vendor_policy
 from enrichwatch.runtime import Services
+from enrichwatch.store.holders import owner_id
 from enrichwatch.vendors import adapter_class
-
-
-def owner_id() -> str:
-    """Who holds a lease: readable in the database, and unique per process start (a restarted
-    container's process has the same host name and pid as the one it replaces)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass

@@ -7,6 +7,7 @@ import structlog
 
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.runtime import Services
+from enrichwatch.store.holders import gone_holders
 from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import SendInterruptedError, attempt_submit, fail_interrupted_send
 from enrichwatch.vendors.base import SubmitRequest
@@ -17,7 +18,8 @@ LEASE_S = 300.0
 BATCH = 20
 SEND_GIVE_UP_S = 900.0
 """A submit call begun this long ago with no outcome recorded was cut off by a stop: longer
-than any one call, its retries included, can take (in this process or another)."""
+than any one call, its retries included, can take (in this process or another). A call whose
+process is gone is known to be cut off at once (`Store.begin_send`'s owner)."""
 
 
 async def send_queued_submissions(services: Services, owner: str) -> int:
@@ -55,7 +57,8 @@ async def fail_interrupted_sends(services: Services) -> int:
     """Parts whose submit call a stop cut off, in any process: each fails, notified, rather
     than wait forever or be sent twice (see `fail_interrupted_send`). Returns how many."""
     store = services.store
-    jobs = await store.interrupted_sends(started_before=store.clock() - SEND_GIVE_UP_S)
+    gone = gone_holders(store.path, await store.send_owners())
+    jobs = await store.interrupted_sends(store.clock() - SEND_GIVE_UP_S, gone)
     for job in jobs:
         try:
             await fail_interrupted_send(services, job)

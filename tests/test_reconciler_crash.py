@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from enrichwatch.models import VendorName
@@ -192,6 +193,46 @@ async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tm
         (job["id"],),
     )
     assert [r["outcome"] for r in outcomes] == ["failed"]
+
+
+async def test_kill_during_a_direct_send_fails_the_part_at_the_restart_not_minutes_later(
+    tmp_path, fast_sim
+):
+    """The API's own send (no work item) cut off by a kill: the process that made the call is
+    gone (its holder file is unlocked), so the restarted service fails the part at once, with
+    where to look, instead of waiting out the 15 minutes a live call might still take."""
+    sim, db = fast_sim, tmp_path / "direct.db"
+    submit = "POST /api/v1/enrichment/submit/"
+    env = serve_env(sim, db, work_interval=0.2)
+    rows, options = INPUTS[VendorName.ECORE]
+    body = {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+    async with serve(env, tmp_path / "serve.log") as (process, url):
+        sim.set_fault(
+            "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
+        )
+        async with aiohttp.ClientSession() as http:
+            sending = asyncio.create_task(api(http, "POST", f"{url}/api/jobs", body))
+            await eventually(
+                lambda: sim.stats.injected[("ecore", "slow")] and len(sim.jobs("ecore")) == 1,
+                20,
+                "the vendor has made the job and holds its answer",
+            )
+            await kill(process)
+            with pytest.raises(aiohttp.ClientError):
+                await sending
+    (row,) = query(db, "SELECT * FROM jobs")
+    assert row["send_started_at"] is not None
+
+    async with serve(env, tmp_path / "serve.log"):
+
+        def failed() -> sqlite3.Row | None:
+            (row,) = query(db, "SELECT * FROM jobs")
+            return row if row["state"] == "failed" else None
+
+        row = await eventually(failed, 20, "the cut-off part is failed")
+    assert len(sim.jobs("ecore")) == 1
+    assert "stopped while sending this part to ecore" in row["error"]
+    assert row["send_started_at"] is None
 
 
 # -- kill -9 mid-polling ---------------------------------------------------------------------

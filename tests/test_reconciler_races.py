@@ -245,7 +245,7 @@ async def test_a_held_back_part_cut_off_mid_send_is_failed_not_sent_twice(world)
     store = world.services.store
     job, part = await held_back_ecore_part(world)
     assert len(await store.claim_work(SUBMIT_WORK, owner="dead:1", lease_s=300, limit=1)) == 1
-    await store.begin_send(job.id)
+    await store.begin_send(job.id, owner=world.services.sender.owner())
     await world.services.adapter(VendorName.ECORE).submit(part)
     assert len(world.sim.jobs("ecore")) == 1
 
@@ -270,7 +270,7 @@ async def test_a_direct_submit_cut_off_mid_send_is_failed_once_it_cannot_be_unde
     job = await store.reserve_job(
         VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
     )
-    await store.begin_send(job.id)
+    await store.begin_send(job.id, owner=world.services.sender.owner())
     await world.services.adapter(VendorName.ECORE).submit(part)
 
     assert await fail_interrupted_sends(world.services) == 0  # it may still be under way
@@ -292,7 +292,7 @@ async def test_the_submit_lane_fails_a_direct_send_cut_off_without_waiting_for_t
     job = await store.reserve_job(
         VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
     )
-    await store.begin_send(job.id)
+    await store.begin_send(job.id, owner=world.services.sender.owner())
 
     assert await send_queued_submissions(world.services, "rc:1") == 0
     assert (await world.job(job.id)).state is JobState.SUBMITTED  # it may still be under way

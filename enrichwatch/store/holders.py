@@ -4,7 +4,8 @@ A lease names its holder (`lease_owner`): a reconciler, or `enrichwatch check` f
 job. A reconciler frees the leases of holders that are gone, when it starts and every work
 interval after, so what a killed reconciler was doing resumes at once (after a restart, or by
 another one running beside it) rather than when its leases lapse; it never frees a running
-holder's, so two reconcilers on one database never both handle a job.
+holder's, so two reconcilers on one database never both handle a job. A submit call marked
+as under way names the process making it the same way (`send_owner`).
 
 Each holder keeps an exclusive `flock` on a file of its own in a directory beside the database.
 The kernel drops a flock when its process ends, however it ends (kill -9 included), so a file
@@ -18,6 +19,8 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +28,12 @@ from pathlib import Path
 from enrichwatch.errors import StoreError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def owner_id() -> str:
+    """Who holds a lease: readable in the database, and unique per process start (a restarted
+    container's process has the same host name and pid as the one it replaces)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def holders_directory(db_path: Path) -> Path:

@@ -46,14 +46,18 @@ class SubmissionWrites:
 
         return await self._writer.run(op)
 
-    async def begin_send(self, job_id: int) -> None:
-        """Record that the part's submit call is going out, before it does. Its outcome clears
-        the mark (`record_submitted`, `queue_submission`, `fail_submission`); a mark still
-        set later means the process stopped mid-call and the vendor may have the job."""
+    async def begin_send(self, job_id: int, *, owner: str) -> None:
+        """Record that the part's submit call is going out, from the process whose lease
+        holder is `owner`, before it does. Its outcome clears the mark (`record_submitted`,
+        `queue_submission`, `fail_submission`); a mark still set once that process is gone,
+        or long after, means it stopped mid-call and the vendor may have the job."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE jobs SET send_started_at = ? WHERE id = ?", (now, job_id))
+            conn.execute(
+                "UPDATE jobs SET send_started_at = ?, send_owner = ? WHERE id = ?",
+                (now, owner, job_id),
+            )
             append_event(conn, job_id, "submit.sending", EventSource.SYSTEM, {}, now=now)
 
         await self._writer.run(op)
@@ -93,7 +97,7 @@ class SubmissionWrites:
             conn.execute(
                 """UPDATE jobs SET vendor_job_id = ?, next_check_at = ?, updated_at = ?,
                                    vendor_calls = vendor_calls + ?, expects_callback = ?,
-                                   send_started_at = NULL
+                                   send_started_at = NULL, send_owner = NULL
                    WHERE id = ?""",
                 (vendor_job_id, now, now, vendor_calls, expects_callback, job_id),
             )
@@ -136,7 +140,7 @@ class SubmissionWrites:
             )
             conn.execute(
                 """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                                   send_started_at = NULL
+                                   send_started_at = NULL, send_owner = NULL
                    WHERE id = ?""",
                 (vendor_calls, now, job_id),
             )
@@ -183,7 +187,7 @@ def _fail(conn: sqlite3.Connection, job_id: int, error: str, vendor_calls: int, 
     conn.execute(
         """UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, next_check_at = NULL,
                            vendor_calls = vendor_calls + ?, updated_at = ?,
-                           send_started_at = NULL
+                           send_started_at = NULL, send_owner = NULL
            WHERE id = ?""",
         (error, now, vendor_calls, now, job_id),
     )
