@@ -46,9 +46,10 @@ class RequestBudgetWrites:
                     wait = max(wait, row[0] + span - now)
             if wait > 0:
                 return wait
-            conn.execute(
-                "INSERT INTO request_sends (account, sent_at) VALUES (?, ?)", (account, now)
-            )
+            if limit is not None:  # counted only where there is a count to keep
+                conn.execute(
+                    "INSERT INTO request_sends (account, sent_at) VALUES (?, ?)", (account, now)
+                )
             return 0.0
 
         return await self._writer.run(op)

@@ -364,7 +364,7 @@ class Store(
         return {str(row["send_owner"]) for row in rows}
 
     async def interrupted_sends(
-        self, started_before: float, gone_owners: Iterable[str] = ()
+        self, started_before: float, gone_owners: Iterable[str]
     ) -> list[JobRecord]:
         """Parts whose submit call never recorded an end (see `begin_send`) and either began
         before `started_before` or was made by a process in `gone_owners`."""

@@ -5,10 +5,10 @@
 CREATE TABLE request_sends (
     account TEXT NOT NULL,
     sent_at REAL NOT NULL
-);
+) STRICT;
 CREATE INDEX request_sends_account ON request_sends (account, sent_at);
 
 CREATE TABLE request_pauses (
     account TEXT PRIMARY KEY,
     until REAL NOT NULL
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
