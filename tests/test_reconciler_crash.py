@@ -149,15 +149,21 @@ async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_
 # -- kill -9 mid-submit ----------------------------------------------------------------------
 
 
+ECORE_SUBMIT = "POST /api/v1/enrichment/submit/"
+
+
+def ecore_batch() -> dict[str, object]:
+    """`POST /api/jobs` sending eCore a batch."""
+    rows, options = INPUTS[VendorName.ECORE]
+    return {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+
+
 async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tmp_path, fast_sim):
     """The vendor has taken the part and its answer is on the way back when the process dies.
     After the restart the part is failed, with where to look, not sent again (a second,
     billed, untracked job at the vendor)."""
-    sim, db = fast_sim, tmp_path / "submit.db"
-    submit = "POST /api/v1/enrichment/submit/"
-    env = serve_env(sim, db, work_interval=0.2)
-    rows, options = INPUTS[VendorName.ECORE]
-    body = {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+    sim, db, submit = fast_sim, tmp_path / "submit.db", ECORE_SUBMIT
+    env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
     async with serve(env, tmp_path / "serve.log") as (process, url):
         # A 429 (nothing created) holds the part back for 3 s; its retry is then answered
         # by the vendor, which makes the job, and held on the way back.
@@ -201,11 +207,8 @@ async def test_kill_during_a_direct_send_fails_the_part_at_the_restart_not_minut
     """The API's own send (no work item) cut off by a kill: the process that made the call is
     gone (its holder file is unlocked), so the restarted service fails the part at once, with
     where to look, instead of waiting out the 15 minutes a live call might still take."""
-    sim, db = fast_sim, tmp_path / "direct.db"
-    submit = "POST /api/v1/enrichment/submit/"
-    env = serve_env(sim, db, work_interval=0.2)
-    rows, options = INPUTS[VendorName.ECORE]
-    body = {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+    sim, db, submit = fast_sim, tmp_path / "direct.db", ECORE_SUBMIT
+    env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
     async with serve(env, tmp_path / "serve.log") as (process, url):
         sim.set_fault(
             "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit

@@ -17,7 +17,7 @@ import pytest
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import holders_directory
 from tests.conftest import eventually, query, spawn
-from tests.test_reconciler_crash import api, serve_env
+from tests.test_reconciler_crash import api, polls, serve_env
 
 READY = {"receiver": "listening on", "reconciler": "reconciler running"}
 
@@ -274,22 +274,13 @@ async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_p
         async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
             async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
                 url = receiver.line.rsplit(" ", 1)[1]
-
-                def polls(job_id: int) -> int:
-                    rows = query(
-                        db,
-                        "SELECT count(*) FROM events WHERE job_id = ? AND type = 'vendor.polled'",
-                        (job_id,),
-                    )
-                    return int(rows[0][0])
-
                 job = await track(http, url, "crustdata", crust.batch_id)
-                await eventually(lambda: polls(job["id"]) == 1, what="the first check")
+                await eventually(lambda: polls(db, job["id"]) == 1, what="the first check")
                 # The plan puts the next check a minute or more away (Crustdata's interval).
                 assert float(job_row(db, job["id"])["next_check_at"]) > sim.clock.now() + 30
 
                 async with http.post(job["callback_url"], json={"id": crust.batch_id}) as reply:
                     assert reply.status == 200, await reply.text()
-                await eventually(lambda: polls(job["id"]) == 2, what="the confirming check")
+                await eventually(lambda: polls(db, job["id"]) == 2, what="the confirming check")
                 await receiver.stop()
             await reconciler.stop()
