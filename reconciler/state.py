@@ -1,5 +1,6 @@
-"""What one reconciler process keeps between passes: each vendor account's request budget and
-polling policy. Budgets are per process; all else lives in the database."""
+"""What one reconciler process keeps between passes: the token bucket it plans each vendor
+account's status checks against, and the polling policies. The request budget every call
+must fit (`enrichwatch.vendors.budget`) and all else live in the database."""
 
 from __future__ import annotations
 
