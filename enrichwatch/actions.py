@@ -9,8 +9,10 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from enrichwatch.errors import EnrichwatchError
+from enrichwatch.models import JobState
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
+from enrichwatch.vendors import adapter_class
 
 
 class ActionError(EnrichwatchError):
@@ -49,14 +51,17 @@ class ReprocessOptions(BaseModel):
 
 
 async def resume(services: Services, job_id: int) -> JobRecord:
+    """A paused job goes on; so does one that failed mid-run where the vendor resumes those
+    (influencers.club), which reopens it as a new run, like a reprocess."""
     job = await _sent_job(services, job_id)
-    if job.state.is_terminal:
+    failed_run = job.state is JobState.FAILED and adapter_class(job.vendor).resumes_failed_runs
+    if job.state.is_terminal and not failed_run:
         # The vendor might resume (and bill) it, but a finished job is never looked at again.
         raise ActionError(f"job {job_id} is {job.state.value}; there is nothing to resume")
     calls = CallTally()
     await services.adapter(job.vendor, on_call=calls).resume(job.vendor_job_id or "")
     return await services.store.record_action(
-        job.id, "job.resume_requested", {}, vendor_calls=calls.count
+        job.id, "job.resume_requested", {}, vendor_calls=calls.count, reopen=failed_run
     )
 
 

@@ -302,7 +302,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         "/api/jobs/{job_id}/resume",
-        "Resume a job the vendor paused (influencers.club, eCore).",
+        "Resume a job the vendor paused (influencers.club, eCore), or an influencers.club "
+        "batch that failed mid-run, which then runs again as a new run.",
         {
             202: _JOB_ACCEPTED,
             401: _UNAUTHORIZED,

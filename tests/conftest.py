@@ -140,6 +140,18 @@ async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> C
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
+def notified(db: Path, job_id: int) -> list[str]:
+    """The outcomes the job's notification rows were made for, oldest first (one channel
+    configured: one row each)."""
+    rows = query(
+        db,
+        "SELECT json_extract(payload, '$.outcome') AS outcome FROM work WHERE kind = 'notify' "
+        "AND job_id = ? ORDER BY id",
+        (job_id,),
+    )
+    return [row["outcome"] for row in rows]
+
+
 def free_port() -> int:
     """A port for a service to bind on each of its starts, so its URLs stay valid."""
     with socket.socket() as sock:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store.holders import gone_holders
@@ -22,6 +21,7 @@ from reconciler.submissions import (
     fail_interrupted_sends,
     send_queued_submissions,
 )
+from tests.conftest import notified
 from tests.settling import settle
 from tests.test_reconciler_fixes import settles_with_every_result, until
 from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
@@ -188,19 +188,6 @@ async def test_waiting_out_the_cap_does_not_use_up_the_transient_retries(world):
     await world.sim.advance(61)
     assert await send_queued_submissions(world.services, "rc:1") == 1
     assert (await world.job(job.id)).vendor_job_id is not None
-
-
-def notified(db, job_id: int) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT json_extract(payload, '$.outcome') FROM work WHERE kind = 'notify' "
-            "AND job_id = ? ORDER BY id",
-            (job_id,),
-        ).fetchall()
-    finally:
-        conn.close()
-    return [outcome for (outcome,) in rows]
 
 
 async def test_a_partial_fetch_still_under_way_when_the_job_completes_gives_way(world):  # noqa: F811

@@ -23,7 +23,7 @@ from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from tests.conftest import API_TOKEN, CliResult, run_cli, sim_env
+from tests.conftest import API_TOKEN, CliResult, notified, run_cli, sim_env
 from tests.settling import next_due, settle
 from tests.test_reconciler import INPUTS
 
@@ -266,6 +266,49 @@ async def test_resume_of_a_paused_ecore_job_reaches_the_vendor_and_the_job_compl
         assert (await world.events(job.id)).count("results.stored") == 2  # partial, then all
 
 
+async def test_an_influencers_club_batch_that_failed_mid_run_is_resumed_and_finishes(world):
+    """influencers.club resumes "a paused or interrupted batch … failed mid-run". The failed
+    job (notified as failed) runs again after `resume`, as a new run: it completes with
+    every result stored, and that outcome is notified too."""
+    world.sim.config.influencers_club.profile.job_failure_rate = 1.0
+    job = await world.submit(VendorName.INFLUENCERS_CLUB)
+    await settle(world.sim, world.services, world.rc)
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert world.view(VendorName.INFLUENCERS_CLUB, job.vendor_job_id).vendor_status == "failed"
+    assert notified(world.db, job.id) == ["failed"]
+
+    status, body = await post(world, f"/api/jobs/{job.id}/resume")
+    assert status == 202, body
+    assert (body["state"], body["error"]) == ("running", None)
+    assert "job.resume_requested" in await world.events(job.id)
+
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    rows = len(INPUTS[VendorName.INFLUENCERS_CLUB][0])
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        rows,
+    )
+    assert [r["position"] for r in stored(world.db, job.id)] == list(range(rows))
+    assert notified(world.db, job.id) == ["failed", "completed"]
+
+
+async def test_a_failed_job_whose_vendor_cannot_resume_it_is_refused_before_any_call(world):
+    world.sim.config.ecore.profile.job_failure_rate = 1.0
+    job = await world.submit(VendorName.ECORE)
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(job.id)).state is JobState.FAILED
+    calls = world.sim.stats.count()
+
+    status, body = await post(world, f"/api/jobs/{job.id}/resume")
+    assert status == 409, body
+    assert "is failed; there is nothing to resume" in body["error"]["message"]
+    assert world.sim.stats.count() == calls
+    assert (await world.job(job.id)).state is JobState.FAILED
+
+
 async def test_resume_where_the_vendor_has_none_is_a_clear_error(world):
     job = await world.submit(VendorName.REPROMPT)
     calls = world.sim.stats.count()
@@ -326,6 +369,8 @@ async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again
         events = await world.events(job.id)
         assert events.count("job.reprocess_requested") == n
         assert events.count("results.stored") == n + 1
+        # Each run's results are news: one "completed" per run, on every channel.
+        assert notified(world.db, job.id) == ["completed"] * (n + 1)
         # Each fetch started from the status call that found the batch finished: every status
         # call made is a recorded check, none was spent again by a fetch.
         assert world.sim.stats.count("reprompt", status_calls) == events.count("vendor.polled")

@@ -233,7 +233,8 @@ class InfluencersClubSim(VendorSim):
         batch = self.batches.get(request.match_info["id"])
         if batch is None:
             return self.not_found()
-        if batch.job.progress(self.now).phase != Phase.PAUSED_CREDITS:
+        # "Resume a paused or interrupted batch … If a batch was paused or failed mid-run".
+        if batch.job.progress(self.now).phase not in (Phase.PAUSED_CREDITS, Phase.FAILED):
             return _detail(400, "Batch is not paused.")
         batch.job.resume(self.now)
         return json_response(

@@ -155,7 +155,8 @@ class SimJob:
         self.paused_since: float | None = None
         self.stopped_at: float | None = None
         self.resumed_at: float | None = None
-        self._halt: tuple[float, int, Phase] | None = None
+        self._halts: list[tuple[float, int, Phase]] = []
+        """Where the run stops short (work done, records processed, phase), earliest first."""
         self._pause: tuple[float, int] | None = None
         halts: list[tuple[float, int, Phase]] = []
         if plan.fail_fraction is not None:
@@ -164,8 +165,7 @@ class SimJob:
         first = self.first_failure()
         if stop_on_failure and first is not None:
             halts.append((self._work_for(first + 1), first + 1, Phase.STOPPED))
-        if halts:
-            self._halt = min(halts)
+        self._halts = sorted(halts)
         if plan.pause_fraction is not None and total > 0:
             cap = math.floor(total * plan.pause_fraction)
             self._pause = (self._work_for(cap), cap)
@@ -284,9 +284,19 @@ class SimJob:
         self.paused_since = now
         return True
 
+    @property
+    def _halt(self) -> tuple[float, int, Phase] | None:
+        return self._halts[0] if self._halts else None
+
     def resume(self, now: float) -> bool:
+        """Go on from a pause, or from a failure mid-run (influencers.club resumes those); the
+        run carries on where it stopped, as if the time in between had been a pause."""
         phase = self.progress(now).phase
-        if phase == Phase.PAUSED_CREDITS and self._pause is not None:
+        if phase == Phase.FAILED and self._halt is not None:
+            began = self.run_start + self.paused_total + self._halt[0]
+            self.paused_total += max(0.0, now - began)
+            self._halts.pop(0)
+        elif phase == Phase.PAUSED_CREDITS and self._pause is not None:
             began = self.run_start + self.paused_total + self._pause[0]
             self.paused_total += max(0.0, now - began)
             self._pause = None

@@ -389,8 +389,8 @@ class CheckWrites:
         reopen: bool = False,
     ) -> JobRecord:
         """An operator's action at the vendor (resume, reprocess): the job is due for a check
-        now. `reopen` (reprocess) returns a finished job to running and drops its results,
-        which the vendor will produce anew."""
+        now. `reopen` (a reprocess, a resumed failed run) returns a finished job to running
+        as a new run and drops its results, which the vendor will produce anew."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:

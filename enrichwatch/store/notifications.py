@@ -165,10 +165,18 @@ def enqueue(
     now: float,
 ) -> int:
     """Create the outcome's rows, one per channel, unless they exist; returns how many were
-    new. Runs inside the caller's transaction, beside the event that causes them."""
+    new. Runs inside the caller's transaction, beside the event that causes them.
+
+    Once per outcome and channel for each run of the job: a reprocess (or a resumed failed
+    run) starts a new one, whose end is news again."""
     if outcome is Outcome.WEBHOOK_LATE and not routes.late_webhooks:
         return 0
     channels = routes.channels | job_targets(conn, job_id).channels
+    (run_started_at,) = conn.execute(
+        "SELECT run_started_at FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    # The first run keeps the key it always had, so an upgrade never sends an outcome twice.
+    run = "" if run_started_at is None else f":run:{run_started_at!r}"
     created = 0
     for channel in sorted(channels):
         payload = {
@@ -187,7 +195,7 @@ def enqueue(
                 job_id,
                 jsontext.dumps(payload),
                 now,
-                f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}",
+                f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}{run}",
                 now,
                 now,
             ),

@@ -114,6 +114,8 @@ class VendorAdapter(ABC):
     name: ClassVar[VendorName]
     supports_webhooks: ClassVar[bool] = False
     has_list_endpoint: ClassVar[bool] = False
+    resumes_failed_runs: ClassVar[bool] = False
+    """`resume` also takes up a job that failed mid-run, which then runs again."""
     limits: ClassVar[VendorLimits]
 
     def __init__(

@@ -58,6 +58,8 @@ _JSON_SPACE = " \t\r\n"
 
 class InfluencersClubAdapter(HttpAdapter):
     name = VendorName.INFLUENCERS_CLUB
+    # "Resume a paused or interrupted batch … If a batch was paused or failed mid-run".
+    resumes_failed_runs = True
     limits = VendorLimits(
         max_batch_size=None,
         requests_per_minute=300,
