@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -277,7 +278,7 @@ async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_p
                 job = await track(http, url, "crustdata", crust.batch_id)
                 await eventually(lambda: polls(db, job["id"]) == 1, what="the first check")
                 # The plan puts the next check a minute or more away (Crustdata's interval).
-                assert float(job_row(db, job["id"])["next_check_at"]) > sim.clock.now() + 30
+                assert float(job_row(db, job["id"])["next_check_at"]) > time.time() + 30
 
                 async with http.post(job["callback_url"], json={"id": crust.batch_id}) as reply:
                     assert reply.status == 200, await reply.text()
