@@ -25,6 +25,16 @@ def tables(path) -> set[str]:
         conn.close()
 
 
+def database_at(path, version: int) -> sqlite3.Connection:
+    """A file as an earlier enrichwatch left it: migrated up to `version`, no further."""
+    conn = connect(path)
+    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
+    for number, sql in migrations()[:version]:
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version = {number}")
+    return conn
+
+
 async def test_migrations_build_the_schema_from_an_empty_file(tmp_path):
     path = tmp_path / "new.db"
     async with Store.open(path) as store:
@@ -51,10 +61,7 @@ async def test_rerunning_migrations_is_a_noop(tmp_path):
 
 async def test_inbox_rows_from_before_the_compact_dedupe_index_still_catch_redeliveries(tmp_path):
     path = tmp_path / "v3.db"
-    conn = connect(path)
-    for number, sql in migrations()[:3]:
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at(path, 3)
     conn.execute(
         """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
                              updated_at) VALUES ('ecore', 'old', 'tok', ?, 0, 0)""",
@@ -84,11 +91,7 @@ async def test_inbox_rows_from_before_the_compact_dedupe_index_still_catch_redel
 
 async def test_times_put_off_to_infinity_by_an_earlier_version_are_due_again(tmp_path):
     path = tmp_path / "v6.db"
-    conn = connect(path)
-    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
-    for number, sql in migrations()[:6]:
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at(path, 6)
     conn.execute(
         """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
                              updated_at, next_check_at, retry_after)
@@ -294,11 +297,7 @@ async def test_a_brightlocal_fetch_left_unfinished_at_ranks_starts_over_at_job_i
     would resume among job-id positions and store records twice. It starts over; finished
     sets, and other vendors' fetches, stay as they are."""
     path = tmp_path / "v9.db"
-    conn = connect(path)
-    conn.create_function("sha256_int64", 1, sha256_int64, deterministic=True)
-    for number, sql in migrations()[:9]:
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = database_at(path, 9)
     for job_id, vendor, results_state in (
         (1, "brightlocal", "fetching"),
         (2, "brightlocal", "stored"),
