@@ -32,6 +32,11 @@ class Command:
         self.line = line
         self.log = log
 
+    @property
+    def url(self) -> str:
+        """Where a receiver listens, from its ready line ("… listening on URL")."""
+        return self.line.rsplit(" ", 1)[1]
+
     async def stop(self) -> str:
         """SIGTERM, wait for a clean exit, and return what it logged."""
         self.process.send_signal(signal.SIGTERM)
@@ -65,6 +70,18 @@ async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncItera
             await process.wait()
 
 
+@asynccontextmanager
+async def reconciler_then_receiver(
+    env: dict[str, str], tmp_path: Path
+) -> AsyncIterator[tuple[Command, Command]]:
+    """A reconciler, then a receiver on the same database, until the block ends."""
+    async with (
+        started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler,
+        started(["receiver"], env, tmp_path / "receiver.log") as receiver,
+    ):
+        yield reconciler, receiver
+
+
 async def track(http: aiohttp.ClientSession, url: str, vendor: str, vendor_job_id: str) -> dict:
     """Track a vendor's job through the receiver's API; the job as the API returns it."""
     return await api(
@@ -93,7 +110,7 @@ async def test_a_reconciler_gone_mid_check_leaves_the_job_to_the_one_still_runni
         env = serve_env(sim, db, work_interval=0.2, shutdown_timeout=0.2)
         logs = []
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-            url = receiver.line.rsplit(" ", 1)[1]
+            url = receiver.url
             async with started(["reconciler"], env, tmp_path / "first.log") as first:
                 job = await track(http, url, "crustdata", crust.batch_id)
                 await eventually(
@@ -130,7 +147,7 @@ async def test_a_reconciler_starting_leaves_a_running_check_command_its_lease(tm
         sim.set_fault("crustdata", slow_count=1, slow_seconds=6)
         env = serve_env(sim, db, work_interval=0.2, log_level="info")
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-            url = receiver.line.rsplit(" ", 1)[1]
+            url = receiver.url
             job = await track(http, url, "crustdata", crust.batch_id)
             with (tmp_path / "check.log").open("ab") as err:
                 check = await spawn(
@@ -178,7 +195,7 @@ async def test_two_reconcilers_on_one_file_handle_each_job_once(tmp_path):
             started(["reconciler"], env, tmp_path / "one.log") as one,
             started(["reconciler"], env, tmp_path / "two.log") as two,
         ):
-            url = receiver.line.rsplit(" ", 1)[1]
+            url = receiver.url
             jobs = [await track(http, url, "crustdata", crust.batch_id) for crust in crusts]
             ids = tuple(job["id"] for job in jobs)
 
@@ -212,7 +229,7 @@ async def test_a_reconciler_killed_mid_fetch_leaves_the_fetch_to_the_one_still_r
         sim.set_fault("ecore", slow_count=1, slow_seconds=12, endpoint=result)
         env = serve_env(sim, db, work_interval=0.2)
         async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-            url = receiver.line.rsplit(" ", 1)[1]
+            url = receiver.url
             async with started(["reconciler"], env, tmp_path / "first.log") as first:
                 job = await track(http, url, "ecore", ecore.job_id)
                 await eventually(
@@ -248,17 +265,15 @@ async def test_a_reconciler_started_before_the_receiver_made_the_database(tmp_pa
     async with SimServer(SimConfig(seed=10)) as sim, aiohttp.ClientSession() as http:
         crust = sim.crustdata.add_job(10)
         env = serve_env(sim, db, work_interval=0.2)
-        async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
-            async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-                url = receiver.line.rsplit(" ", 1)[1]
-                job = await track(http, url, "crustdata", crust.batch_id)
-                await eventually(
-                    lambda: job_row(db, job["id"])["last_checked_at"],
-                    what="the reconciler checks the job the receiver tracked",
-                )
-                async with http.get(f"{url}/readyz") as response:
-                    assert response.status == 200, await response.text()
-                receiver_log = await receiver.stop()
+        async with reconciler_then_receiver(env, tmp_path) as (reconciler, receiver):
+            job = await track(http, receiver.url, "crustdata", crust.batch_id)
+            await eventually(
+                lambda: job_row(db, job["id"])["last_checked_at"],
+                what="the reconciler checks the job the receiver tracked",
+            )
+            async with http.get(f"{receiver.url}/readyz") as response:
+                assert response.status == 200, await response.text()
+            receiver_log = await receiver.stop()
             reconciler_log = await reconciler.stop()
     for text in (receiver_log, reconciler_log):
         assert "database is locked" not in text
@@ -272,16 +287,14 @@ async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_p
     async with SimServer(SimConfig(seed=10)) as sim, aiohttp.ClientSession() as http:
         crust = sim.crustdata.add_job(10_000)
         env = serve_env(sim, db, work_interval=300)
-        async with started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler:
-            async with started(["receiver"], env, tmp_path / "receiver.log") as receiver:
-                url = receiver.line.rsplit(" ", 1)[1]
-                job = await track(http, url, "crustdata", crust.batch_id)
-                await eventually(lambda: polls(db, job["id"]) == 1, what="the first check")
-                # The plan puts the next check a minute or more away (Crustdata's interval).
-                assert float(job_row(db, job["id"])["next_check_at"]) > time.time() + 30
+        async with reconciler_then_receiver(env, tmp_path) as (reconciler, receiver):
+            job = await track(http, receiver.url, "crustdata", crust.batch_id)
+            await eventually(lambda: polls(db, job["id"]) == 1, what="the first check")
+            # The plan puts the next check a minute or more away (Crustdata's interval).
+            assert float(job_row(db, job["id"])["next_check_at"]) > time.time() + 30
 
-                async with http.post(job["callback_url"], json={"id": crust.batch_id}) as reply:
-                    assert reply.status == 200, await reply.text()
-                await eventually(lambda: polls(db, job["id"]) == 2, what="the confirming check")
-                await receiver.stop()
+            async with http.post(job["callback_url"], json={"id": crust.batch_id}) as reply:
+                assert reply.status == 200, await reply.text()
+            await eventually(lambda: polls(db, job["id"]) == 2, what="the confirming check")
+            await receiver.stop()
             await reconciler.stop()

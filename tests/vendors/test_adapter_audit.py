@@ -271,48 +271,49 @@ async def test_an_ecore_submit_answered_without_a_job_id_is_settled_from_the_lis
 # --- one odd job in a list ------------------------------------------------------------------
 
 
-async def test_one_ecore_job_with_an_undocumented_status_does_not_fail_the_others(session):
-    jobs = [
-        {"job_id": "good", "status": "completed"},
-        {"job_id": "odd", "status": "archived"},
-    ]
-    async with odd_vendor({("GET", ECORE_LIST): answer(jobs)}) as url:
-        found = await adapter(session, VendorName.ECORE, url).list_status(["good", "odd"])
+ODD_LISTS = {
+    VendorName.ECORE: (
+        ECORE_LIST,
+        [{"job_id": "good", "status": "completed"}, {"job_id": "odd", "status": "archived"}],
+        JobState.COMPLETED,
+    ),
+    VendorName.CRUSTDATA: (
+        "/batch",
+        {
+            "jobs": [
+                {"batch_id": "good", "status": "processing", "entities_requested": 2},
+                {"batch_id": "odd", "status": "cancelled"},
+            ],
+            "next_cursor": None,
+            "has_more": False,
+        },
+        JobState.RUNNING,
+    ),
+    VendorName.REPROMPT: (
+        REPROMPT_BATCHES,
+        {
+            "batches": [
+                {"id": "good", "status": "in_progress", "status_counts": {"completed": 1}},
+                {"id": "odd", "status": "archived"},
+            ],
+            "total": 2,
+        },
+        JobState.RUNNING,
+    ),
+}
+"""Per vendor with a list endpoint: its route, a list with one job in an undocumented status,
+and the state of the other."""
+
+
+@pytest.mark.parametrize("vendor", list(ODD_LISTS))
+async def test_one_job_with_an_undocumented_status_does_not_fail_the_others(session, vendor):
+    route, body, good_state = ODD_LISTS[vendor]
+    extra = {"org": "acme"} if vendor is VendorName.REPROMPT else {}
+    async with odd_vendor({("GET", route): answer(body)}) as url:
+        found = await adapter(session, vendor, url, **extra).list_status(["good", "odd"])
 
     assert list(found) == ["good"]
-    assert found["good"].state is JobState.COMPLETED
-
-
-async def test_one_crustdata_job_with_an_undocumented_status_does_not_fail_the_others(session):
-    body = {
-        "jobs": [
-            {"batch_id": "good", "status": "processing", "entities_requested": 2},
-            {"batch_id": "odd", "status": "cancelled"},
-        ],
-        "next_cursor": None,
-        "has_more": False,
-    }
-    async with odd_vendor({("GET", "/batch"): answer(body)}) as url:
-        found = await adapter(session, VendorName.CRUSTDATA, url).list_status(["good", "odd"])
-
-    assert list(found) == ["good"]
-    assert found["good"].state is JobState.RUNNING
-
-
-async def test_one_reprompt_batch_with_an_undocumented_status_does_not_fail_the_others(session):
-    body = {
-        "batches": [
-            {"id": "good", "status": "in_progress", "status_counts": {"completed": 1}},
-            {"id": "odd", "status": "archived"},
-        ],
-        "total": 2,
-    }
-    async with odd_vendor({("GET", REPROMPT_BATCHES): answer(body)}) as url:
-        reprompt = adapter(session, VendorName.REPROMPT, url, org="acme")
-        found = await reprompt.list_status(["good", "odd"])
-
-    assert list(found) == ["good"]
-    assert found["good"].state is JobState.RUNNING
+    assert found["good"].state is good_state
 
 
 # --- results not ready a moment after the job is ----------------------------------------------
