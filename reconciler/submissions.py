@@ -57,8 +57,14 @@ async def fail_interrupted_sends(services: Services) -> int:
     """Parts whose submit call a stop cut off, in any process: each fails, notified, rather
     than wait forever or be sent twice (see `fail_interrupted_send`). Returns how many."""
     store = services.store
-    gone = gone_holders(store.path, await store.send_owners())
-    jobs = await store.interrupted_sends(store.clock() - SEND_GIVE_UP_S, gone)
+    marked = await store.sends_under_way()
+    gone = gone_holders(store.path, {job.send_owner for job in marked if job.send_owner})
+    started_before = store.clock() - SEND_GIVE_UP_S
+    jobs = [
+        job
+        for job in marked
+        if job.send_owner in gone or (job.send_started_at or 0.0) < started_before
+    ]
     for job in jobs:
         try:
             await fail_interrupted_send(services, job)

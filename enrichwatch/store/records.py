@@ -46,6 +46,8 @@ class JobRecord(Record):
     """When the latest reprocess began the vendor's current run; None: the submission did."""
     send_started_at: float | None
     """A submit call under way since then, or cut off by a stop (see `Store.begin_send`)."""
+    send_owner: str | None
+    """The lease holder of the process making that call."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:

@@ -11,7 +11,7 @@ import hmac
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,28 +354,10 @@ class Store(
         )
         return {row["lease_owner"] for row in rows}
 
-    async def send_owners(self) -> set[str]:
-        """The processes that marked a submit call as under way (see `begin_send`)."""
-        rows = await self._fetchall(
-            "SELECT DISTINCT send_owner FROM jobs "
-            "WHERE send_started_at IS NOT NULL AND send_owner IS NOT NULL",
-            (),
-        )
-        return {str(row["send_owner"]) for row in rows}
-
-    async def interrupted_sends(
-        self, started_before: float, gone_owners: Iterable[str]
-    ) -> list[JobRecord]:
-        """Parts whose submit call never recorded an end (see `begin_send`) and either began
-        before `started_before` or was made by a process in `gone_owners`."""
-        gone = sorted(gone_owners)
-        placeholders = ",".join("?" * len(gone))
-        rows = await self._fetchall(
-            f"""SELECT * FROM jobs
-                 WHERE send_started_at IS NOT NULL
-                   AND (send_started_at < ? OR send_owner IN ({placeholders}))""",  # noqa: S608
-            (started_before, *gone),
-        )
+    async def sends_under_way(self) -> list[JobRecord]:
+        """Parts whose submit call has recorded no end (see `begin_send`): under way, or cut
+        off by a stop."""
+        rows = await self._fetchall("SELECT * FROM jobs WHERE send_started_at IS NOT NULL", ())
         return [JobRecord.from_row(row) for row in rows]
 
     async def progress_samples(
