@@ -17,7 +17,7 @@ from enrichwatch.store.writer import Writer
 from enrichwatch.vendors.base import ResultRecord, StatusSnapshot
 
 FETCH_WORK = "fetch"
-_OPEN = tuple(state.value for state in JobState if state not in TERMINAL_STATES)
+OPEN_STATES = tuple(state.value for state in JobState if state not in TERMINAL_STATES)
 _RANK = {
     JobState.SUBMITTED: 0,
     JobState.QUEUED: 1,
@@ -71,7 +71,7 @@ class CheckWrites:
         an action that makes it due meanwhile moves that time, which is how the holder learns
         of it (see `_woken`)."""
         now = self.clock()
-        placeholders = ",".join("?" * len(_OPEN))
+        placeholders = ",".join("?" * len(OPEN_STATES))
         only = None if vendor is None else vendor.value
 
         def op(conn: sqlite3.Connection) -> list[JobRecord]:
@@ -85,7 +85,7 @@ class CheckWrites:
                            AND (? IS NULL OR vendor = ?)
                          ORDER BY next_check_at LIMIT ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, now + lease_s, now, *_OPEN, now, only, only, limit),
+                (owner, now + lease_s, now + lease_s, now, *OPEN_STATES, now, only, only, limit),
             ).fetchall()
             return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
 
@@ -95,14 +95,14 @@ class CheckWrites:
         """Every open job due now, but for those a running holder has leased: the check after
         start-up."""
         now = self.clock()
-        placeholders = ",".join("?" * len(_OPEN))
+        placeholders = ",".join("?" * len(OPEN_STATES))
         return await self._writer.run(
             lambda conn: (
                 conn.execute(
                     f"""UPDATE jobs SET next_check_at = ?
                     WHERE state IN ({placeholders}) AND vendor_job_id IS NOT NULL
                       AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
-                    (now, *_OPEN, now),
+                    (now, *OPEN_STATES, now),
                 ).rowcount
             )
         )
@@ -138,7 +138,7 @@ class CheckWrites:
         """Open jobs unchecked for longer than their vendor's maximum interval, due now (but
         not one under a check)."""
         now = self.clock()
-        placeholders = ",".join("?" * len(_OPEN))
+        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> int:
             stale = 0
@@ -150,7 +150,7 @@ class CheckWrites:
                           AND COALESCE(last_checked_at, created_at) < ?
                           AND (next_check_at IS NULL OR next_check_at > ?)
                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
-                    (now, vendor.value, *_OPEN, now - max_interval, now, now),
+                    (now, vendor.value, *OPEN_STATES, now - max_interval, now, now),
                 ).rowcount
             return stale
 
@@ -422,7 +422,7 @@ class CheckWrites:
         """Lease one open job for an immediate check; None if it is finished or leased. As
         with `claim_due_jobs`, it is due again when the lease ends."""
         now = self.clock()
-        placeholders = ",".join("?" * len(_OPEN))
+        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             row = conn.execute(
@@ -430,7 +430,7 @@ class CheckWrites:
                     WHERE id = ? AND state IN ({placeholders}) AND vendor_job_id IS NOT NULL
                       AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, now + lease_s, job_id, *_OPEN, now),
+                (owner, now + lease_s, now + lease_s, job_id, *OPEN_STATES, now),
             ).fetchone()
             return None if row is None else JobRecord.from_row(row)
 

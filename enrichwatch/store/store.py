@@ -23,7 +23,7 @@ from enrichwatch import jsontext
 from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.checks import CheckWrites
+from enrichwatch.store.checks import OPEN_STATES, CheckWrites
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.inspect_reads import InspectReads
@@ -406,14 +406,13 @@ class Store(
         """What a reconciler's passes would take now, looked up the way they claim it (the
         `jobs_due` and `work_due` indexes), without taking it."""
         now = self.clock()
-        open_states = [state.value for state in JobState if not state.is_terminal]
-        placeholders = ",".join("?" * len(open_states))
+        placeholders = ",".join("?" * len(OPEN_STATES))
         vendors = await self._fetchall(
             f"""SELECT DISTINCT vendor FROM jobs
                  WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
                    AND state IN ({placeholders})
                    AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
-            (now, *open_states, now),
+            (now, *OPEN_STATES, now),
         )
         kinds = await self._fetchall(
             """SELECT DISTINCT kind FROM work
