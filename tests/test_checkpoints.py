@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from enrichwatch.store.checkpointer import CheckpointRun
 from enrichwatch.store.writer import Writer
 
@@ -123,19 +125,24 @@ async def test_a_checkpoint_waiting_for_a_reader_never_holds_the_loop(tmp_path):
 
 
 WRITER_SCRIPT = """
-import asyncio, sys
+import asyncio, os, sys
 from pathlib import Path
 from enrichwatch.store.writer import Writer
 
+def say(line):
+    # One write per line: the checkpointer thread says its lines too, and print() writes a
+    # line and its newline apart, so two threads' lines could interleave.
+    os.write(1, (line + "\\n").encode())
+
 async def main():
     writer = Writer(Path(sys.argv[1]), checkpoint_wal_bytes=64 * 1024)
-    writer.checkpoints.on_run = lambda run: print("checkpoint", flush=True)
+    writer.checkpoints.on_run = lambda run: say("checkpoint")
     await writer.start()
     n = 0
     while True:
         await writer.run(lambda conn, n=n: conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)", (f"acked-{n}", "x" * 3000)))
-        print(f"acked-{n}", flush=True)
+        say(f"acked-{n}")
         n += 1
 
 asyncio.run(main())
@@ -158,8 +165,10 @@ async def test_kill_9_amid_checkpoints_loses_no_acknowledged_write(tmp_path):
     checkpoints = 0
     try:
         while checkpoints < 20:
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
-            assert line, (await process.stderr.read()).decode()
+            raw = await asyncio.wait_for(process.stdout.readline(), 30)
+            if not raw:  # the writer ended: say why (its stderr is complete once it has)
+                pytest.fail((await process.stderr.read()).decode())
+            line = raw.decode().strip()
             if line == "checkpoint":
                 checkpoints += 1
             else:
