@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -112,6 +114,57 @@ async def spawn(*args: str, **options: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "enrichwatch", *args, **options
     )
+
+
+READY = {"serve": "listening on", "receiver": "listening on", "reconciler": "reconciler running"}
+"""What each long-running command prints to stdout once it is ready."""
+
+
+class Command:
+    """A running `python -m enrichwatch ...`; its log goes to a file, because a pipe nobody
+    reads fills up and stalls the process."""
+
+    def __init__(self, process: asyncio.subprocess.Process, line: str, log: Path) -> None:
+        self.process = process
+        self.line = line
+        self.log = log
+
+    @property
+    def url(self) -> str:
+        """Where a receiver listens, from its ready line ("… listening on URL")."""
+        return self.line.rsplit(" ", 1)[1]
+
+    async def stop(self) -> str:
+        """SIGTERM, wait for a clean exit, and return what it logged."""
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        text = self.log.read_text()
+        assert code == 0, text
+        return text
+
+    async def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+
+@asynccontextmanager
+async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[Command]:
+    """`enrichwatch ARGS` until the block ends (killed if still running), once it has printed
+    its ready line."""
+    with log.open("ab") as err:
+        process = await spawn(*args, env=env, stdout=asyncio.subprocess.PIPE, stderr=err)
+    try:
+        assert process.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert line, f"{args[0]} exited early: {log.read_text()}"
+            if READY[args[0]] in line:
+                break
+        yield Command(process, line.strip(), log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 class CliResult(NamedTuple):

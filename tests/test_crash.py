@@ -5,44 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
-from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import spawn
+from tests.conftest import spawn, started
 
 TOKEN = "crash-test-token-000000"
 
 
-@asynccontextmanager
-async def serve_process(db, command="serve"):
-    env = {
+def serve_env(db: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "ENRICHWATCH_DB": str(db),
         "ENRICHWATCH_PORT": "0",
         "ENRICHWATCH_API_TOKEN": TOKEN,
         "ENRICHWATCH_LOG_LEVEL": "warning",
     }
-    process = await spawn(
-        command,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        url = None
-        while url is None:
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            assert line, "serve exited before listening: " + (await process.stderr.read()).decode()
-            if "listening on" in line:
-                url = line.rsplit(" ", 1)[1].strip()
-        yield process, url
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_sigkill_mid_stream_loses_no_acknowledged_callback(tmp_path):
@@ -50,11 +30,12 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_callback(tmp_path):
     acknowledged: set[bytes] = set()
     enough = asyncio.Event()
 
-    async with serve_process(db) as (process, url), aiohttp.ClientSession() as http:
+    log = tmp_path / "serve.log"
+    async with started(["serve"], serve_env(db), log) as service, aiohttp.ClientSession() as http:
         callback_urls = []
         for n in range(5):
             async with http.post(
-                f"{url}/api/jobs",
+                f"{service.url}/api/jobs",
                 json={"vendor": "crustdata", "vendor_job_id": f"b-{n}"},
                 headers={"Authorization": f"Bearer {TOKEN}"},
             ) as response:
@@ -76,13 +57,12 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_callback(tmp_path):
 
         senders = [asyncio.create_task(sender(w)) for w in range(20)]
         await asyncio.wait_for(enough.wait(), 60)
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
+        await service.kill()
         await asyncio.wait_for(asyncio.gather(*senders), 30)
 
     assert len(acknowledged) >= 300
-    async with serve_process(db) as (_, url), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/readyz") as response:
+    async with started(["serve"], serve_env(db), log) as service, aiohttp.ClientSession() as http:
+        async with http.get(f"{service.url}/readyz") as response:
             assert response.status == 200
         conn = sqlite3.connect(db)
         stored = {row[0] for row in conn.execute("SELECT body FROM inbox")}
@@ -94,13 +74,12 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_callback(tmp_path):
 
 
 async def test_sigterm_stops_cleanly(tmp_path):
-    async with serve_process(tmp_path / "term.db") as (process, url):
-        async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+    env = serve_env(tmp_path / "term.db")
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
+        async with aiohttp.ClientSession() as http, http.get(f"{service.url}/healthz") as response:
             assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-        stderr = (await process.stderr.read()).decode()
-    assert "Traceback" not in stderr
+        log = await service.stop()
+    assert "Traceback" not in log
 
 
 async def test_bad_setting_fails_at_start_naming_it(tmp_path):
@@ -118,20 +97,20 @@ async def test_bad_setting_fails_at_start_naming_it(tmp_path):
 
 
 async def test_receiver_alone_stores_callbacks_and_stops_cleanly(tmp_path):
+    db = tmp_path / "receiver.db"
     async with (
-        serve_process(tmp_path / "receiver.db", "receiver") as (process, url),
+        started(["receiver"], serve_env(db), tmp_path / "receiver.log") as receiver,
         aiohttp.ClientSession() as http,
     ):
         async with http.post(
-            f"{url}/api/jobs",
+            f"{receiver.url}/api/jobs",
             json={"vendor": "ecore", "vendor_job_id": "e-1"},
             headers={"Authorization": f"Bearer {TOKEN}"},
         ) as response:
             callback_url = (await response.json())["callback_url"]
         async with http.post(callback_url, data=b"{}") as response:
             assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-    conn = sqlite3.connect(tmp_path / "receiver.db")
+        await receiver.stop()
+    conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 1
     conn.close()

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import time
-from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import aiohttp
@@ -22,7 +20,15 @@ import pytest_asyncio
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig, SimServer
 from enrichwatch.store import InboundDelivery, Store
-from tests.conftest import eventually, free_port, query, result_positions, run_cli, sim_env, spawn
+from tests.conftest import (
+    eventually,
+    free_port,
+    query,
+    result_positions,
+    run_cli,
+    sim_env,
+    started,
+)
 from tests.test_reconciler import INPUTS
 
 TOKEN = "reconciler-crash-token-0000"
@@ -45,37 +51,6 @@ def serve_env(sim: SimServer, db, port: int = 0, **settings: object) -> dict[str
     for name, value in settings.items():
         env[f"ENRICHWATCH_{name.upper()}"] = str(value)
     return env
-
-
-@asynccontextmanager
-async def serve(env: dict[str, str], log_path):
-    """A running `python -m enrichwatch serve`; yields the process and its URL. Its log goes
-    to `log_path` (a pipe nobody reads could fill and stall it)."""
-    with log_path.open("ab") as log:
-        process = await spawn(
-            "serve",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        url = None
-        while url is None:
-            assert process.stdout is not None
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            assert line, "serve exited before listening: " + log_path.read_text()
-            if "listening on" in line:
-                url = line.rsplit(" ", 1)[1].strip()
-        yield process, url
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def kill(process) -> None:
-    process.send_signal(signal.SIGKILL)
-    await process.wait()
 
 
 def positions(db, job_id: int) -> list[int]:
@@ -108,12 +83,12 @@ async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_
     assert view.vendor_status == "completed"
     env = serve_env(sim, db, work_interval=0.2)
 
-    async with serve(env, tmp_path / "serve.log") as (process, url):
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
         async with aiohttp.ClientSession() as http:
             job = await api(
                 http,
                 "POST",
-                f"{url}/api/jobs",
+                f"{service.url}/api/jobs",
                 {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
             )
 
@@ -124,11 +99,11 @@ async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_
             return row["results_state"] == "fetching" and 7_500 <= count < view.succeeded
 
         await eventually(mid_fetch, 30, "the fetch is under way")
-        await kill(process)
+        await service.kill()
 
     killed_at = len(positions(db, job["id"]))
     assert 0 < killed_at < view.succeeded
-    async with serve(env, tmp_path / "serve.log"):
+    async with started(["serve"], env, tmp_path / "serve.log"):
 
         def stored() -> bool:
             (row,) = query(db, "SELECT results_state FROM jobs WHERE id = ?", (job["id"],))
@@ -164,12 +139,12 @@ async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tm
     billed, untracked job at the vendor)."""
     sim, db, submit = fast_sim, tmp_path / "submit.db", ECORE_SUBMIT
     env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
-    async with serve(env, tmp_path / "serve.log") as (process, url):
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
         # A 429 (nothing created) holds the part back for 3 s; its retry is then answered
         # by the vendor, which makes the job, and held on the way back.
         sim.set_fault("ecore", rate_limit=1, retry_after=3, endpoint=submit)
         async with aiohttp.ClientSession() as http:
-            (job,) = (await api(http, "POST", f"{url}/api/jobs", body))["jobs"]
+            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
         assert job["vendor_job_id"] is None
         sim.set_fault(
             "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
@@ -179,9 +154,9 @@ async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tm
             20,
             "the vendor has made the job and holds its answer",
         )
-        await kill(process)
+        await service.kill()
 
-    async with serve(env, tmp_path / "serve.log"):
+    async with started(["serve"], env, tmp_path / "serve.log"):
 
         def failed() -> sqlite3.Row | None:
             (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
@@ -209,24 +184,24 @@ async def test_kill_during_a_direct_send_fails_the_part_at_the_restart_not_minut
     where to look, instead of waiting out the 15 minutes a live call might still take."""
     sim, db, submit = fast_sim, tmp_path / "direct.db", ECORE_SUBMIT
     env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
-    async with serve(env, tmp_path / "serve.log") as (process, url):
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
         sim.set_fault(
             "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
         )
         async with aiohttp.ClientSession() as http:
-            sending = asyncio.create_task(api(http, "POST", f"{url}/api/jobs", body))
+            sending = asyncio.create_task(api(http, "POST", f"{service.url}/api/jobs", body))
             await eventually(
                 lambda: sim.stats.injected[("ecore", "slow")] and len(sim.jobs("ecore")) == 1,
                 20,
                 "the vendor has made the job and holds its answer",
             )
-            await kill(process)
+            await service.kill()
             with pytest.raises(aiohttp.ClientError):
                 await sending
     (row,) = query(db, "SELECT * FROM jobs")
     assert row["send_started_at"] is not None
 
-    async with serve(env, tmp_path / "serve.log"):
+    async with started(["serve"], env, tmp_path / "serve.log"):
 
         def failed() -> sqlite3.Row | None:
             (row,) = query(db, "SELECT * FROM jobs")
@@ -267,11 +242,11 @@ async def test_kill_mid_polling_then_restart_finishes_every_job_with_all_results
     # About 5 s of real time per job: long enough to be killed while being polled.
     async with SimServer(sim_config(seed=21, speed=100, seconds=500)) as sim:
         env = serve_env(sim, db, port=free_port(), **poll_fast())
-        async with serve(env, log) as (process, url), aiohttp.ClientSession() as http:
+        async with started(["serve"], env, log) as service, aiohttp.ClientSession() as http:
             jobs = {}
             for vendor, (rows, options) in INPUTS.items():
                 body = {"vendor": vendor.value, "submit": {"rows": rows, "options": options}}
-                (jobs[vendor],) = (await api(http, "POST", f"{url}/api/jobs", body))["jobs"]
+                (jobs[vendor],) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
 
             def polled_while_open() -> bool:
                 polled = query(db, "SELECT COUNT(*) FROM events WHERE type = 'vendor.polled'")
@@ -280,10 +255,10 @@ async def test_kill_mid_polling_then_restart_finishes_every_job_with_all_results
                 return polled[0][0] >= len(jobs) and still_open[0][0] >= 3
 
             await eventually(polled_while_open, 10, "jobs are being polled")
-            await kill(process)
+            await service.kill()
 
         assert query(db, f"SELECT COUNT(*) FROM jobs WHERE {OPEN}")[0][0] > 0
-        async with serve(env, log):
+        async with started(["serve"], env, log):
 
             def all_stored() -> bool:
                 rows = query(db, "SELECT state, results_state FROM jobs")
@@ -371,7 +346,10 @@ async def test_a_callback_gets_its_job_checked_within_a_second_even_mid_fetch(tm
         await eventually(lambda: polls(db, job["id"]) == 1, 1.0, "the job is checked")
         assert time.monotonic() - acknowledged < 1.0
 
-    async with serve(env, tmp_path / "serve.log") as (_, url), aiohttp.ClientSession() as http:
+    async with (
+        started(["serve"], env, tmp_path / "serve.log") as service,
+        aiohttp.ClientSession() as http,
+    ):
         await eventually(
             lambda: planned_far_away(db, first["id"], second["id"]),
             10,
@@ -382,10 +360,10 @@ async def test_a_callback_gets_its_job_checked_within_a_second_even_mid_fetch(tm
         tracked = await api(
             http,
             "POST",
-            f"{url}/api/jobs",
+            f"{service.url}/api/jobs",
             {"vendor": "crustdata", "vendor_job_id": large.batch_id},
         )
-        await api(http, "POST", f"{url}/api/jobs/{tracked['id']}/check")
+        await api(http, "POST", f"{service.url}/api/jobs/{tracked['id']}/check")
 
         def fetching() -> bool:
             (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (tracked["id"],))
@@ -403,7 +381,7 @@ async def test_a_job_made_due_by_another_process_is_checked_within_the_work_inte
     db = tmp_path / "due.db"
     env = serve_env(slow_sim, db, port=free_port(), work_interval=0.5)
     job = await submit_people(tmp_path, env)
-    async with serve(env, tmp_path / "serve.log"):
+    async with started(["serve"], env, tmp_path / "serve.log"):
         await eventually(
             lambda: planned_far_away(db, job["id"]), 10, "the start-up pass plans the first check"
         )

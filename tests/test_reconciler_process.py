@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ import aiohttp
 
 from enrichwatch.models import VendorName
 from enrichwatch.sim import SimConfig, SimServer
-from tests.conftest import spawn
+from tests.conftest import started
 
 TOKEN = "two-process-token-000000"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,36 +38,6 @@ def env_for(sim: SimServer, db: Path) -> dict[str, str]:
         env[prefix + "BASE_URL"] = sim.base_urls[vendor.value]
         env[prefix + "API_KEY"] = sim.api_keys[vendor.value]
     return env
-
-
-@asynccontextmanager
-async def command(
-    name: str, env: dict[str, str], ready: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """Run `enrichwatch NAME` until the block ends; yields it and its line containing `ready`."""
-    process = await spawn(
-        name,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    try:
-        while True:
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            assert line, f"{name} exited early: " + (await process.stderr.read()).decode()
-            if ready in line:
-                break
-        yield process, line.strip()
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0, (
-            await process.stderr.read()
-        ).decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def job_when(
@@ -99,10 +66,10 @@ async def test_a_receiver_and_a_reconciler_process_share_the_database(tmp_path):
         at_vendor = sim.crustdata.add_job(60)
         env = env_for(sim, tmp_path / "shared.db")
         async with (
-            command("receiver", env, "listening on") as (_, listening),
-            command("reconciler", env, "reconciler running") as (reconciler, _),
+            started(["receiver"], env, tmp_path / "receiver.log") as receiver,
+            started(["reconciler"], env, tmp_path / "reconciler.log") as reconciler,
         ):
-            url = listening.rsplit(" ", 1)[1]
+            url = receiver.url
             async with http.post(
                 f"{url}/api/jobs",
                 json={"vendor": "crustdata", "vendor_job_id": at_vendor.batch_id},
@@ -124,7 +91,9 @@ async def test_a_receiver_and_a_reconciler_process_share_the_database(tmp_path):
                 assert response.status == 200
             called_back = time.time()
             stored = await job_when(http, job_url, lambda j: j["results"]["state"] == "stored", 20)
-            assert reconciler.returncode is None
+            assert reconciler.process.returncode is None
+            await reconciler.stop()
+            await receiver.stop()
 
     assert stored["state"] == "completed"
     assert stored["callbacks_received"] == 1

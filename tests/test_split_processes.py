@@ -6,7 +6,6 @@ handle each job once, and either process may be started first."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,57 +16,8 @@ import pytest
 
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import holders_directory
-from tests.conftest import eventually, query, spawn
+from tests.conftest import Command, eventually, query, spawn, started
 from tests.test_reconciler_crash import api, polls, serve_env
-
-READY = {"receiver": "listening on", "reconciler": "reconciler running"}
-
-
-class Command:
-    """A running `python -m enrichwatch ...`; its stderr goes to a file (a pipe nobody reads
-    could fill and stall it)."""
-
-    def __init__(self, process: asyncio.subprocess.Process, line: str, log: Path) -> None:
-        self.process = process
-        self.line = line
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        """Where a receiver listens, from its ready line ("… listening on URL")."""
-        return self.line.rsplit(" ", 1)[1]
-
-    async def stop(self) -> str:
-        """SIGTERM, wait for a clean exit, and return what it logged."""
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.process.wait(), 30)
-        text = self.log.read_text()
-        assert code == 0, text
-        return text
-
-
-@asynccontextmanager
-async def started(args: list[str], env: dict[str, str], log: Path) -> AsyncIterator[Command]:
-    """`enrichwatch ARGS` until the block ends, once it has printed its ready line."""
-    with log.open("ab") as err:
-        process = await spawn(
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )
-    try:
-        assert process.stdout is not None
-        while True:
-            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-            assert line, f"{args[0]} exited early: {log.read_text()}"
-            if READY[args[0]] in line:
-                break
-        yield Command(process, line.strip(), log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @asynccontextmanager
@@ -123,8 +73,7 @@ async def test_a_reconciler_gone_mid_check_leaves_the_job_to_the_one_still_runni
                     if ending == "sigterm":
                         logs.append(await first.stop())
                     else:
-                        first.process.send_signal(signal.SIGKILL)
-                        await first.process.wait()
+                        await first.kill()
                     await eventually(
                         lambda: job_row(db, job["id"])["last_checked_at"],
                         timeout=8,
@@ -237,8 +186,7 @@ async def test_a_reconciler_killed_mid_fetch_leaves_the_fetch_to_the_one_still_r
                     what="the first reconciler's results call is out",
                 )
                 async with started(["reconciler"], env, tmp_path / "second.log") as second:
-                    first.process.send_signal(signal.SIGKILL)
-                    await first.process.wait()
+                    await first.kill()
                     await eventually(
                         lambda: job_row(db, job["id"])["results_state"] == "stored",
                         timeout=8,

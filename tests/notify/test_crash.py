@@ -21,10 +21,10 @@ import aiohttp
 import pytest_asyncio
 
 from enrichwatch.sim import SimConfig, SimServer
-from tests.conftest import eventually, query
+from tests.conftest import eventually, query, started
 from tests.notify.conftest import MAIL_PASSWORD, MAIL_USER, SECRET
 from tests.notify.servers import HANG
-from tests.test_reconciler_crash import AUTH, api, kill, serve, serve_env
+from tests.test_reconciler_crash import AUTH, api, serve_env
 
 
 @pytest_asyncio.fixture
@@ -65,12 +65,12 @@ async def test_kill_9_between_claim_and_send_then_restart_delivers_every_channel
     def rows() -> list:
         return query(db, "SELECT * FROM work WHERE kind = 'notify' ORDER BY id")
 
-    async with serve(env, tmp_path / "serve.log") as (process, url):
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
         async with aiohttp.ClientSession() as http:
             job = await api(
                 http,
                 "POST",
-                f"{url}/api/jobs",
+                f"{service.url}/api/jobs",
                 {"vendor": "crustdata", "vendor_job_id": crust.batch_id},
             )
         await eventually(
@@ -82,16 +82,14 @@ async def test_kill_9_between_claim_and_send_then_restart_delivers_every_channel
         assert len(in_flight) == 3
         assert all(r["state"] == "pending" and r["lease_owner"] for r in in_flight)
         assert all(r["attempts"] == 1 for r in in_flight)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{url}/api/notifications/{in_flight[0]['id']}/retry", headers=AUTH) as busy,
-        ):
+        retry = f"{service.url}/api/notifications/{in_flight[0]['id']}/retry"
+        async with aiohttp.ClientSession() as http, http.post(retry, headers=AUTH) as busy:
             assert busy.status == 409
             assert "being sent right now" in (await busy.json())["error"]["message"]
-        await kill(process)
+        await service.kill()
 
     assert [r["state"] for r in rows()] == ["pending"] * 3
-    async with serve(env, tmp_path / "serve.log"):
+    async with started(["serve"], env, tmp_path / "serve.log"):
         await eventually(
             lambda: [r["state"] for r in rows()] == ["done"] * 3, 30, "all sent after restart"
         )
