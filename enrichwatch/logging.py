@@ -13,6 +13,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 REDACTED = "[redacted]"
 _SENSITIVE_KEYS = ("authorization", "api_key", "api-key", "apikey", "token", "secret", "password")
@@ -42,6 +43,27 @@ class _ScrubValues:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+class _UnparseableRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse by itself and logs it as an error quoting the
+    offending bytes, and a request line carries its path, callback token included. Such a
+    request is the client's fault: a warning naming the client and the kind of fault, none of
+    the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, HttpProcessingError) and 400 <= fault.code < 500:
+            # aiohttp's message is "Error handling request from %s" with the client's address.
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.client = args[0] if args else None
+            record.status, record.fault = fault.code, type(fault).__name__
+            record.msg, record.args, record.exc_info = "bad_http_request", (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_UNPARSEABLE_REQUESTS = _UnparseableRequests()
 
 
 def configure_logging(
@@ -86,9 +108,10 @@ def configure_logging(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(("client", "status", "fault"))],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
                 renderer,
                 _ScrubValues(secrets),
             ],
@@ -99,6 +122,7 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     # aiohttp's access log prints raw paths, and callback paths carry secret tokens.
     logging.getLogger("aiohttp.access").disabled = True
+    logging.getLogger("aiohttp.server").addFilter(_UNPARSEABLE_REQUESTS)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 
 import structlog
 
 from enrichwatch.config import load_settings
 from enrichwatch.logging import configure_logging, get_logger
+from enrichwatch.models import VendorName
 from enrichwatch.runtime import open_services
 from receiver import serving
 
@@ -87,3 +90,65 @@ def test_console_format_on_a_terminal():
     assert "hello" in text
     assert "job_id" in text
     assert not text.lstrip().startswith("{")
+
+
+async def raw_request(url: str, request: bytes) -> bytes:
+    """Send bytes no HTTP client would and read the whole answer (the server closes)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_request_that_is_not_http_is_logged_without_its_bytes(tmp_path, http):
+    """aiohttp answers what it cannot parse itself and logs the offending bytes as an error,
+    and a request line holds the callback token. Ours is a warning naming the client and the
+    fault, with none of the bytes, and nothing is stored."""
+    settings = load_settings(db=tmp_path / "bad.db", api_token=SECRETS["api_token"])
+    stream = io.StringIO()
+    configure_logging(log_format="json", secrets=settings.secrets(), stream=stream)
+    try:
+        async with open_services(settings) as services, serving(services, "127.0.0.1", 0) as url:
+            job, _ = await services.store.track_job(VendorName.ECORE, "e-1", "bad http")
+            path = f"/hooks/ecore/{job.callback_token}".encode()
+            answers = [
+                await raw_request(url, request)
+                for request in (
+                    b"POST " + path + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"POST " + path + b" HTTP/1.1 and more\r\nHost: x\r\n\r\n",
+                    b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nX-Note: " + path + b"\x7f\r\n\r\n",
+                )
+            ]
+            stored = await services.store.get_job(job.id)
+    finally:
+        structlog.reset_defaults()
+
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.0 400 Bad Request"] * 3
+    assert stored.callbacks_received == 0
+    output = stream.getvalue()
+    assert job.callback_token not in output
+    faults = [json.loads(line) for line in output.splitlines() if "bad_http_request" in line]
+    assert [(f["level"], f["client"], f["status"]) for f in faults] == [
+        ("warning", "127.0.0.1", 400)
+    ] * 3
+    assert {f["fault"] for f in faults} == {"InvalidURLError", "BadStatusLine", "BadHttpMessage"}
+
+
+def test_a_library_logging_an_exception_gets_its_traceback_as_text():
+    stream = io.StringIO()
+    configure_logging(log_format="json", secrets=["hidden-value-1"], stream=stream)
+    try:
+        try:
+            raise ValueError("broke near hidden-value-1")
+        except ValueError:
+            logging.getLogger("some.library").exception("it failed")
+    finally:
+        structlog.reset_defaults()
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event"] == "it failed"
+    assert line["level"] == "error"
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert "ValueError: broke near [redacted]" in line["exception"]
