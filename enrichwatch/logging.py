@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
 
 REDACTED = "[redacted]"
 _SENSITIVE_KEYS = ("authorization", "api_key", "api-key", "apikey", "token", "secret", "password")
@@ -53,6 +54,10 @@ class _UnparseableRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, RequestPayloadError):
+            # A body that did not decode, seen again when aiohttp drains what a handler that
+            # already answered 400 left unread.
+            fault = fault.__cause__
         if isinstance(fault, HttpProcessingError) and 400 <= fault.code < 500:
             # aiohttp's message is "Error handling request from %s" with the client's address.
             args = record.args if isinstance(record.args, tuple) else ()

@@ -83,9 +83,21 @@ async def _answer_errors_as_json(request: web.Request, handler: Handler) -> web.
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client hung up before its request was in (its body cut short): nothing was
+            # stored, and nobody is left to answer. 499 as proxies count it, not a 500.
+            log.warning("client_disconnected")
+            return error_response(
+                499, "client_closed_request", "the client closed the connection mid-request"
+            )
         log.exception("request_failed")
         return error_response(500, "internal_error", "internal error; see the service log")
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

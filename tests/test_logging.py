@@ -14,6 +14,7 @@ from enrichwatch.logging import configure_logging, get_logger
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import open_services
 from receiver import serving
+from tests.conftest import eventually
 
 SECRETS = {
     "api_token": "api-token-abcdef123456",
@@ -152,3 +153,48 @@ def test_a_library_logging_an_exception_gets_its_traceback_as_text():
     assert line["level"] == "error"
     assert line["exception"].startswith("Traceback (most recent call last):")
     assert "ValueError: broke near [redacted]" in line["exception"]
+
+
+async def test_a_client_gone_mid_body_or_with_a_body_that_does_not_decode_is_no_error(tmp_path):
+    """A client that hangs up before its body is in (a vendor's timeout, a dropped network) is
+    counted as 499 with a warning, not a 500 with a traceback; a body that fails to decompress
+    is answered 400, and aiohttp's own look at it afterwards is a warning too. Nothing is
+    stored either way."""
+    settings = load_settings(db=tmp_path / "gone.db", api_token=SECRETS["api_token"])
+    stream = io.StringIO()
+    configure_logging(log_format="json", secrets=settings.secrets(), stream=stream)
+    try:
+        async with open_services(settings) as services, serving(services, "127.0.0.1", 0) as url:
+            job, _ = await services.store.track_job(VendorName.ECORE, "e-1", "gone")
+            head = f"POST /hooks/ecore/{job.callback_token} HTTP/1.1\r\nHost: x\r\n".encode()
+            host, port = url.removeprefix("http://").split(":")
+            cut_short = (
+                b"Content-Length: 100\r\n\r\nabc",
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",
+            )
+            for body in cut_short:
+                _, writer = await asyncio.open_connection(host, int(port))
+                writer.write(head + body)
+                await writer.drain()
+                writer.close()
+            await eventually(
+                lambda: stream.getvalue().count('"client_disconnected"') == 2, 10, "both seen"
+            )
+            not_gzip = (
+                b"Connection: close\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnot g"
+            )
+            answer = await raw_request(url, head + not_gzip)
+            stored = await services.store.get_job(job.id)
+    finally:
+        structlog.reset_defaults()
+
+    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 400 Bad Request"
+    assert b'"code":"bad_body"' in answer.replace(b" ", b"")
+    assert stored.callbacks_received == 0
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line for line in lines if line["level"] == "error"] == []
+    finished = [line["status"] for line in lines if line["event"] == "request_finished"]
+    assert finished == [499, 499, 400]
+    assert [line["fault"] for line in lines if line["event"] == "bad_http_request"] == [
+        "ContentEncodingError"
+    ]
