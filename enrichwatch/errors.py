@@ -15,6 +15,12 @@ class StoreError(EnrichwatchError):
     """The event log could not do what was asked."""
 
 
+class StoreUnavailableError(StoreError):
+    """The event log could not take a write now: another process held the lock past the wait,
+    the disk is full or failing, or the service is stopping. Nothing was written; the same
+    request may be sent again."""
+
+
 class MigrationError(StoreError):
     """The database schema is newer than this code, or a migration failed."""
 

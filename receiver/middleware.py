@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from enrichwatch.errors import UnknownJobError
+from enrichwatch.errors import StoreUnavailableError, UnknownJobError
 from enrichwatch.metrics import Metrics
 from receiver.errors import HTTP_CODES, ApiError, error_response
 from receiver.keys import SERVICES
@@ -74,6 +74,11 @@ async def _answer_errors_as_json(request: web.Request, handler: Handler) -> web.
         return exc.response()
     except UnknownJobError as exc:
         return error_response(404, "not_found", str(exc))
+    except StoreUnavailableError as exc:
+        log.error("store_unavailable", error=str(exc))
+        response = error_response(503, "store_unavailable", f"{exc}; nothing was stored, retry")
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

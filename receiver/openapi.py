@@ -189,6 +189,11 @@ class Operation:
 
 _UNAUTHORIZED = Response("No or wrong API token (`Authorization: Bearer <token>`).", Error)
 _NO_JOB = Response("No job with this id.", Error)
+_STORE_UNAVAILABLE = Response(
+    "The event log could not take the write now (another process held its lock too long, or "
+    "the disk is full); nothing changed. Send the same request again after `Retry-After`.",
+    Error,
+)
 _BAD_QUERY = Response("A query parameter is unknown or out of range; `fields` names it.", Error)
 _BAD_JSON = Response("The body is not JSON.", Error)
 _TOO_LARGE = Response("The body exceeds the configured size limit.", Error)
@@ -462,12 +467,15 @@ def _answer_models(operation: Operation) -> list[type[BaseModel]]:
 
 
 def _operation(operation: Operation, schemas: _Schemas) -> dict[str, Any]:
+    responses = dict(operation.responses)
+    if operation.method != "get":  # every write may meet a store that cannot take it
+        responses[503] = _STORE_UNAVAILABLE
     spec: dict[str, Any] = {
         "operationId": _operation_id(operation),
         "summary": operation.summary,
         "responses": {
             str(status): _response(response, schemas)
-            for status, response in sorted(operation.responses.items())
+            for status, response in sorted(responses.items())
         },
     }
     parameters = _path_parameters(operation.path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import time
 
 import aiohttp
@@ -265,3 +266,34 @@ async def test_thousand_concurrent_callbacks_across_hundred_jobs_each_stored_onc
             range(jobs.index(job), 1000, 100)
         )
         assert (await services.store.get_job(job["id"])).callbacks_received == 10
+
+
+async def test_a_callback_while_another_process_holds_the_write_lock_is_503_then_stored(
+    settings, services, server, http, auth
+):
+    """Someone holds the database's write lock longer than the writer waits (a long
+    transaction in a shell, a stalled disk): the callback is refused with 503 and Retry-After,
+    which a vendor retries, not answered as an internal error; nothing is stored, and the same
+    callback sent again once the lock is free is stored as the first."""
+    job = await track(http, server)
+    before = snapshot(settings.db)
+    holder = sqlite3.connect(settings.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        async with http.post(job["callback_url"], data=b'{"n": 1}') as response:
+            refused = (response.status, response.headers.get("Retry-After"), await response.json())
+        async with http.post(
+            f"{server}/api/jobs", json={"vendor": "ecore", "vendor_job_id": "e-9"}, headers=auth
+        ) as response:
+            api_refused = (response.status, (await response.json())["error"]["code"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert refused[:2] == (503, "1")
+    assert refused[2]["error"]["code"] == "store_unavailable"
+    assert "database is locked" in refused[2]["error"]["message"]
+    assert api_refused == (503, "store_unavailable")
+    assert snapshot(settings.db) == before
+    status, answer = await post(http, job["callback_url"], b'{"n": 1}')
+    assert (status, answer["duplicate"]) == (200, False)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from enrichwatch.errors import StoreError
+from enrichwatch.errors import StoreError, StoreUnavailableError
 from enrichwatch.store.checkpointer import WAL_CHECKPOINT_BYTES, Checkpointer
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, connect, migrate
 
@@ -59,7 +59,7 @@ class Writer:
         `op` may run more than once (see `_apply`), so it must only touch the database.
         """
         if self._task is None or self._task.done():
-            raise StoreError("the store writer is not running")
+            raise StoreUnavailableError("the event log is closed: the service is stopping")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
         return await future
@@ -180,6 +180,8 @@ class _OpFailed(Exception):
 
 
 def _as_store_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.OperationalError):  # locked, busy, full, I/O: not the request's
+        return StoreUnavailableError(f"could not write to the event log: {exc}")
     if isinstance(exc, sqlite3.Error):
         return StoreError(f"could not write to the event log: {exc}")
     return exc
