@@ -6,13 +6,17 @@ import asyncio
 import io
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 
 from enrichwatch.config import load_settings
 from enrichwatch.logging import configure_logging, get_logger
 from enrichwatch.models import VendorName
-from enrichwatch.runtime import open_services
+from enrichwatch.runtime import Services, open_services
+from enrichwatch.store import JobRecord
 from receiver import serving
 from tests.conftest import eventually
 
@@ -93,6 +97,21 @@ def test_console_format_on_a_terminal():
     assert not text.lstrip().startswith("{")
 
 
+@asynccontextmanager
+async def receiver_logging_to(
+    stream: io.StringIO, tmp_path: Path
+) -> AsyncIterator[tuple[Services, str, JobRecord]]:
+    """A receiver on a real socket logging JSON lines to `stream`, one eCore job tracked."""
+    settings = load_settings(db=tmp_path / "logged.db", api_token=SECRETS["api_token"])
+    configure_logging(log_format="json", secrets=settings.secrets(), stream=stream)
+    try:
+        async with open_services(settings) as services, serving(services, "127.0.0.1", 0) as url:
+            job, _ = await services.store.track_job(VendorName.ECORE, "e-1", "logged")
+            yield services, url, job
+    finally:
+        structlog.reset_defaults()
+
+
 async def raw_request(url: str, request: bytes) -> bytes:
     """Send bytes no HTTP client would and read the whole answer (the server closes)."""
     host, port = url.removeprefix("http://").split(":")
@@ -104,28 +123,22 @@ async def raw_request(url: str, request: bytes) -> bytes:
         writer.close()
 
 
-async def test_a_request_that_is_not_http_is_logged_without_its_bytes(tmp_path, http):
+async def test_a_request_that_is_not_http_is_logged_without_its_bytes(tmp_path):
     """aiohttp answers what it cannot parse itself and logs the offending bytes as an error,
     and a request line holds the callback token. Ours is a warning naming the client and the
     fault, with none of the bytes, and nothing is stored."""
-    settings = load_settings(db=tmp_path / "bad.db", api_token=SECRETS["api_token"])
     stream = io.StringIO()
-    configure_logging(log_format="json", secrets=settings.secrets(), stream=stream)
-    try:
-        async with open_services(settings) as services, serving(services, "127.0.0.1", 0) as url:
-            job, _ = await services.store.track_job(VendorName.ECORE, "e-1", "bad http")
-            path = f"/hooks/ecore/{job.callback_token}".encode()
-            answers = [
-                await raw_request(url, request)
-                for request in (
-                    b"POST " + path + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
-                    b"POST " + path + b" HTTP/1.1 and more\r\nHost: x\r\n\r\n",
-                    b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nX-Note: " + path + b"\x7f\r\n\r\n",
-                )
-            ]
-            stored = await services.store.get_job(job.id)
-    finally:
-        structlog.reset_defaults()
+    async with receiver_logging_to(stream, tmp_path) as (services, url, job):
+        path = f"/hooks/ecore/{job.callback_token}".encode()
+        answers = [
+            await raw_request(url, request)
+            for request in (
+                b"POST " + path + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST " + path + b" HTTP/1.1 and more\r\nHost: x\r\n\r\n",
+                b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nX-Note: " + path + b"\x7f\r\n\r\n",
+            )
+        ]
+        stored = await services.store.get_job(job.id)
 
     assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.0 400 Bad Request"] * 3
     assert stored.callbacks_received == 0
@@ -160,33 +173,25 @@ async def test_a_client_gone_mid_body_or_with_a_body_that_does_not_decode_is_no_
     counted as 499 with a warning, not a 500 with a traceback; a body that fails to decompress
     is answered 400, and aiohttp's own look at it afterwards is a warning too. Nothing is
     stored either way."""
-    settings = load_settings(db=tmp_path / "gone.db", api_token=SECRETS["api_token"])
     stream = io.StringIO()
-    configure_logging(log_format="json", secrets=settings.secrets(), stream=stream)
-    try:
-        async with open_services(settings) as services, serving(services, "127.0.0.1", 0) as url:
-            job, _ = await services.store.track_job(VendorName.ECORE, "e-1", "gone")
-            head = f"POST /hooks/ecore/{job.callback_token} HTTP/1.1\r\nHost: x\r\n".encode()
-            host, port = url.removeprefix("http://").split(":")
-            cut_short = (
-                b"Content-Length: 100\r\n\r\nabc",
-                b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",
-            )
-            for body in cut_short:
-                _, writer = await asyncio.open_connection(host, int(port))
-                writer.write(head + body)
-                await writer.drain()
-                writer.close()
-            await eventually(
-                lambda: stream.getvalue().count('"client_disconnected"') == 2, 10, "both seen"
-            )
-            not_gzip = (
-                b"Connection: close\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnot g"
-            )
-            answer = await raw_request(url, head + not_gzip)
-            stored = await services.store.get_job(job.id)
-    finally:
-        structlog.reset_defaults()
+    async with receiver_logging_to(stream, tmp_path) as (services, url, job):
+        head = f"POST /hooks/ecore/{job.callback_token} HTTP/1.1\r\nHost: x\r\n".encode()
+        host, port = url.removeprefix("http://").split(":")
+        cut_short = (
+            b"Content-Length: 100\r\n\r\nabc",
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",
+        )
+        for body in cut_short:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(head + body)
+            await writer.drain()
+            writer.close()
+        await eventually(
+            lambda: stream.getvalue().count('"client_disconnected"') == 2, 10, "both seen"
+        )
+        not_gzip = b"Connection: close\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnot g"
+        answer = await raw_request(url, head + not_gzip)
+        stored = await services.store.get_job(job.id)
 
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 400 Bad Request"
     assert b'"code":"bad_body"' in answer.replace(b" ", b"")
