@@ -2,10 +2,15 @@
 aiohttp handler that does no I/O, measured in the same run with the same load generator.
 
     python -m bench.ingest [--requests 20000] [--concurrency 50] [--rounds 5]
+                           [--log-level warning|info]
 
 Each server runs in its own process; the senders run in this one. Each round loads the two
 servers back to back, in turn first, so drift on a shared machine hits both alike; the
 throughput ratio is taken per round and its median reported, with each server's median round.
+
+The receiver logs at `warning` by default here, as the bare handler logs nothing; `--log-level
+info` (the service's default) adds the one JSON line it writes per request. Either way its log
+goes to a file, as to a real log sink.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @asynccontextmanager
-async def server(argv: list[str], env: dict[str, str]):
-    process = await asyncio.create_subprocess_exec(
-        *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE
-    )
+async def server(argv: list[str], env: dict[str, str], log: Path):
+    with log.open("ab") as sink:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=sink
+        )
     try:
         while True:
             line = (await process.stdout.readline()).decode()
@@ -94,7 +100,9 @@ async def load(
     }
 
 
-async def run(requests: int, concurrency: int, rounds: int) -> dict[str, list[dict[str, float]]]:
+async def run(
+    requests: int, concurrency: int, rounds: int, log_level: str
+) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {"bare aiohttp handler": [], "enrichwatch": []}
     with tempfile.TemporaryDirectory() as tmp:
         bare_argv = [sys.executable, "-m", "bench.bare_server"]
@@ -104,11 +112,11 @@ async def run(requests: int, concurrency: int, rounds: int) -> dict[str, list[di
             "ENRICHWATCH_DB": str(Path(tmp) / "bench.db"),
             "ENRICHWATCH_PORT": "0",
             "ENRICHWATCH_API_TOKEN": TOKEN,
-            "ENRICHWATCH_LOG_LEVEL": "warning",
+            "ENRICHWATCH_LOG_LEVEL": log_level,
         }
         async with (
-            server(bare_argv, {}) as (bare_url, bare_pid),
-            server(ingest_argv, ingest_env) as (ingest_url, ingest_pid),
+            server(bare_argv, {}, Path(tmp) / "bare.log") as (bare_url, bare_pid),
+            server(ingest_argv, ingest_env, Path(tmp) / "receiver.log") as (ingest_url, ingest_pid),
             aiohttp.ClientSession() as http,
         ):
             ingest_urls = await callback_urls(http, ingest_url, 100)
@@ -134,8 +142,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--log-level", choices=("warning", "info"), default="warning")
     args = parser.parse_args()
-    results = asyncio.run(run(args.requests, args.concurrency, args.rounds))
+    results = asyncio.run(run(args.requests, args.concurrency, args.rounds, args.log_level))
     medians = {name: _median_round(runs) for name, runs in results.items()}
     ingest = medians["enrichwatch"]
     ratios = [
@@ -145,7 +154,8 @@ def main() -> int:
     ratio = statistics.median(ratios)
     print(
         f"callback ingest: {args.requests} requests x {args.rounds} rounds, "
-        f"{args.concurrency} concurrent senders, median round of each\n"
+        f"{args.concurrency} concurrent senders, receiver logging at {args.log_level}, "
+        "median round of each\n"
     )
     print("| server | requests/s | p50 ms | p99 ms | server CPU µs/request |")
     print("|---|---:|---:|---:|---:|")

@@ -203,3 +203,20 @@ async def test_a_client_gone_mid_body_or_with_a_body_that_does_not_decode_is_no_
     assert [line["fault"] for line in lines if line["event"] == "bad_http_request"] == [
         "ContentEncodingError"
     ]
+
+
+def test_a_line_with_values_json_cannot_carry_as_they_are_is_still_one_json_line():
+    """Header bytes that are not UTF-8 reach us as lone surrogates, and a field may hold a
+    mapping with integer keys or an object JSON does not know: the line is still JSON."""
+    stream = io.StringIO()
+    configure_logging(log_format="json", stream=stream)
+    try:
+        get_logger().info("odd", header="a\udcffb", counts={1: "one"}, where=Path("/tmp/x"))
+    finally:
+        structlog.reset_defaults()
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["header"], line["counts"], line["where"]) == (
+        "a\udcffb",
+        {"1": "one"},
+        repr(Path("/tmp/x")),
+    )
