@@ -475,9 +475,12 @@ async def test_calls_from_every_path_stay_within_the_documented_rate(tmp_path: P
         assert sim.stats.rate_limit_violations("crustdata") == []
 
 
-async def test_processes_on_one_database_draw_on_one_request_budget(tmp_path: Path):
-    """A separate receiver, a CLI action and the reconciler each open their own services on
-    the same database file; the vendor counts their calls together, and so must they."""
+@asynccontextmanager
+async def two_processes_and_a_crustdata_job(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[SimServer, Services, Services, str]]:
+    """Two services on one database file, as two processes would open them, and a Crustdata
+    job submitted through the first; the simulator holds Crustdata to its documented rate."""
     async with SimServer(SimConfig(seed=5, start_time=time.time())) as sim:
         limit = CrustdataAdapter.limits.requests_per_minute
         assert limit is not None
@@ -490,54 +493,53 @@ async def test_processes_on_one_database_draw_on_one_request_budget(tmp_path: Pa
             submitted = await one.adapter(VendorName.CRUSTDATA).submit(
                 SubmitRequest(rows=[{"business_emails": "a@example.com"}])
             )
-            job_id = submitted[0].vendor_job_id
-            refused: list[VendorTransientError] = []
+            yield sim, one, two, submitted[0].vendor_job_id
 
-            async def reads(services: Services, n: int) -> None:
-                adapter = services.adapter(VendorName.CRUSTDATA)
-                for _ in range(n):
-                    try:
-                        await adapter.status(job_id)
-                    except VendorTransientError as exc:
-                        refused.append(exc)
 
-            # 1 submit + 40 reads from two processes: the window holds 30.
-            await asyncio.gather(reads(one, 20), reads(two, 20))
-            assert _crustdata_calls(sim) == int(limit)
-            assert sim.stats.rate_limit_violations("crustdata") == []
-            assert len(refused) == 40 + 1 - int(limit)
+async def test_processes_on_one_database_draw_on_one_request_budget(tmp_path: Path):
+    """A separate receiver, a CLI action and the reconciler each open their own services on
+    the same database file; the vendor counts their calls together, and so must they."""
+    async with two_processes_and_a_crustdata_job(tmp_path) as (sim, one, two, job_id):
+        limit = CrustdataAdapter.limits.requests_per_minute
+        assert limit is not None
+        refused: list[VendorTransientError] = []
 
-            # The window is named by a digest: the key itself is not in the database.
-            accounts = await one.store._fetchall("SELECT DISTINCT account FROM request_sends", ())
-            key = settings.crustdata.api_key
-            assert key is not None
-            assert [row["account"].startswith("crustdata:") for row in accounts] == [True]
-            assert key.get_secret_value() not in (tmp_path / "b.db").read_bytes().decode("latin-1")
+        async def reads(services: Services, n: int) -> None:
+            adapter = services.adapter(VendorName.CRUSTDATA)
+            for _ in range(n):
+                try:
+                    await adapter.status(job_id)
+                except VendorTransientError as exc:
+                    refused.append(exc)
+
+        # 1 submit + 40 reads from two processes: the window holds 30.
+        await asyncio.gather(reads(one, 20), reads(two, 20))
+        assert _crustdata_calls(sim) == int(limit)
+        assert sim.stats.rate_limit_violations("crustdata") == []
+        assert len(refused) == 40 + 1 - int(limit)
+
+        # The window is named by a digest: the key itself is not in the database.
+        accounts = await one.store._fetchall("SELECT DISTINCT account FROM request_sends", ())
+        key = one.settings.crustdata.api_key
+        assert key is not None
+        assert [row["account"].startswith("crustdata:") for row in accounts] == [True]
+        assert key.get_secret_value() not in (tmp_path / "b.db").read_bytes().decode("latin-1")
 
 
 async def test_a_429_heard_by_one_process_pauses_the_account_in_every_process(tmp_path: Path):
-    async with SimServer(SimConfig(seed=5, start_time=time.time())) as sim:
-        settings = load_settings(db=tmp_path / "b.db", **sim.vendor_settings())
-        async with (
-            open_services(settings, clock=sim.clock.now) as one,
-            open_services(settings, clock=sim.clock.now) as two,
-        ):
-            submitted = await one.adapter(VendorName.CRUSTDATA).submit(
-                SubmitRequest(rows=[{"business_emails": "a@example.com"}])
-            )
-            job_id = submitted[0].vendor_job_id
-            sim.faults.set("crustdata", rate_limit=1, retry_after=40)
-            with pytest.raises(VendorTransientError):
-                await one.adapter(VendorName.CRUSTDATA).status(job_id)
-            sent = _crustdata_calls(sim)
+    async with two_processes_and_a_crustdata_job(tmp_path) as (sim, one, two, job_id):
+        sim.faults.set("crustdata", rate_limit=1, retry_after=40)
+        with pytest.raises(VendorTransientError):
+            await one.adapter(VendorName.CRUSTDATA).status(job_id)
+        sent = _crustdata_calls(sim)
 
-            with pytest.raises(VendorTransientError) as paused:
-                await two.adapter(VendorName.CRUSTDATA).status(job_id)
-            assert _crustdata_calls(sim) == sent
-            assert 35 <= (paused.value.retry_after or 0) <= 40
+        with pytest.raises(VendorTransientError) as paused:
+            await two.adapter(VendorName.CRUSTDATA).status(job_id)
+        assert _crustdata_calls(sim) == sent
+        assert 35 <= (paused.value.retry_after or 0) <= 40
 
-            sim.clock.advance(41)
-            assert (await two.adapter(VendorName.CRUSTDATA).status(job_id)).vendor_job_id
+        sim.clock.advance(41)
+        assert (await two.adapter(VendorName.CRUSTDATA).status(job_id)).vendor_job_id
 
 
 def _crustdata_calls(sim: SimServer) -> int:
