@@ -179,9 +179,21 @@ class _OpFailed(Exception):
     """An op raised during an un-isolated group; the group is rolled back and run again."""
 
 
+_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+}
+"""Result codes that say the file cannot take writes now, whatever was asked."""
+
+
 def _as_store_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, sqlite3.OperationalError):  # locked, busy, full, I/O: not the request's
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    # Errors the sqlite3 module raises itself carry no result code; extended codes keep their
+    # primary code in the low byte.
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE:
         return StoreUnavailableError(f"could not write to the event log: {exc}")
-    if isinstance(exc, sqlite3.Error):
-        return StoreError(f"could not write to the event log: {exc}")
-    return exc
+    return StoreError(f"could not write to the event log: {exc}")
