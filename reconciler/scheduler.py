@@ -23,7 +23,7 @@ from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import Store
 from enrichwatch.store.checks import FETCH_WORK
-from enrichwatch.store.holders import LeaseHolder, gone_holders
+from enrichwatch.store.holders import LeaseHolder, clear_gone_holders, gone_holders
 from enrichwatch.store.notifications import NOTIFY_WORK
 from enrichwatch.store.submissions import SUBMIT_WORK
 from reconciler.checks import check_due_jobs
@@ -104,8 +104,10 @@ async def _give_back(store: Store, owner: str) -> None:
 
 async def _take_over(store: Store) -> None:
     """Free what holders that are gone had leased (a killed predecessor's check or fetch),
-    never a running one's, then make every open job due for the check after start-up."""
+    never a running one's, then make every open job due for the check after start-up. The
+    files of gone holders no lease names are cleared too."""
     await _free_gone_holders(store)
+    clear_gone_holders(store.path)
     await store.make_open_jobs_due()
 
 

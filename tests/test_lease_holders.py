@@ -78,3 +78,39 @@ async def test_a_second_reconciler_leaves_a_running_ones_check_alone(world):  # 
             assert world.sim.stats.count("reprompt", REPROMPT_STATUS) == calls
             await eventually(lambda: lease_owner() is None, what="A's answer recorded")
             assert world.sim.stats.count("reprompt", REPROMPT_STATUS) == calls  # one call in all
+
+
+async def test_a_starting_reconciler_clears_the_files_of_holders_that_are_gone(services, tmp_path):
+    """A holder killed while no lease names it, or between making its file and naming it,
+    leaves a file nothing would ever look at again; a reconciler's start clears them, never a
+    running holder's file or a draft too young to be a killed one's."""
+    db = services.store.path
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(db), "host:42:killed"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "holding\n"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    directory = holders_directory(db)
+    stale_draft, young_draft = directory / ".new-stale", directory / ".new-young"
+    stale_draft.touch()
+    os.utime(stale_draft, (1, 1))
+    young_draft.touch()
+    running_holder = LeaseHolder.acquire(db, "host:7:running")
+    try:
+        left = {path.name for path in directory.iterdir()}
+        assert {"host_42_killed.lock", ".new-stale", ".new-young", "host_7_running.lock"} <= left
+
+        async with running(services) as rc:
+            mine = f"{rc.owner.replace(':', '_')}.lock"
+            assert {path.name for path in directory.iterdir()} == {
+                ".new-young",
+                "host_7_running.lock",
+                mine,
+            }
+    finally:
+        running_holder.release()

@@ -22,12 +22,16 @@ import re
 import secrets
 import socket
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from enrichwatch.errors import StoreError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DRAFT = ".new-"
+DRAFT_AGE_S = 60.0
+"""A draft older than this is a killed holder's: `acquire` names its draft within moments."""
 
 
 def owner_id() -> str:
@@ -53,7 +57,7 @@ class LeaseHolder:
         try:
             directory.mkdir(exist_ok=True)
             # Locked before it takes its name, so no other process ever finds it unlocked.
-            fd, draft = tempfile.mkstemp(dir=directory, prefix=".new-")
+            fd, draft = tempfile.mkstemp(dir=directory, prefix=_DRAFT)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             path = _lock_path(db_path, owner)
             os.replace(draft, path)
@@ -73,25 +77,47 @@ class LeaseHolder:
 def gone_holders(db_path: Path, owners: Iterable[str]) -> set[str]:
     """Of `owners`, those not running. A holder with no file is gone too: it ended cleanly
     after leaving a lease behind, or ran before holders kept files."""
-    gone = set()
-    for owner in owners:
-        path = _lock_path(db_path, owner)
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            gone.add(owner)
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its process holds the lock: running
-        else:
-            gone.add(owner)
-            with contextlib.suppress(FileNotFoundError):  # another starter got there first
-                path.unlink()
-        finally:
-            os.close(fd)
-    return gone
+    return {owner for owner in owners if _gone(_lock_path(db_path, owner))}
+
+
+def clear_gone_holders(db_path: Path) -> int:
+    """Remove the files of holders that are gone, whether or not a lease names them (a holder
+    killed while it held none, or killed before naming its draft, leaves a file nothing asks
+    about again); how many. Never a running holder's file: it holds its lock."""
+    directory = holders_directory(db_path)
+    if not directory.is_dir():
+        return 0
+    cleared = 0
+    for path in directory.iterdir():
+        if path.name.startswith(_DRAFT):
+            with contextlib.suppress(FileNotFoundError):
+                # Unlocked for a moment after it is made: only an old one is surely a draft
+                # whose maker is gone.
+                if time.time() - path.stat().st_mtime > DRAFT_AGE_S:
+                    path.unlink()
+                    cleared += 1
+        elif path.suffix == ".lock" and _gone(path):
+            cleared += 1
+    return cleared
+
+
+def _gone(path: Path) -> bool:
+    """Whether the holder of this file is gone: no file, or its lock can be taken (and then
+    the file is removed)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its process holds the lock: running
+    else:
+        with contextlib.suppress(FileNotFoundError):  # another starter got there first
+            path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _lock_path(db_path: Path, owner: str) -> Path:
