@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from enrichwatch.errors import StoreUnavailableError
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import Store
@@ -72,6 +73,11 @@ class _Lane:
                 structlog.contextvars.clear_contextvars()
                 try:
                     await self.work()
+                except StoreUnavailableError as exc:
+                    # The database could not take a write (its lock held elsewhere, a full
+                    # disk): what the pass did not record, a later pass does again (leases
+                    # and level-triggered checks see to that); a traceback would add nothing.
+                    log.error("reconcile_pass_failed", lane=self.name, error=str(exc))
                 except Exception:
                     # One bad pass must not stop the lane; the next pass starts afresh.
                     log.exception("reconcile_pass_failed", lane=self.name)

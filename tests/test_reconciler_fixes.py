@@ -4,9 +4,15 @@ vendor in the checks; against the simulator over real HTTP, on its manual clock.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import sqlite3
 import time
 
+import structlog
+
 from enrichwatch.actions import reprocess, resume
+from enrichwatch.logging import configure_logging
 from enrichwatch.models import JobState, VendorName
 from reconciler import running
 from reconciler.checks import check_due_jobs, check_job_now
@@ -193,3 +199,31 @@ async def test_a_resume_during_a_check_still_gets_its_check(world):  # noqa: F81
     assert (await world.job(job.id)).next_check_at <= world.sim.clock.now()
     await check_due_jobs(world.rc)
     assert (await world.job(job.id)).state is JobState.RUNNING
+
+
+async def test_a_pass_that_meets_a_locked_database_logs_one_line_not_a_traceback(services):
+    """Another process holds the database's write lock past the writer's wait: each lane's
+    pass fails (a later one does the work again) and says why in one line, not a traceback
+    per lane and pass while the lock lasts."""
+    stream = io.StringIO()
+    configure_logging(log_format="json", stream=stream)
+    try:
+        async with running(services):
+            holder = sqlite3.connect(services.store.path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                services.due_now.set()  # every lane looks, and each must write to claim
+                await until(lambda: "reconcile_pass_failed" in stream.getvalue(), timeout=20)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+    finally:
+        structlog.reset_defaults()
+    failed = [
+        line
+        for line in map(json.loads, stream.getvalue().splitlines())
+        if line["event"] == "reconcile_pass_failed"
+    ]
+    assert failed
+    assert all("database is locked" in line["error"] for line in failed)
+    assert not any("exception" in line for line in failed)
