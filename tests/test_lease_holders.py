@@ -7,6 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from enrichwatch.models import VendorName
 from enrichwatch.store.holders import LeaseHolder, gone_holders, holders_directory
@@ -26,10 +29,11 @@ sys.stdin.read()
 """
 
 
-def test_a_holder_is_running_until_its_process_is_killed(tmp_path):
-    db = tmp_path / "enrichwatch.db"
+@contextmanager
+def holding(db: Path, owner: str) -> Iterator[None]:
+    """`owner` holding in a process of its own until the block ends, then killed (-9)."""
     with subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(db), "host:42:abcd"],
+        [sys.executable, "-c", _HOLD, str(db), owner],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -37,10 +41,16 @@ def test_a_holder_is_running_until_its_process_is_killed(tmp_path):
         try:
             assert process.stdout is not None
             assert process.stdout.readline() == "holding\n"
-            assert gone_holders(db, {"host:42:abcd", "host:7:left"}) == {"host:7:left"}
+            yield
         finally:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_a_holder_is_running_until_its_process_is_killed(tmp_path):
+    db = tmp_path / "enrichwatch.db"
+    with holding(db, "host:42:abcd"):
+        assert gone_holders(db, {"host:42:abcd", "host:7:left"}) == {"host:7:left"}
     assert gone_holders(db, {"host:42:abcd"}) == {"host:42:abcd"}
     assert list(holders_directory(db).iterdir()) == []  # its file went with it
 
@@ -85,16 +95,8 @@ async def test_a_starting_reconciler_clears_the_files_of_holders_that_are_gone(s
     leaves a file nothing would ever look at again; a reconciler's start clears them, never a
     running holder's file or a draft too young to be a killed one's."""
     db = services.store.path
-    with subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(db), "host:42:killed"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "holding\n"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    with holding(db, "host:42:killed"):
+        pass  # killed while no lease names it
     directory = holders_directory(db)
     stale_draft, young_draft = directory / ".new-stale", directory / ".new-young"
     stale_draft.touch()
