@@ -18,6 +18,16 @@ from enrichwatch.vendors.base import ResultRecord, StatusSnapshot
 
 FETCH_WORK = "fetch"
 OPEN_STATES = tuple(state.value for state in JobState if state not in TERMINAL_STATES)
+DUE_JOB = f"""next_check_at <= ? AND vendor_job_id IS NOT NULL
+    AND state IN ({",".join("?" * len(OPEN_STATES))})
+    AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"""
+"""An open job whose check is due and that no live lease holds; `due_job_params` fills it."""
+
+
+def due_job_params(now: float) -> tuple[object, ...]:
+    return (now, *OPEN_STATES, now)
+
+
 _RANK = {
     JobState.SUBMITTED: 0,
     JobState.QUEUED: 1,
@@ -71,21 +81,16 @@ class CheckWrites:
         an action that makes it due meanwhile moves that time, which is how the holder learns
         of it (see `_woken`)."""
         now = self.clock()
-        placeholders = ",".join("?" * len(OPEN_STATES))
         only = None if vendor is None else vendor.value
 
         def op(conn: sqlite3.Connection) -> list[JobRecord]:
             rows = conn.execute(
                 f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?, next_check_at = ?
                     WHERE id IN (
-                        SELECT id FROM jobs
-                         WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
-                           AND state IN ({placeholders})
-                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
-                           AND (? IS NULL OR vendor = ?)
+                        SELECT id FROM jobs WHERE {DUE_JOB} AND (? IS NULL OR vendor = ?)
                          ORDER BY next_check_at LIMIT ?)
                     RETURNING *""",  # noqa: S608 (placeholders only)
-                (owner, now + lease_s, now + lease_s, now, *OPEN_STATES, now, only, only, limit),
+                (owner, now + lease_s, now + lease_s, *due_job_params(now), only, only, limit),
             ).fetchall()
             return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
 

@@ -23,7 +23,7 @@ from enrichwatch import jsontext
 from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.checks import OPEN_STATES, CheckWrites
+from enrichwatch.store.checks import DUE_JOB, CheckWrites, due_job_params
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.inspect_reads import InspectReads
@@ -406,19 +406,13 @@ class Store(
         """What a reconciler's passes would take now, looked up the way they claim it (the
         `jobs_due` and `work_due` indexes), without taking it."""
         now = self.clock()
-        placeholders = ",".join("?" * len(OPEN_STATES))
         vendors = await self._fetchall(
-            f"""SELECT DISTINCT vendor FROM jobs
-                 WHERE next_check_at <= ? AND vendor_job_id IS NOT NULL
-                   AND state IN ({placeholders})
-                   AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",  # noqa: S608
-            (now, *OPEN_STATES, now),
+            f"SELECT DISTINCT vendor FROM jobs WHERE {DUE_JOB}",  # noqa: S608 (a constant)
+            due_job_params(now),
         )
         kinds = await self._fetchall(
-            """SELECT DISTINCT kind FROM work
-                WHERE state = 'pending' AND next_attempt_at <= ?
-                  AND (lease_expires_at IS NULL OR lease_expires_at <= ?)""",
-            (now, now),
+            f"SELECT DISTINCT kind FROM work WHERE {work.DUE_ITEM}",  # noqa: S608 (a constant)
+            work.due_item_params(now),
         )
         return DueWork(
             frozenset(VendorName(row["vendor"]) for row in vendors),

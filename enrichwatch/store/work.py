@@ -35,19 +35,27 @@ def enqueue(
     )
 
 
+DUE_ITEM = """state = 'pending' AND next_attempt_at <= ?
+    AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"""
+"""A pending work item whose attempt is due and that no live lease holds; `due_item_params`
+fills it."""
+
+
+def due_item_params(now: float) -> tuple[float, float]:
+    return (now, now)
+
+
 def claim(
     conn: sqlite3.Connection, *, kind: str, owner: str, now: float, lease_s: float, limit: int
 ) -> list[WorkItem]:
     """Lease up to `limit` due items of `kind`; an expired lease (a crashed owner) is fair game."""
     rows = conn.execute(
-        """UPDATE work SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,
-                           updated_at = ?
-           WHERE id IN (SELECT id FROM work
-                         WHERE kind = ? AND state = 'pending' AND next_attempt_at <= ?
-                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
-                         ORDER BY next_attempt_at LIMIT ?)
-           RETURNING *""",
-        (owner, now + lease_s, now, kind, now, now, limit),
+        f"""UPDATE work SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,
+                            updated_at = ?
+            WHERE id IN (SELECT id FROM work WHERE kind = ? AND {DUE_ITEM}
+                          ORDER BY next_attempt_at LIMIT ?)
+            RETURNING *""",  # noqa: S608 (a constant)
+        (owner, now + lease_s, now, kind, *due_item_params(now), limit),
     ).fetchall()
     return [WorkItem.from_row(row) for row in rows]
 
