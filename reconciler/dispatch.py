@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import structlog
 
@@ -51,13 +52,7 @@ async def _send(rc: Reconciler, item: WorkItem, wall_clock: WallClock, limit_s: 
         attempt=item.attempts,
     )
     try:
-        try:
-            async with asyncio.timeout(limit_s):
-                detail = await deliver(rc.services, item, wall_clock=wall_clock)
-        except TimeoutError:
-            raise NotifyTransientError(
-                channel, f"the send took longer than {limit_s:g} s; cut off"
-            ) from None
+        detail = await _deliver_within(limit_s, rc, item, wall_clock)
     except NotifyPermanentError as exc:
         bound.error("notification_dead", error=str(exc))
         metrics.notifications.labels(channel, "dead").inc()
@@ -75,6 +70,19 @@ async def _send(rc: Reconciler, item: WorkItem, wall_clock: WallClock, limit_s: 
     await store.notification_sent(item, detail)
     bound.info("notification_sent")
     return True
+
+
+async def _deliver_within(
+    limit_s: float, rc: Reconciler, item: WorkItem, wall_clock: WallClock
+) -> dict[str, Any]:
+    """`deliver`, cut off after `limit_s` as a transient failure (retried later)."""
+    try:
+        async with asyncio.timeout(limit_s):
+            return await deliver(rc.services, item, wall_clock=wall_clock)
+    except TimeoutError:
+        raise NotifyTransientError(
+            item.payload["channel"], f"the send took longer than {limit_s:g} s; cut off"
+        ) from None
 
 
 async def _retry_or_give_up(
