@@ -77,34 +77,64 @@ async def _check_vendor(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord
         return
     tally = CallTally()
     adapter = rc.services.adapter(vendor, on_call=tally)
-    remaining = list(jobs)
-    if adapter.has_list_endpoint and len(jobs) > 1:
-        if not _affordable(rc, vendor, jobs):
-            return
-        try:
-            snapshots = await adapter.list_status([job.vendor_job_id or "" for job in jobs])
-        except VendorError as exc:
-            _observe_limits(rc, vendor, adapter)
-            for job in jobs:
-                await _record_failure(rc, job, exc, tally.count / len(jobs))
-            return
+    if adapter.has_list_endpoint:
+        jobs = await _check_by_list(rc, adapter, jobs, history, tally)
+    await _check_each(rc, vendor, jobs, history, tally)
+
+
+async def _check_by_list(
+    rc: Reconciler,
+    adapter: VendorAdapter,
+    due: list[JobRecord],
+    history: DurationModel,
+    tally: CallTally,
+) -> list[JobRecord]:
+    """One list call for the due jobs, which also reports on the vendor's other polled jobs
+    (those it shows cost nothing more, and each look moves their next check later). A lone
+    due job reads only the first page, where open jobs, the newest, usually are; pages are
+    read for several. Returns the due jobs the list did not show, each for a call of its own.
+
+    Jobs waiting for a callback do not ride along: they are left to it."""
+    store, vendor = rc.services.store, adapter.name
+    riders = await store.claim_polled_jobs(vendor, owner=rc.owner, lease_s=LEASE_S, limit=BATCH)
+    if not riders and len(due) == 1:
+        return due
+    if not _affordable(rc, vendor, due):
+        await store.release_jobs([job.id for job in riders], owner=rc.owner)
+        return []
+    wanted = due if len(due) > 1 else []
+    try:
+        snapshots = await adapter.list_status(
+            [job.vendor_job_id or "" for job in wanted],
+            also=[job.vendor_job_id or "" for job in [*due, *riders]],
+        )
+    except VendorError as exc:
         _observe_limits(rc, vendor, adapter)
-        share = tally.count / len(jobs)
-        remaining = []
-        for job in jobs:
-            snapshot = snapshots.get(job.vendor_job_id or "")
-            if snapshot is None:
-                remaining.append(job)
-            else:
-                await _record(rc, job, snapshot, share, history)
-    await _check_each(rc, vendor, remaining, history)
+        await store.release_jobs([job.id for job in riders], owner=rc.owner)
+        for job in due:
+            await _record_failure(rc, job, exc, tally.count / len(due))
+        return []
+    _observe_limits(rc, vendor, adapter)
+    shown = {job.id for job in [*due, *riders] if job.vendor_job_id in snapshots}
+    # A list that showed none of them leaves its cost to the calls that follow.
+    share = tally.take() / len(shown) if shown else 0.0
+    for job in [*due, *riders]:
+        if job.id in shown:
+            await _record(rc, job, snapshots[job.vendor_job_id or ""], share, history)
+    await store.release_jobs([job.id for job in riders if job.id not in shown], owner=rc.owner)
+    return [job for job in due if job.id not in shown]
 
 
 async def _check_each(
-    rc: Reconciler, vendor: VendorName, jobs: list[JobRecord], history: DurationModel
+    rc: Reconciler,
+    vendor: VendorName,
+    jobs: list[JobRecord],
+    history: DurationModel,
+    tally: CallTally | None = None,
 ) -> None:
-    """One status call per job, as the vendor's budget allows."""
-    tally = CallTally()
+    """One status call per job, as the vendor's budget allows; `tally` may hold calls made
+    for them already, charged to the first."""
+    tally = tally if tally is not None else CallTally()
     adapter = rc.services.adapter(vendor, on_call=tally)
     for index, job in enumerate(jobs):
         if not _affordable(rc, vendor, jobs[index:]):
@@ -204,7 +234,9 @@ async def _record(
             budget_ready_at=rc.budgets[job.vendor].available_at(now),
         )
         if plan.reason is CheckReason.EXPIRED:
-            await rc.services.store.end_job(job.id, JobState.EXPIRED, "older than the maximum age")
+            await rc.services.store.end_job(
+                job.id, JobState.EXPIRED, "older than the maximum age", vendor_calls=cost
+            )
             return
         next_at, late = plan.at, plan.late_webhook
     updated = await rc.services.store.record_check(job, CheckOutcome(snapshot, cost, next_at, late))
@@ -215,7 +247,12 @@ async def _record(
 async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost: float) -> None:
     store = rc.services.store
     if isinstance(exc, VendorNotFoundError):
-        await store.end_job(job.id, JobState.EXPIRED, f"the vendor no longer knows this job: {exc}")
+        await store.end_job(
+            job.id,
+            JobState.EXPIRED,
+            f"the vendor no longer knows this job: {exc}",
+            vendor_calls=cost,
+        )
         return
     now = rc.now()
     policy = rc.policies[job.vendor]

@@ -95,6 +95,19 @@ async def test_a_finished_job_cannot_be_resumed(world):  # noqa: F811
     assert world.view(VendorName.ECORE, job.vendor_job_id).vendor_status == "paused"
 
 
+async def test_the_call_that_finds_a_job_too_old_is_counted(world):  # noqa: F811
+    job = await world.submit(VendorName.ECORE)
+    await world.sim.advance(20)
+    await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
+    await world.sim.advance(8 * 86400)
+    await settle(world.sim, world.services, world.rc)
+
+    expired = await world.job(job.id)
+    assert expired.state is JobState.EXPIRED
+    # Every request the simulator saw was made for this job, but the test's own pause.
+    assert expired.vendor_calls == world.sim.stats.count("ecore") - 1
+
+
 async def test_a_check_request_outlives_a_failing_call(world):  # noqa: F811
     job = await world.submit(VendorName.ECORE)
     await world.sim.advance(60)

@@ -96,6 +96,45 @@ class CheckWrites:
 
         return await self._writer.run(op)
 
+    async def claim_polled_jobs(
+        self, vendor: VendorName, *, owner: str, lease_s: float, limit: int
+    ) -> list[JobRecord]:
+        """Lease a vendor's open jobs that wait for no callback and no live lease holds, due or
+        not, soonest due first, for a list call that is being made anyway to report on. Their
+        planned checks stay as they are: a holder that dies leaves them due as planned once
+        its lease ends, and a callback meanwhile still shows (see `_woken`)."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(OPEN_STATES))
+
+        def op(conn: sqlite3.Connection) -> list[JobRecord]:
+            rows = conn.execute(
+                f"""UPDATE jobs SET lease_owner = ?, lease_expires_at = ?
+                    WHERE id IN (
+                        SELECT id FROM jobs
+                         WHERE vendor = ? AND state IN ({placeholders})
+                           AND vendor_job_id IS NOT NULL AND NOT expects_callback
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+                         ORDER BY next_check_at LIMIT ?)
+                    RETURNING *""",  # noqa: S608 (placeholders only)
+                (owner, now + lease_s, vendor.value, *OPEN_STATES, now, limit),
+            ).fetchall()
+            return sorted((JobRecord.from_row(row) for row in rows), key=lambda job: job.id)
+
+        return await self._writer.run(op)
+
+    async def release_jobs(self, job_ids: Collection[int], *, owner: str) -> None:
+        """Give back leases taken without a call made for them; their plans stay."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                """UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL
+                   WHERE id = ? AND lease_owner = ?""",
+                [(job_id, owner) for job_id in job_ids],
+            )
+
+        if job_ids:
+            await self._writer.run(op)
+
     async def make_open_jobs_due(self) -> int:
         """Every open job due now, but for those a running holder has leased: the check after
         start-up."""
@@ -354,8 +393,11 @@ class CheckWrites:
 
         await self._writer.run(op)
 
-    async def end_job(self, job_id: int, state: JobState, reason: str) -> JobRecord:
-        """Close a job the vendor cannot tell us about any more (expired, lost, refused)."""
+    async def end_job(
+        self, job_id: int, state: JobState, reason: str, *, vendor_calls: float = 0.0
+    ) -> JobRecord:
+        """Close a job the vendor cannot tell us about any more (expired, lost, refused);
+        `vendor_calls` are those the finding cost."""
         now = self.clock()
         routes = self.notify_routes
 
@@ -376,9 +418,10 @@ class CheckWrites:
             )
             conn.execute(
                 """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
-                       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
+                       vendor_calls = vendor_calls + ?
                    WHERE id = ?""",
-                (state.value, reason, now, now, job_id),
+                (state.value, reason, now, now, vendor_calls, job_id),
             )
             return fetch_job(conn, job_id)
 

@@ -168,9 +168,12 @@ class VendorAdapter(ABC):
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         """One job's status."""
 
-    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+    async def list_status(
+        self, vendor_job_ids: Collection[str], also: Collection[str] = ()
+    ) -> dict[str, StatusSnapshot]:
         """Many jobs' statuses in as few calls as the vendor allows; ids it did not report are
-        absent from the result."""
+        absent from the result. Pages are read until each of `vendor_job_ids` was seen (none:
+        the first page only); `also` are reported if those pages show them, never paged for."""
         raise ActionNotSupportedError(self.name, "no list endpoint")
 
     @abstractmethod

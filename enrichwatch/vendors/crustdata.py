@@ -227,9 +227,12 @@ class CrustdataAdapter(HttpAdapter):
         data = await self.call("GET", "/batch/{id}", {"id": vendor_job_id})
         return self._snapshot(data)
 
-    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+    async def list_status(
+        self, vendor_job_ids: Collection[str], also: Collection[str] = ()
+    ) -> dict[str, StatusSnapshot]:
         """Pages newest first and stops as soon as every wanted job was seen."""
         wanted, found = set(vendor_job_ids), {}
+        reported = wanted | set(also)
         cursor: str | None = None
         for _ in range(self.max_list_pages):
             params: dict[str, str | int] = {"limit": self.list_page_size}
@@ -237,7 +240,7 @@ class CrustdataAdapter(HttpAdapter):
                 params["cursor"] = cursor
             data = await self.call("GET", "/batch", params=params)
             for job in _jobs(self.name, data):
-                if job.get("batch_id") in wanted:
+                if job.get("batch_id") in reported:
                     # One job in words we cannot read is left to its own status call.
                     with contextlib.suppress(VendorProtocolError):
                         found[str(job["batch_id"])] = self._snapshot(job)

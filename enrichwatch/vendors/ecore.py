@@ -115,12 +115,15 @@ class ECoreAdapter(HttpAdapter):
         data = await self.call("GET", ROOT + "/status/{id}/", {"id": vendor_job_id})
         return self._snapshot(data)
 
-    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+    async def list_status(
+        self, vendor_job_ids: Collection[str], also: Collection[str] = ()
+    ) -> dict[str, StatusSnapshot]:
         wanted = set(vendor_job_ids)
+        reported = wanted | set(also)
         jobs = await self._jobs(page_limit=self.max_list_pages, wanted=wanted)
         found = {}
         for job in jobs:
-            if str(job["job_id"]) in wanted:
+            if str(job["job_id"]) in reported:
                 # One job in words we cannot read is left to its own status call.
                 with contextlib.suppress(VendorProtocolError):
                     found[str(job["job_id"])] = self._snapshot(job)

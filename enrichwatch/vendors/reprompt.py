@@ -167,9 +167,12 @@ class RepromptAdapter(HttpAdapter):
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         return self._snapshot(await self._batch(vendor_job_id), vendor_job_id)
 
-    async def list_status(self, vendor_job_ids: Collection[str]) -> dict[str, StatusSnapshot]:
+    async def list_status(
+        self, vendor_job_ids: Collection[str], also: Collection[str] = ()
+    ) -> dict[str, StatusSnapshot]:
         """Pages newest first and stops as soon as every wanted batch was seen."""
         wanted, found = set(vendor_job_ids), {}
+        reported = wanted | set(also)
         offset = 0
         for _ in range(self.max_list_pages):
             params = {"limit": self.list_page_size, "offset": offset}
@@ -178,7 +181,7 @@ class RepromptAdapter(HttpAdapter):
             if not isinstance(batches, list):
                 raise VendorProtocolError(self.name, "list body has no batches array")
             for batch in batches:
-                if isinstance(batch, dict) and batch.get("id") in wanted:
+                if isinstance(batch, dict) and batch.get("id") in reported:
                     # One batch in words we cannot read is left to its own status call.
                     with contextlib.suppress(VendorProtocolError):
                         found[str(batch["id"])] = self._snapshot(batch, str(batch["id"]))

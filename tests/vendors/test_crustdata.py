@@ -295,6 +295,10 @@ async def test_list_status_pages_only_as_far_as_needed(make, sim, calls):
     assert await crust.list_status(["00000000-0000-4000-8000-000000000000"]) == {}
     assert calls[("crustdata", "GET /batch")] == 3
 
+    calls.clear()  # jobs asked for only `also` get no page of their own
+    assert set(await crust.list_status([], also=[ids[0], ids[-1]])) == {ids[-1]}
+    assert calls[("crustdata", "GET /batch")] == 1
+
 
 async def test_list_status_on_an_empty_account(crust, calls):
     assert await crust.list_status(["00000000-0000-4000-8000-000000000000"]) == {}

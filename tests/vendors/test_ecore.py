@@ -176,6 +176,10 @@ async def test_list_status_reads_many_jobs_in_one_call(ecore, sim, calls):
     assert all(s.state is JobState.QUEUED for s in found.values())
     assert calls == {("ecore", "GET /api/v1/enrichment/status/"): 1}
 
+    calls.clear()
+    assert set(await ecore.list_status([], also=[ids[1], "missing"])) == {ids[1]}
+    assert calls == {("ecore", "GET /api/v1/enrichment/status/"): 1}
+
 
 async def test_unknown_job_is_not_found(ecore):
     with pytest.raises(VendorNotFoundError):

@@ -182,6 +182,13 @@ async def test_list_status_pages_only_as_far_as_needed(reprompt, sim, calls):
     assert set(await reprompt.list_status([ids[0], "missing"])) == {ids[0]}
     assert calls[("reprompt", "GET /v1/{org}/place_enrichment/batches")] == 3
 
+    calls.clear()  # jobs asked for only `also` get no page of their own
+    assert set(await reprompt.list_status([], also=[ids[0], ids[-1]])) == {ids[-1]}
+    assert calls[("reprompt", "GET /v1/{org}/place_enrichment/batches")] == 1
+    calls.clear()
+    assert set(await reprompt.list_status([ids[2]], also=[ids[0], ids[3]])) == {ids[2], ids[3]}
+    assert calls[("reprompt", "GET /v1/{org}/place_enrichment/batches")] == 2
+
 
 async def test_list_status_on_an_empty_account(reprompt, calls):
     assert await reprompt.list_status(["missing"]) == {}
