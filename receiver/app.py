@@ -26,6 +26,8 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     app[SERVICES] = services
     app[PUBLIC_URL] = public_url or services.settings.base_url
     app.router.add_post("/hooks/{vendor}/{token}", hooks.receive_callback)
+    # Some vendors' forms add a trailing slash to the URL they are given.
+    app.router.add_post("/hooks/{vendor}/{token}/", hooks.receive_callback)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -69,6 +69,22 @@ async def test_duplicate_is_stored_flagged_and_does_not_wake_the_job_again(servi
     assert types == ["job.tracked", "webhook.received", "webhook.duplicate"]
 
 
+async def test_callback_url_with_a_trailing_slash_reaches_the_same_job(services, server, http):
+    job = await track(http, server)
+    body = b'{"status": "completed"}'
+
+    status, answer = await post(http, job["callback_url"] + "/", body)
+    _, again = await post(http, job["callback_url"], body)
+
+    assert status == 200
+    assert answer["duplicate"] is False
+    assert again["duplicate"] is True
+    assert [row.id for row in await services.store.list_inbox(job["id"])] == [
+        answer["inbox_id"],
+        again["inbox_id"],
+    ]
+
+
 async def test_vendor_event_id_dedupes_redeliveries_with_different_bodies(services, server, http):
     job = await track(http, server)
     url = job["callback_url"]
