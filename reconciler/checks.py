@@ -138,6 +138,8 @@ async def _check_each(
     adapter = rc.services.adapter(vendor, on_call=tally)
     for index, job in enumerate(jobs):
         if not _affordable(rc, vendor, jobs[index:]):
+            # A list call that showed none of these jobs was still made for them.
+            await rc.services.store.charge_calls(job.id, tally.take())
             break
         try:
             snapshot = await adapter.status(job.vendor_job_id or "")

@@ -5,6 +5,7 @@ simulator over real HTTP, on its manual clock."""
 from __future__ import annotations
 
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.polling import TokenBucket
 from enrichwatch.vendors.base import SubmitRequest
 from reconciler.checks import check_due_jobs
 from tests.conftest import query
@@ -91,6 +92,23 @@ async def test_a_lone_due_job_the_first_page_does_not_show_gets_its_own_call(wor
     gone = await world.job(due.id)
     assert gone.state is JobState.EXPIRED  # the vendor answered 404 to its own call
     assert gone.vendor_calls == 1
+
+
+async def test_a_list_call_that_shows_nothing_is_charged_when_the_budget_stops_the_rest(
+    world,  # noqa: F811
+):
+    due, _ = await world.services.store.track_job(VendorName.ECORE, "no-such-job", None)
+    rider, _ = await world.services.store.track_job(VendorName.ECORE, "no-such-job-2", None)
+    await world.services.store.defer_checks([rider.id], world.sim.clock.now() + 3600)
+    world.rc.budgets[VendorName.ECORE] = TokenBucket(rate=1 / 3600)  # one call, then none
+    lists, statuses = (world.sim.stats.count("ecore", e) for e in (ECORE_LIST, ECORE_STATUS))
+
+    await check_due_jobs(world.rc)
+
+    assert world.sim.stats.count("ecore", ECORE_LIST) == lists + 1
+    assert world.sim.stats.count("ecore", ECORE_STATUS) == statuses
+    assert (await world.job(due.id)).vendor_calls == 1
+    assert (await world.job(rider.id)).vendor_calls == 0
 
 
 async def test_a_job_waiting_for_its_callback_is_left_to_it(world):  # noqa: F811
