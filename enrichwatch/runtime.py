@@ -22,6 +22,7 @@ from enrichwatch.store.notifications import NotifyRoutes
 from enrichwatch.store.rows import token_digest
 from enrichwatch.store.store import Clock
 from enrichwatch.vendors import VendorAdapter, adapter_class
+from enrichwatch.vendors.base import CreatedHook
 from enrichwatch.vendors.budget import RequestBudgets
 
 
@@ -81,10 +82,14 @@ class Services:
     """Set when a callback makes a job due, so an in-process reconciler looks at once."""
 
     def adapter(
-        self, vendor: VendorName, on_call: Callable[[str], None] | None = None
+        self,
+        vendor: VendorName,
+        on_call: Callable[[str], None] | None = None,
+        on_created: CreatedHook | None = None,
     ) -> VendorAdapter:
         """An adapter for `vendor` whose calls are counted in the metrics and, when given,
-        reported to `on_call` (to charge them to the job they were made for)."""
+        reported to `on_call` (to charge them to the job they were made for); `on_created`
+        hears of a job a submission made before the submission is done."""
         counter = self.metrics.vendor_calls
 
         def count(name: VendorName, endpoint: str) -> None:
@@ -93,7 +98,11 @@ class Services:
                 on_call(endpoint)
 
         return adapter_class(vendor)(
-            self.settings.vendor(vendor), self.http, on_call=count, budgets=self.budgets
+            self.settings.vendor(vendor),
+            self.http,
+            on_call=count,
+            on_created=on_created,
+            budgets=self.budgets,
         )
 
 

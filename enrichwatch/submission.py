@@ -4,6 +4,7 @@ ever untracked. A part refused by the vendor's concurrency cap is kept and sent 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -106,10 +107,14 @@ async def attempt_submit(
 
     Any other vendor error marks the job failed (with what the vendor said) and is raised.
     """
-    if job.send_started_at is not None:
-        await fail_interrupted_send(services, job)
+    if job.send_started_at is not None and (taken := await settle_interrupted_send(services, job)):
+        return taken, False
     tally = CallTally()
-    adapter = services.adapter(job.vendor, on_call=tally)
+    adapter = services.adapter(
+        job.vendor,
+        on_call=tally,
+        on_created=functools.partial(services.store.record_send_created, job.id),
+    )
     await services.store.begin_send(job.id, owner=services.sender.owner())
     try:
         (submitted,) = await adapter.submit(part)
@@ -138,17 +143,40 @@ async def attempt_submit(
     return recorded, False
 
 
-async def fail_interrupted_send(services: Services, job: JobRecord) -> None:
-    """A submit call that the process stopped in the middle of: the vendor may have the job,
-    and nothing here can tell (its list is matched only to a call made moments ago), so the
-    part fails, notified, rather than be sent again and billed twice (SendInterruptedError)."""
+async def settle_interrupted_send(services: Services, job: JobRecord) -> JobRecord | None:
+    """A submit call that the process stopped in the middle of. Returns the job, tracked,
+    when the vendor took the part whole; None when nothing of it is left at the vendor, so a
+    part held back here may be sent again (one sent directly fails, its rows never kept).
+
+    Where the call had not yet heard the vendor name its job, the vendor may have it and
+    nothing here can tell (its list is matched only to a call made moments ago), so the part
+    fails, notified, rather than be sent again and billed twice (SendInterruptedError). A
+    vendor error leaves the call marked, to be settled on a later pass."""
     assert job.send_started_at is not None
     started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
-    message = (
-        f"the service stopped while sending this part to {job.vendor.value}, which may have "
-        f"taken it: look there for a job created at {started} before sending these rows again"
-    )
-    await services.store.fail_submission(job.id, message, vendor_calls=0)
+    stopped = f"the service stopped while sending this part to {job.vendor.value}"
+    made = job.send_vendor_job_id
+    if made is None:
+        message = f"{stopped}, which may have taken it: look there for a job created at "
+        message += f"{started} before sending these rows again"
+        await services.store.fail_submission(job.id, message, vendor_calls=0)
+        raise SendInterruptedError(message)
+    tally = CallTally()
+    adapter = services.adapter(job.vendor, on_call=tally)
+    taken = await adapter.settle_cut_off_submit(made)
+    if taken is not None:
+        return await services.store.record_submitted(
+            job.id,
+            taken.vendor_job_id,
+            vendor_calls=tally.count,
+            raw=taken.raw,
+            expects_callback=adapter.supports_webhooks,
+        )
+    deleted = f"{stopped}; what it had begun there ({made}) is deleted, so none of it runs"
+    if await services.store.resend_held_part(job.id, deleted, vendor_calls=tally.count):
+        return None
+    message = f"{deleted}: send these rows again"
+    await services.store.fail_submission(job.id, message, vendor_calls=tally.count)
     raise SendInterruptedError(message)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import structlog
 
-from enrichwatch.errors import EnrichwatchError
+from enrichwatch.errors import EnrichwatchError, VendorError
 from enrichwatch.runtime import Services
 from enrichwatch.store.holders import gone_holders
 from enrichwatch.store.submissions import SUBMIT_WORK
-from enrichwatch.submission import SendInterruptedError, attempt_submit, fail_interrupted_send
+from enrichwatch.submission import SendInterruptedError, attempt_submit, settle_interrupted_send
 from enrichwatch.vendors.base import SubmitRequest
 
 log = structlog.get_logger("enrichwatch.reconciler")
@@ -25,9 +25,9 @@ process is gone is known to be cut off at once (`Store.begin_send`'s owner)."""
 async def send_queued_submissions(services: Services, owner: str) -> int:
     """One pass over the due parts; returns how many were sent.
 
-    Each pass first fails the parts a stop cut off mid-send, so one sent directly (by the API
-    or the CLI, with no work item) is reported soon after it could no longer be under way."""
-    await fail_interrupted_sends(services)
+    Each pass first settles the parts a stop cut off mid-send, so one sent directly (by the
+    API or the CLI, with no work item) is reported soon after it could no longer be under way."""
+    await settle_interrupted_sends(services)
     sent = 0
     for item in await services.store.claim_work(
         SUBMIT_WORK, owner=owner, lease_s=LEASE_S, limit=BATCH
@@ -53,21 +53,27 @@ async def send_queued_submissions(services: Services, owner: str) -> int:
     return sent
 
 
-async def fail_interrupted_sends(services: Services) -> int:
-    """Parts whose submit call a stop cut off, in any process: each fails, notified, rather
-    than wait forever or be sent twice (see `fail_interrupted_send`). Returns how many."""
+async def settle_interrupted_sends(services: Services) -> int:
+    """Parts whose submit call a stop cut off, in any process: each is tracked, sent again or
+    failed, notified, rather than wait forever or be sent twice (see
+    `settle_interrupted_send`). Returns how many were settled."""
     store = services.store
     marked = await store.sends_under_way()
     gone = gone_holders(store.path, {job.send_owner for job in marked if job.send_owner})
     started_before = store.clock() - SEND_GIVE_UP_S
-    jobs = [
-        job
-        for job in marked
-        if job.send_owner in gone or (job.send_started_at or 0.0) < started_before
-    ]
-    for job in jobs:
+    settled = 0
+    for job in marked:
+        if job.send_owner not in gone and (job.send_started_at or 0.0) >= started_before:
+            continue
         try:
-            await fail_interrupted_send(services, job)
+            taken = await settle_interrupted_send(services, job)
         except SendInterruptedError as exc:
             log.warning("interrupted_submission_failed", job_id=job.id, error=str(exc))
-    return len(jobs)
+        except VendorError as exc:
+            log.warning("interrupted_submission_unsettled", job_id=job.id, error=str(exc))
+            continue
+        else:
+            outcome = "tracked" if taken is not None else "queued_again"
+            log.info("interrupted_submission_settled", job_id=job.id, outcome=outcome)
+        settled += 1
+    return settled

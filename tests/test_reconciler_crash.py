@@ -213,6 +213,58 @@ async def test_kill_during_a_direct_send_fails_the_part_at_the_restart_not_minut
     assert row["send_started_at"] is None
 
 
+BRIGHTLOCAL_CREATE = "POST /v4/batch"
+BRIGHTLOCAL_ADD_JOB = "POST /v4/ld/fetch-reviews"
+
+
+async def test_kill_while_a_held_back_brightlocal_part_fills_its_batch_sends_it_again(
+    tmp_path, fast_sim
+):
+    """BrightLocal's batch is created, then filled, then committed, in separate calls. Killed
+    while it fills the batch, the service leaves an uncommitted batch at the vendor, its id on
+    record; after the restart that batch is deleted (it never ran nor billed) and the part,
+    whose rows are held, is sent again and finishes with every result."""
+    sim, db = fast_sim, tmp_path / "fill.db"
+    rows, options = INPUTS[VendorName.BRIGHTLOCAL]
+    # One port for both runs: the batch's callback URL names it.
+    env = serve_env(sim, db, port=free_port(), work_interval=0.2)
+    body = {"vendor": "brightlocal", "submit": {"rows": rows, "options": options}}
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
+        # A 429 (nothing created) holds the part back for 3 s; its retry creates the batch,
+        # and the call adding its first job is held at the vendor.
+        sim.set_fault("brightlocal", rate_limit=1, retry_after=3, endpoint=BRIGHTLOCAL_CREATE)
+        async with aiohttp.ClientSession() as http:
+            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
+        assert job["vendor_job_id"] is None
+        sim.set_fault("brightlocal", slow_count=1, slow_seconds=30, endpoint=BRIGHTLOCAL_ADD_JOB)
+        await eventually(
+            lambda: sim.stats.injected[("brightlocal", "slow")] == 1,
+            20,
+            "the new batch is being filled",
+        )
+        (abandoned,) = sim.jobs("brightlocal")
+        await service.kill()
+    (row,) = query(db, "SELECT * FROM jobs")
+    assert row["send_vendor_job_id"] == abandoned.job_id
+
+    async with started(["serve"], env, tmp_path / "serve.log"):
+
+        def finished() -> sqlite3.Row | None:
+            (row,) = query(db, "SELECT * FROM jobs")
+            return row if row["results_state"] == "stored" else None
+
+        row = await eventually(finished, 30, "the part is sent again and its results stored")
+    assert sim.stats.count("brightlocal", "DELETE /v4/batch") == 1
+    (batch,) = sim.jobs("brightlocal")
+    assert batch.job_id != abandoned.job_id
+    assert (row["state"], row["vendor_job_id"], row["results_count"]) == (
+        "completed",
+        batch.job_id,
+        len(rows),
+    )
+    assert positions(db, row["id"]) == sorted(set(positions(db, row["id"])))
+
+
 # -- kill -9 mid-polling ---------------------------------------------------------------------
 
 

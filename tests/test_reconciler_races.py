@@ -18,8 +18,8 @@ from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
 from reconciler.submissions import (
     SEND_GIVE_UP_S,
-    fail_interrupted_sends,
     send_queued_submissions,
+    settle_interrupted_sends,
 )
 from tests.conftest import notified
 from tests.settling import settle
@@ -273,15 +273,15 @@ async def test_a_direct_submit_cut_off_mid_send_is_failed_once_it_cannot_be_unde
     await store.begin_send(job.id, owner=world.services.sender.owner())
     await world.services.adapter(VendorName.ECORE).submit(part)
 
-    assert await fail_interrupted_sends(world.services) == 0  # it may still be under way
+    assert await settle_interrupted_sends(world.services) == 0  # it may still be under way
     assert (await world.job(job.id)).state is JobState.SUBMITTED
     await world.sim.advance(SEND_GIVE_UP_S + 1)
-    assert await fail_interrupted_sends(world.services) == 1
+    assert await settle_interrupted_sends(world.services) == 1
     failed = await world.job(job.id)
     assert failed.state is JobState.FAILED
     assert failed.send_started_at is None
     assert notified(world.db, job.id) == ["failed"]
-    assert await fail_interrupted_sends(world.services) == 0
+    assert await settle_interrupted_sends(world.services) == 0
 
 
 async def test_the_submit_lane_fails_a_direct_send_cut_off_without_waiting_for_the_sweep(world):  # noqa: F811

@@ -60,6 +60,7 @@ class SimServer:
         self._port, self._storage_port = port, storage_port
         self._runners: list[web.AppRunner] = []
         self._pump: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.url = ""
         self.app = self._build_app()
 
@@ -115,6 +116,7 @@ class SimServer:
 
     async def start(self) -> None:
         """Start serving; if a port cannot be bound, whatever had started is stopped again."""
+        self._stopping.clear()
         await self.callbacks.start()
         try:
             storage_runner = await self._serve(
@@ -137,6 +139,7 @@ class SimServer:
         return runner
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -239,10 +242,16 @@ class SimServer:
         self.stats.injected[(name, "slow")] += 1
         if plan.slow_after_answer:
             response = await self._answer(request, handler, vendor, endpoint, plan)
-            await asyncio.sleep(plan.slow_seconds)
+            await self._hold(plan.slow_seconds)
             return response
-        await asyncio.sleep(plan.slow_seconds)
+        await self._hold(plan.slow_seconds)
         return await self._answer(request, handler, vendor, endpoint, plan)
+
+    async def _hold(self, seconds: float) -> None:
+        """Hold a request, but not past `stop`: a client that gave up on it (a test's stand-in
+        for a killed process) would otherwise keep the shutdown waiting on it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _answer(
         self,

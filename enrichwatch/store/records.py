@@ -48,6 +48,9 @@ class JobRecord(Record):
     """A submit call under way since then, or cut off by a stop (see `Store.begin_send`)."""
     send_owner: str | None
     """The lease holder of the process making that call."""
+    send_vendor_job_id: str | None
+    """The vendor's id for the job that call has already made, before the call is done
+    (see `Store.record_send_created`)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:

@@ -55,12 +55,69 @@ class SubmissionWrites:
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE jobs SET send_started_at = ?, send_owner = ? WHERE id = ?",
+                "UPDATE jobs SET send_started_at = ?, send_owner = ?, send_vendor_job_id = NULL "
+                "WHERE id = ?",
                 (now, owner, job_id),
             )
             append_event(conn, job_id, "submit.sending", EventSource.SYSTEM, {}, now=now)
 
         await self._writer.run(op)
+
+    async def record_send_created(self, job_id: int, vendor_job_id: str) -> None:
+        """The submit call under way has made the vendor's job, and will go on to fill or
+        commit it: a stop from here on leaves the vendor's id on record, so the job can be
+        settled (deleted or tracked) rather than left at the vendor untracked."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE jobs SET send_vendor_job_id = ? WHERE id = ?", (vendor_job_id, job_id)
+            )
+            append_event(
+                conn,
+                job_id,
+                "submit.created",
+                EventSource.SYSTEM,
+                {"vendor_job_id": vendor_job_id},
+                now=now,
+            )
+
+        await self._writer.run(op)
+
+    async def resend_held_part(self, job_id: int, reason: str, *, vendor_calls: int) -> bool:
+        """A submit call cut off by a stop left nothing at the vendor: if the part is held
+        here (a submit work item keeps its rows), it is due to be sent again at once, and
+        True; else (sent directly, its rows never kept) False, and nothing changes."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            # Its lease stays: the lane sending it holds it, or the reconciler frees a gone
+            # holder's.
+            held = conn.execute(
+                """UPDATE work SET next_attempt_at = ?, last_error = ?, updated_at = ?
+                   WHERE unique_key = ? AND state = 'pending'""",
+                (now, reason, now, f"{SUBMIT_WORK}:{job_id}"),
+            ).rowcount
+            if not held:
+                return False
+            conn.execute(
+                """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
+                                   send_started_at = NULL, send_owner = NULL,
+                                   send_vendor_job_id = NULL
+                   WHERE id = ?""",
+                (vendor_calls, now, job_id),
+            )
+            append_event(
+                conn,
+                job_id,
+                "submit.queued",
+                EventSource.SYSTEM,
+                {"reason": reason, "retry_at": now},
+                now=now,
+            )
+            return True
+
+        return await self._writer.run(op)
 
     async def record_submitted(
         self,
@@ -97,7 +154,8 @@ class SubmissionWrites:
             conn.execute(
                 """UPDATE jobs SET vendor_job_id = ?, next_check_at = ?, updated_at = ?,
                                    vendor_calls = vendor_calls + ?, expects_callback = ?,
-                                   send_started_at = NULL, send_owner = NULL
+                                   send_started_at = NULL, send_owner = NULL,
+                                   send_vendor_job_id = NULL
                    WHERE id = ?""",
                 (vendor_job_id, now, now, vendor_calls, expects_callback, job_id),
             )
@@ -140,7 +198,8 @@ class SubmissionWrites:
             )
             conn.execute(
                 """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                                   send_started_at = NULL, send_owner = NULL
+                                   send_started_at = NULL, send_owner = NULL,
+                                   send_vendor_job_id = NULL
                    WHERE id = ?""",
                 (vendor_calls, now, job_id),
             )
@@ -187,7 +246,8 @@ def _fail(conn: sqlite3.Connection, job_id: int, error: str, vendor_calls: int, 
     conn.execute(
         """UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, next_check_at = NULL,
                            vendor_calls = vendor_calls + ?, updated_at = ?,
-                           send_started_at = NULL, send_owner = NULL
+                           send_started_at = NULL, send_owner = NULL,
+                           send_vendor_job_id = NULL
            WHERE id = ?""",
         (error, now, vendor_calls, now, job_id),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -25,6 +25,8 @@ from enrichwatch.vendors.budget import RequestBudget, RequestBudgets
 
 CallCounter = Callable[[VendorName, str], None]
 """Called once per HTTP request an adapter makes, with an endpoint label like "GET /batch/{id}"."""
+CreatedHook = Callable[[str], Awaitable[None]]
+"""Awaited with the vendor's id for a job a submission has made but not yet finished making."""
 
 
 class StatusSnapshot(BaseModel):
@@ -124,11 +126,13 @@ class VendorAdapter(ABC):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        on_created: CreatedHook | None = None,
         budgets: RequestBudgets | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
         self._on_call = on_call
+        self._on_created = on_created
         key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
         self.budget: RequestBudget | None = (
             None
@@ -143,6 +147,13 @@ class VendorAdapter(ABC):
     def count_call(self, endpoint: str) -> None:
         if self._on_call is not None:
             self._on_call(self.name, endpoint)
+
+    async def created(self, vendor_job_id: str) -> None:
+        """The vendor has named a job that this submission goes on to fill or commit in
+        further calls: `on_created` puts the id on record first, so a stop in between leaves
+        something to settle (`settle_cut_off_submit`) instead of a job nobody tracks."""
+        if self._on_created is not None:
+            await self._on_created(vendor_job_id)
 
     @property
     def rate_limit(self) -> RateLimitInfo | None:
@@ -163,6 +174,11 @@ class VendorAdapter(ABC):
     @abstractmethod
     async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:
         """Submit a batch; inputs larger than the vendor's cap become several jobs."""
+
+    async def settle_cut_off_submit(self, vendor_job_id: str) -> SubmittedJob | None:
+        """A submission a stop cut off after `created` named its job: that job if the vendor
+        took the submission whole (so it is tracked), None once nothing of it can run."""
+        raise ActionNotSupportedError(self.name, "a submission here is a single call")
 
     @abstractmethod
     async def status(self, vendor_job_id: str) -> StatusSnapshot:

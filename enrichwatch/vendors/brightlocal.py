@@ -12,6 +12,7 @@ from enrichwatch.errors import (
     InputError,
     VendorAmbiguousError,
     VendorError,
+    VendorNotFoundError,
     VendorProtocolError,
     VendorRejectedError,
     VendorTransientError,
@@ -100,6 +101,7 @@ class BrightLocalAdapter(HttpAdapter):
                 self.name, f"{exc.message} (an uncommitted batch never runs)"
             ) from exc
         batch_id = _batch_id(self.name, created)
+        await self.created(batch_id)
         job_ids: list[int] = []
         try:
             for row in part.rows:
@@ -115,6 +117,22 @@ class BrightLocalAdapter(HttpAdapter):
                 raise VendorTransientError(self.name, f"{exc.message} (batch deleted)") from exc
             raise
         return SubmittedJob(vendor_job_id=batch_id, raw={"batch-id": batch_id, "job-ids": job_ids})
+
+    async def settle_cut_off_submit(self, vendor_job_id: str) -> SubmittedJob | None:
+        """The commit comes after the last job is added, so a committed batch holds every
+        row and is tracked; one never committed would sit at the vendor for good, so it is
+        deleted (it never ran nor billed)."""
+        try:
+            snapshot = await self.status(vendor_job_id)
+            if snapshot.state is not JobState.SUBMITTED:
+                return SubmittedJob(
+                    vendor_job_id=vendor_job_id,
+                    raw={"batch-id": vendor_job_id, "status": snapshot.vendor_status},
+                )
+            await self.delete(vendor_job_id)
+        except VendorNotFoundError:
+            pass  # already deleted: by the submission's own clean-up, or an earlier settling
+        return None
 
     async def commit(self, vendor_job_id: str) -> None:
         """Idempotent: a batch already committed counts as committed."""

@@ -53,6 +53,7 @@ from enrichwatch.models import JobState
 from enrichwatch.retry_after import MAX_RETRY_AFTER, parse_retry_after
 from enrichwatch.vendors.base import (
     CallCounter,
+    CreatedHook,
     RateLimitInfo,
     SubmitRequest,
     SubmittedJob,
@@ -92,9 +93,10 @@ class HttpAdapter(VendorAdapter):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        on_created: CreatedHook | None = None,
         budgets: RequestBudgets | None = None,
     ) -> None:
-        super().__init__(settings, session, on_call=on_call, budgets=budgets)
+        super().__init__(settings, session, on_call=on_call, on_created=on_created, budgets=budgets)
         self._rate_limit: RateLimitInfo | None = None
         self._submitted: set[str] = set()
 
