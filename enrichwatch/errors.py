@@ -121,6 +121,12 @@ class VendorTransientError(VendorError):
     """429, 5xx, timeouts and dropped connections: retry, after `retry_after` if given."""
 
 
+class VendorBudgetSpentError(VendorTransientError):
+    """Not sent: the vendor account's request budget, which every process on the database
+    draws on, has no place for `retry_after` seconds. Nothing reached the vendor, so it is no
+    failure: the work waits that long, and no retry is spent on it."""
+
+
 class VendorAuthError(VendorError):
     """401/403: the credentials are wrong; retrying will not help."""
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enrichwatch.errors import (
     EnrichwatchError,
     VendorAmbiguousError,
+    VendorBudgetSpentError,
     VendorConcurrencyLimitError,
     VendorError,
     VendorRejectedError,
@@ -101,7 +102,8 @@ async def attempt_submit(
     services: Services, job: JobRecord, part: SubmitRequest, *, transient_failures: int = 0
 ) -> tuple[JobRecord, bool]:
     """Send one reserved part; returns the job and whether it was queued for later instead:
-    at the vendor's concurrency cap (as often as it takes), or after a transient failure that
+    at the vendor's concurrency cap or with the account's request budget spent (as often as
+    it takes), or after a transient failure that
     provably created nothing (the adapters settle ambiguous ones first), up to
     MAX_TRANSIENT_ATTEMPTS of those; `transient_failures` counts the part's earlier ones.
 
@@ -118,7 +120,7 @@ async def attempt_submit(
     await services.store.begin_send(job.id, owner=services.sender.owner())
     try:
         (submitted,) = await adapter.submit(part)
-    except VendorConcurrencyLimitError as exc:
+    except (VendorConcurrencyLimitError, VendorBudgetSpentError) as exc:
         queued = await _queue(
             services, job, part, str(exc), tally.count, exc.retry_after, transient_failures
         )

@@ -13,6 +13,7 @@ import structlog
 
 from enrichwatch.errors import (
     VendorAuthError,
+    VendorBudgetSpentError,
     VendorError,
     VendorNotFoundError,
     VendorPaymentError,
@@ -257,6 +258,15 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         )
         return
     now = rc.now()
+    if isinstance(exc, VendorBudgetSpentError):
+        # Other processes, fetches and submissions draw on the account too: this pass planned
+        # a call the shared budget had no place for. The job waits, with no failure.
+        until = now + (exc.retry_after or 0.0)
+        log.info("status_check_deferred", job_id=job.id, vendor=job.vendor.value, until=until)
+        rc.budgets[job.vendor].block_until(until)
+        await store.charge_calls(job.id, cost)
+        await store.defer_checks([job.id], until)
+        return
     policy = rc.policies[job.vendor]
     if isinstance(exc, VendorAuthError | VendorPaymentError):
         # Retrying will not help until someone fixes the key or the credits; look again at

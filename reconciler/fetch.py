@@ -7,6 +7,7 @@ import structlog
 
 from enrichwatch.errors import (
     FetchSupersededError,
+    VendorBudgetSpentError,
     VendorDownloadExpiredError,
     VendorError,
     VendorTransientError,
@@ -50,6 +51,11 @@ async def _fetch(rc: Reconciler, item: WorkItem) -> bool:
     except FetchSupersededError:
         # A reprocess reopened the job meanwhile; its new run brings a fetch of its own.
         log.info("results_fetch_superseded", job_id=item.job_id, item_id=item.id)
+    except VendorBudgetSpentError as exc:
+        # Nothing was sent for want of a place in the account's budget: not a try.
+        until = rc.now() + (exc.retry_after or 0.0)
+        log.info("results_fetch_deferred", job_id=item.job_id, until=until)
+        await rc.services.store.postpone_work(item.id, due_at=until)
     except VendorTransientError as exc:
         await _retry_or_fail(rc, item, item.job_id, str(exc), retry_after=exc.retry_after)
     except Exception as exc:
@@ -84,6 +90,8 @@ async def _fetch_item(rc: Reconciler, item: WorkItem) -> bool:
         try:
             await _store_pages(rc, item, job, adapter)
         except VendorError as exc:
+            if isinstance(exc, VendorBudgetSpentError):
+                raise
             if await _results_withdrawn(adapter, job, item):
                 log.info("results_fetch_withdrawn", reason=str(exc))
                 await store.withdraw_fetch(item.id, job.id, str(exc))

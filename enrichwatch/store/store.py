@@ -264,6 +264,11 @@ class Store(
             )
         )
 
+    async def postpone_work(self, item_id: int, *, due_at: float) -> None:
+        """Release a claimed work item untried, due at `due_at` (see `store.work.postpone`)."""
+        now = self.clock()
+        await self._writer.run(lambda conn: work.postpone(conn, item_id, due_at=due_at, now=now))
+
     async def ensure_api_token(self, candidate: str) -> bool:
         """Store `candidate`'s hash as the API token unless one is stored; True if stored.
 

@@ -78,3 +78,14 @@ def retry_later(
            WHERE id = ?""",
         (due_at, error, now, item_id),
     )
+
+
+def postpone(conn: sqlite3.Connection, item_id: int, *, due_at: float, now: float) -> None:
+    """Release a claimed item untried (nothing was done for it), due again at `due_at`; its
+    claim does not count as an attempt."""
+    conn.execute(
+        """UPDATE work SET next_attempt_at = ?, attempts = max(attempts - 1, 0),
+                           lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+           WHERE id = ? AND state = 'pending'""",
+        (due_at, now, item_id),
+    )

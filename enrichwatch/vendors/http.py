@@ -39,6 +39,7 @@ from enrichwatch.errors import (
     InputError,
     VendorAmbiguousError,
     VendorAuthError,
+    VendorBudgetSpentError,
     VendorDownloadExpiredError,
     VendorError,
     VendorNotFoundError,
@@ -361,7 +362,7 @@ class HttpAdapter(VendorAdapter):
             return
         wait = await self.budget.acquire(MAX_BUDGET_WAIT)
         if wait > 0:
-            raise VendorTransientError(
+            raise VendorBudgetSpentError(
                 self.name,
                 f"{label}: not sent, the account's request budget is spent for {wait:.0f} s",
                 retry_after=wait,
