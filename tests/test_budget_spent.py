@@ -7,17 +7,17 @@ simulator over real HTTP, the pause written to the database as another process w
 
 from __future__ import annotations
 
-from enrichwatch.models import EventSource, VendorName
+from enrichwatch.models import VendorName
 from enrichwatch.store.checks import FETCH_WORK
 from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import MAX_TRANSIENT_ATTEMPTS
-from enrichwatch.vendors.base import SubmitRequest
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import MAX_ATTEMPTS, fetch_due_results
 from reconciler.submissions import send_queued_submissions
 from tests.conftest import query
 from tests.test_reconciler_fixes import checked_until_results_pending
-from tests.test_results_and_actions import INPUTS, stored, world  # noqa: F401 (a fixture)
+from tests.test_reconciler_races import held_back_ecore_part
+from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
 
 PAUSE_S = 600.0
 REPROMPT_STATUS = "GET /v1/{org}/place_enrichment/batches/{id}"
@@ -78,13 +78,7 @@ async def test_a_fetch_waits_out_the_budget_however_often_without_spending_its_t
 
 
 async def test_a_held_back_part_waits_out_the_budget_without_spending_its_tries(world):  # noqa: F811
-    store = world.services.store
-    rows, options = INPUTS[VendorName.ECORE]
-    part = SubmitRequest(rows=rows, name="held", options=options)
-    job = await store.reserve_job(VendorName.ECORE, "held", rows=len(rows), source=EventSource.API)
-    await store.queue_submission(
-        job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
-    )
+    job, _ = await held_back_ecore_part(world)
     for _ in range(MAX_TRANSIENT_ATTEMPTS + 2):
         await spend_budget(world, VendorName.ECORE)
         assert await send_queued_submissions(world.services, "rc:1") == 0

@@ -100,21 +100,7 @@ class SubmissionWrites:
             ).rowcount
             if not held:
                 return False
-            conn.execute(
-                """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                                   send_started_at = NULL, send_owner = NULL,
-                                   send_vendor_job_id = NULL
-                   WHERE id = ?""",
-                (vendor_calls, now, job_id),
-            )
-            append_event(
-                conn,
-                job_id,
-                "submit.queued",
-                EventSource.SYSTEM,
-                {"reason": reason, "retry_at": now},
-                now=now,
-            )
+            _queued(conn, job_id, reason, now, vendor_calls, now)
             return True
 
         return await self._writer.run(op)
@@ -196,21 +182,7 @@ class SubmissionWrites:
                 now=now,
                 last_error=reason,
             )
-            conn.execute(
-                """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                                   send_started_at = NULL, send_owner = NULL,
-                                   send_vendor_job_id = NULL
-                   WHERE id = ?""",
-                (vendor_calls, now, job_id),
-            )
-            append_event(
-                conn,
-                job_id,
-                "submit.queued",
-                EventSource.SYSTEM,
-                {"reason": reason, "retry_at": retry_at},
-                now=now,
-            )
+            _queued(conn, job_id, reason, retry_at, vendor_calls, now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
@@ -239,6 +211,31 @@ def _finish_submit_work(
         "UPDATE work SET state = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? "
         "WHERE unique_key = ? AND state = 'pending'",
         (state, now, f"{SUBMIT_WORK}:{job_id}"),
+    )
+
+
+def _queued(
+    conn: sqlite3.Connection,
+    job_id: int,
+    reason: str,
+    retry_at: float,
+    vendor_calls: int,
+    now: float,
+) -> None:
+    """The part's send ended with it kept here, to be sent at `retry_at`."""
+    conn.execute(
+        """UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
+                           send_started_at = NULL, send_owner = NULL, send_vendor_job_id = NULL
+           WHERE id = ?""",
+        (vendor_calls, now, job_id),
+    )
+    append_event(
+        conn,
+        job_id,
+        "submit.queued",
+        EventSource.SYSTEM,
+        {"reason": reason, "retry_at": retry_at},
+        now=now,
     )
 
 
