@@ -174,10 +174,10 @@ async def settle_interrupted_send(services: Services, job: JobRecord) -> JobReco
             raw=taken.raw,
             expects_callback=adapter.supports_webhooks,
         )
-    deleted = f"{stopped}; what it had begun there ({made}) is deleted, so none of it runs"
-    if await services.store.resend_held_part(job.id, deleted, vendor_calls=tally.count):
+    nothing = f"{stopped}, and nothing of it runs there (job {made} is not there or is deleted)"
+    if await services.store.resend_held_part(job.id, nothing, vendor_calls=tally.count):
         return None
-    message = f"{deleted}: send these rows again"
+    message = f"{nothing}: send these rows again"
     await services.store.fail_submission(job.id, message, vendor_calls=tally.count)
     raise SendInterruptedError(message)
 

@@ -1,9 +1,11 @@
-"""A BrightLocal submission cut off by a stop after the batch was created: create, add jobs
-and commit are separate calls, and the batch's id is on record from the create on. The
-stopped process's own steps are made here (its submit task cancelled mid-call, as a kill
-leaves it, with no clean-up); then a pass of the submit lane does what a restart would. A
-batch never committed is deleted, and the part sent again if its rows are held; a committed
-one is tracked. Against the simulator over real HTTP."""
+"""Submissions cut off by a stop after the vendor's job id was known: BrightLocal's batch is
+created, filled and committed in separate calls, and its id is on record from the create on;
+Reprompt's batch id is ours, on record before the call goes out. The stopped process's own
+steps are made here (its submit task cancelled mid-call, as a kill leaves it, with no
+clean-up); then a pass of the submit lane does what a restart would. A job the vendor holds
+whole is tracked; one never made or never committed (then deleted) leaves nothing there, and
+the part is sent again if its rows are held, else failed. Against the simulator over real
+HTTP."""
 
 from __future__ import annotations
 
@@ -27,17 +29,24 @@ COMMIT = "PUT /v4/batch"
 DELETE = "DELETE /v4/batch"
 
 
-async def reserved_part(world, *, held: bool) -> tuple[JobRecord, SubmitRequest]:  # noqa: F811
-    """A BrightLocal part with its job row; `held`: kept back (a submit work item holds its
-    rows, as after the vendor's cap), else sent directly as the API does."""
+REPROMPT_SUBMIT = "POST /v1/{org}/place_enrichment/batches"
+
+
+async def reserved_part(
+    world,  # noqa: F811
+    *,
+    held: bool,
+    vendor: VendorName = VendorName.BRIGHTLOCAL,
+) -> tuple[JobRecord, SubmitRequest]:
+    """A part with its job row, as `submit_batch` makes it; `held`: kept back (a submit work
+    item holds its rows, as after the vendor's cap), else sent directly as the API does."""
     store = world.services.store
-    rows, options = INPUTS[VendorName.BRIGHTLOCAL]
-    job = await store.reserve_job(
-        VendorName.BRIGHTLOCAL, "part", rows=len(rows), source=EventSource.API
-    )
-    part = SubmitRequest(
-        rows=rows, name="part", options=options, callback_url=job.callback_url(world.url)
-    )
+    rows, options = INPUTS[vendor]
+    job = await store.reserve_job(vendor, "part", rows=len(rows), source=EventSource.API)
+    adapter = world.services.adapter(vendor)
+    (part,) = adapter.split(SubmitRequest(rows=rows, name="part", options=options))
+    if adapter.supports_webhooks:
+        part = part.model_copy(update={"callback_url": job.callback_url(world.url)})
     if held:
         await store.queue_submission(
             job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
@@ -55,11 +64,11 @@ async def cut_off_while_sending(
     owner: str = "dead:1",
 ) -> None:
     """The dying process's send: marked as `owner`'s (by default a holder that is gone), its
-    batch's id recorded on create, and stopped while the call to `endpoint` is held at the
+    job's id recorded once known, and stopped while the call to `endpoint` is held at the
     vendor (`after_answer`: once the vendor acted on it)."""
-    store = world.services.store
+    store, vendor = world.services.store, job.vendor.value
     world.sim.set_fault(
-        "brightlocal",
+        vendor,
         slow_count=1,
         slow_seconds=30,
         slow_after_answer=after_answer,
@@ -67,15 +76,14 @@ async def cut_off_while_sending(
     )
     await store.begin_send(job.id, owner=owner)
     adapter = world.services.adapter(
-        VendorName.BRIGHTLOCAL,
-        on_created=functools.partial(store.record_send_created, job.id),
+        job.vendor, on_created=functools.partial(store.record_send_created, job.id)
     )
     sending = asyncio.create_task(adapter.submit(part))
-    await until(lambda: world.sim.stats.injected[("brightlocal", "slow")] == 1)
+    await until(lambda: world.sim.stats.injected[(vendor, "slow")] == 1)
     sending.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sending
-    world.sim.clear_faults("brightlocal")
+    world.sim.clear_faults(vendor)
 
 
 def batches(world) -> list[str]:  # noqa: F811
@@ -150,14 +158,16 @@ async def test_a_direct_send_cut_off_before_its_commit_is_deleted_there_and_fail
     notified, and saying that nothing of it is left at the vendor."""
     job, part = await reserved_part(world, held=False)
     await cut_off_while_sending(world, job, part, ADD_JOB, after_answer=False)
-    assert len(batches(world)) == 1
+    (abandoned,) = batches(world)
 
     assert await settle_interrupted_sends(world.services) == 1
 
     assert batches(world) == []
     failed = await world.job(job.id)
     assert failed.state is JobState.FAILED
-    assert "is deleted, so none of it runs: send these rows again" in (failed.error or "")
+    assert f"(job {abandoned} is not there or is deleted): send these rows again" in (
+        failed.error or ""
+    )
     assert (failed.send_started_at, failed.send_vendor_job_id) == (None, None)
     assert notified(world.db, job.id) == ["failed"]
     assert await settle_interrupted_sends(world.services) == 0
@@ -174,7 +184,7 @@ async def test_a_batch_already_gone_when_settling_counts_as_nothing_left(world):
     assert world.sim.stats.count("brightlocal", DELETE) == 1
     failed = await world.job(job.id)
     assert failed.state is JobState.FAILED
-    assert f"({batch}) is deleted, so none of it runs" in (failed.error or "")
+    assert f"(job {batch} is not there or is deleted)" in (failed.error or "")
 
 
 async def test_a_vendor_error_while_settling_leaves_the_part_to_a_later_pass(world):  # noqa: F811
@@ -189,3 +199,39 @@ async def test_a_vendor_error_while_settling_leaves_the_part_to_a_later_pass(wor
     world.sim.clear_faults("brightlocal")
     assert await settle_interrupted_sends(world.services) == 1
     assert batches(world) == []
+
+
+async def test_a_reprompt_batch_the_vendor_made_before_the_stop_is_tracked_not_sent_again(world):  # noqa: F811
+    """Our batch id is on record before the call goes out, so the batch is found by it; a
+    second send under the same id would add every place to it again."""
+    store = world.services.store
+    job, part = await reserved_part(world, held=True, vendor=VendorName.REPROMPT)
+    assert len(await store.claim_work(SUBMIT_WORK, owner="dead:1", lease_s=300, limit=1)) == 1
+    await cut_off_while_sending(world, job, part, REPROMPT_SUBMIT, after_answer=True)
+    assert (await world.job(job.id)).send_vendor_job_id == part.options["batch_id"]
+
+    assert await store.release_leases({"dead:1"}) == (0, 1)
+    assert await send_queued_submissions(world.services, "rc:2") == 0  # nothing to send
+    assert world.sim.stats.count("reprompt", REPROMPT_SUBMIT) == 1
+    tracked = await world.job(job.id)
+    (batch,) = world.sim.jobs("reprompt")
+    assert tracked.vendor_job_id == batch.job_id
+
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    assert (done.state, done.results_state) == (JobState.COMPLETED, "stored")
+    assert len(stored(world.db, job.id)) == len(part.rows)
+
+
+async def test_a_reprompt_batch_the_vendor_never_made_is_sent_again_if_held(world):  # noqa: F811
+    store = world.services.store
+    job, part = await reserved_part(world, held=True, vendor=VendorName.REPROMPT)
+    assert len(await store.claim_work(SUBMIT_WORK, owner="dead:1", lease_s=300, limit=1)) == 1
+    await cut_off_while_sending(world, job, part, REPROMPT_SUBMIT, after_answer=False)
+    assert world.sim.jobs("reprompt") == []
+
+    assert await store.release_leases({"dead:1"}) == (0, 1)
+    assert await send_queued_submissions(world.services, "rc:2") == 1
+    (batch,) = world.sim.jobs("reprompt")
+    assert (await world.job(job.id)).vendor_job_id == batch.job_id
+    assert batch.total == len(part.rows)

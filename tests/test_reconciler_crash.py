@@ -265,6 +265,54 @@ async def test_kill_while_a_held_back_brightlocal_part_fills_its_batch_sends_it_
     assert positions(db, row["id"]) == sorted(set(positions(db, row["id"])))
 
 
+REPROMPT_SUBMIT = "POST /v1/{org}/place_enrichment/batches"
+
+
+async def test_kill_while_a_held_back_reprompt_part_is_sent_tracks_the_batch_it_made(
+    tmp_path, fast_sim
+):
+    """Reprompt's batch id is chosen here and recorded before the call goes out. Killed while
+    the vendor's answer is on its way back, the service finds the batch by that id after the
+    restart and tracks it to its results, without sending the part again."""
+    sim, db = fast_sim, tmp_path / "reprompt.db"
+    rows, options = INPUTS[VendorName.REPROMPT]
+    env = serve_env(sim, db, **poll_fast())
+    body = {"vendor": "reprompt", "submit": {"rows": rows, "options": options}}
+    async with started(["serve"], env, tmp_path / "serve.log") as service:
+        sim.set_fault("reprompt", rate_limit=1, retry_after=3, endpoint=REPROMPT_SUBMIT)
+        async with aiohttp.ClientSession() as http:
+            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
+        assert job["vendor_job_id"] is None
+        sim.set_fault(
+            "reprompt",
+            slow_count=1,
+            slow_seconds=30,
+            slow_after_answer=True,
+            endpoint=REPROMPT_SUBMIT,
+        )
+        await eventually(
+            lambda: sim.stats.injected[("reprompt", "slow")] and len(sim.jobs("reprompt")) == 1,
+            20,
+            "the vendor has made the batch and holds its answer",
+        )
+        await service.kill()
+
+    async with started(["serve"], env, tmp_path / "serve.log"):
+
+        def finished() -> sqlite3.Row | None:
+            (row,) = query(db, "SELECT * FROM jobs")
+            return row if row["results_state"] == "stored" else None
+
+        row = await eventually(finished, 30, "the batch is tracked and its results stored")
+    (batch,) = sim.jobs("reprompt")
+    assert sim.stats.count("reprompt", REPROMPT_SUBMIT) == 2  # the 429 and the cut-off send
+    assert (row["state"], row["vendor_job_id"], row["results_count"]) == (
+        "completed",
+        batch.job_id,
+        batch.total,
+    )
+
+
 # -- kill -9 mid-polling ---------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from enrichwatch.vendors.budget import RequestBudget, RequestBudgets
 CallCounter = Callable[[VendorName, str], None]
 """Called once per HTTP request an adapter makes, with an endpoint label like "GET /batch/{id}"."""
 CreatedHook = Callable[[str], Awaitable[None]]
-"""Awaited with the vendor's id for a job a submission has made but not yet finished making."""
+"""Awaited with the vendor's id for a job a submission is making, as soon as it is known."""
 
 
 class StatusSnapshot(BaseModel):
@@ -149,9 +149,10 @@ class VendorAdapter(ABC):
             self._on_call(self.name, endpoint)
 
     async def created(self, vendor_job_id: str) -> None:
-        """The vendor has named a job that this submission goes on to fill or commit in
-        further calls: `on_created` puts the id on record first, so a stop in between leaves
-        something to settle (`settle_cut_off_submit`) instead of a job nobody tracks."""
+        """The id of the job this submission makes is known before the submission is done
+        (BrightLocal names its batch before it is filled and committed; Reprompt's batch id
+        is ours to choose): `on_created` puts it on record first, so a stop in between
+        leaves something to settle (`settle_cut_off_submit`) instead of a job nobody tracks."""
         if self._on_created is not None:
             await self._on_created(vendor_job_id)
 
@@ -177,8 +178,9 @@ class VendorAdapter(ABC):
 
     async def settle_cut_off_submit(self, vendor_job_id: str) -> SubmittedJob | None:
         """A submission a stop cut off after `created` named its job: that job if the vendor
-        took the submission whole (so it is tracked), None once nothing of it can run."""
-        raise ActionNotSupportedError(self.name, "a submission here is a single call")
+        took the submission whole (so it is tracked), None once nothing of it can run (never
+        made, or deleted here)."""
+        raise ActionNotSupportedError(self.name, "submissions name no job before they are done")
 
     @abstractmethod
     async def status(self, vendor_job_id: str) -> StatusSnapshot:

@@ -132,8 +132,9 @@ class RepromptAdapter(HttpAdapter):
     async def submit_part(self, part: SubmitRequest) -> SubmittedJob:
         """The part carries the batch id `split` gave it, so an ambiguous failure is settled
         by reading that id back: a batch there is ours and adopted, a 404 means nothing was
-        created."""
+        created. A stop mid-call is settled the same way (`settle_cut_off_submit`)."""
         batch_id = str(part.options["batch_id"])
+        await self.created(batch_id)
         body = {
             **part.options,
             "batch_id": batch_id,
@@ -157,6 +158,13 @@ class RepromptAdapter(HttpAdapter):
                     self.name, f"{exc.message} (no batch {batch_id} was created)"
                 ) from exc
         return SubmittedJob(vendor_job_id=str(data.get("id") or batch_id), raw=data)
+
+    async def settle_cut_off_submit(self, vendor_job_id: str) -> SubmittedJob | None:
+        try:
+            data = await self._batch(vendor_job_id)
+        except VendorNotFoundError:
+            return None
+        return SubmittedJob(vendor_job_id=str(data.get("id") or vendor_job_id), raw=data)
 
     async def _batch(self, batch_id: str) -> dict[str, Any]:
         data = await self.call("GET", ROOT + "/batches/{id}", self._path(id=batch_id))
