@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import aiohttp
@@ -21,6 +22,7 @@ from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig, SimServer
 from enrichwatch.store import InboundDelivery, Store
 from tests.conftest import (
+    Command,
     eventually,
     free_port,
     query,
@@ -127,10 +129,50 @@ async def test_kill_mid_fetch_then_restart_stores_every_result_exactly_once(tmp_
 ECORE_SUBMIT = "POST /api/v1/enrichment/submit/"
 
 
-def ecore_batch() -> dict[str, object]:
-    """`POST /api/jobs` sending eCore a batch."""
-    rows, options = INPUTS[VendorName.ECORE]
-    return {"vendor": "ecore", "submit": {"rows": rows, "options": options}}
+def batch(vendor: VendorName) -> dict[str, object]:
+    """`POST /api/jobs` sending `vendor` a batch."""
+    rows, options = INPUTS[vendor]
+    return {"vendor": vendor.value, "submit": {"rows": rows, "options": options}}
+
+
+async def send_held_back(sim: SimServer, url: str, vendor: VendorName, submit: str) -> dict:
+    """A batch whose first send is answered 429 (nothing created), so the part is held back
+    and sent again by the reconciler 3 s later."""
+    sim.set_fault(vendor.value, rate_limit=1, retry_after=3, endpoint=submit)
+    async with aiohttp.ClientSession() as http:
+        (job,) = (await api(http, "POST", f"{url}/api/jobs", batch(vendor)))["jobs"]
+    assert job["vendor_job_id"] is None
+    return job
+
+
+async def kill_while_held(
+    sim: SimServer, service: Command, vendor: VendorName, endpoint: str, *, after_answer: bool
+) -> None:
+    """Kill the service while its next call to `endpoint` is held at the vendor, which has
+    its job by then (`after_answer`: the call itself was acted on)."""
+    sim.set_fault(
+        vendor.value,
+        slow_count=1,
+        slow_seconds=30,
+        slow_after_answer=after_answer,
+        endpoint=endpoint,
+    )
+    await eventually(
+        lambda: sim.stats.injected[(vendor.value, "slow")] and len(sim.jobs(vendor.value)) == 1,
+        20,
+        f"the call to {endpoint} is held at the vendor",
+    )
+    await service.kill()
+
+
+async def the_job_when(db, condition: Callable[[sqlite3.Row], bool], what: str) -> sqlite3.Row:
+    """The database's one job, once `condition` holds for it."""
+
+    def found() -> sqlite3.Row | None:
+        (row,) = query(db, "SELECT * FROM jobs")
+        return row if condition(row) else None
+
+    return await eventually(found, 30, what)
 
 
 async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tmp_path, fast_sim):
@@ -138,31 +180,13 @@ async def test_kill_while_a_held_back_part_is_being_sent_never_sends_it_twice(tm
     After the restart the part is failed, with where to look, not sent again (a second,
     billed, untracked job at the vendor)."""
     sim, db, submit = fast_sim, tmp_path / "submit.db", ECORE_SUBMIT
-    env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
+    env = serve_env(sim, db, work_interval=0.2)
     async with started(["serve"], env, tmp_path / "serve.log") as service:
-        # A 429 (nothing created) holds the part back for 3 s; its retry is then answered
-        # by the vendor, which makes the job, and held on the way back.
-        sim.set_fault("ecore", rate_limit=1, retry_after=3, endpoint=submit)
-        async with aiohttp.ClientSession() as http:
-            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
-        assert job["vendor_job_id"] is None
-        sim.set_fault(
-            "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
-        )
-        await eventually(
-            lambda: sim.stats.injected[("ecore", "slow")] and len(sim.jobs("ecore")) == 1,
-            20,
-            "the vendor has made the job and holds its answer",
-        )
-        await service.kill()
+        job = await send_held_back(sim, service.url, VendorName.ECORE, submit)
+        await kill_while_held(sim, service, VendorName.ECORE, submit, after_answer=True)
 
     async with started(["serve"], env, tmp_path / "serve.log"):
-
-        def failed() -> sqlite3.Row | None:
-            (row,) = query(db, "SELECT * FROM jobs WHERE id = ?", (job["id"],))
-            return row if row["state"] == "failed" else None
-
-        row = await eventually(failed, 20, "the cut-off part is failed")
+        row = await the_job_when(db, lambda row: row["state"] == "failed", "the part is failed")
     assert len(sim.jobs("ecore")) == 1
     assert sim.stats.count("ecore", submit) == 2  # the 429 and the send the kill cut off
     assert "stopped while sending this part to ecore" in row["error"]
@@ -183,7 +207,7 @@ async def test_kill_during_a_direct_send_fails_the_part_at_the_restart_not_minut
     gone (its holder file is unlocked), so the restarted service fails the part at once, with
     where to look, instead of waiting out the 15 minutes a live call might still take."""
     sim, db, submit = fast_sim, tmp_path / "direct.db", ECORE_SUBMIT
-    env, body = serve_env(sim, db, work_interval=0.2), ecore_batch()
+    env, body = serve_env(sim, db, work_interval=0.2), batch(VendorName.ECORE)
     async with started(["serve"], env, tmp_path / "serve.log") as service:
         sim.set_fault(
             "ecore", slow_count=1, slow_seconds=5, slow_after_answer=True, endpoint=submit
@@ -225,42 +249,28 @@ async def test_kill_while_a_held_back_brightlocal_part_fills_its_batch_sends_it_
     record; after the restart that batch is deleted (it never ran nor billed) and the part,
     whose rows are held, is sent again and finishes with every result."""
     sim, db = fast_sim, tmp_path / "fill.db"
-    rows, options = INPUTS[VendorName.BRIGHTLOCAL]
     # One port for both runs: the batch's callback URL names it.
     env = serve_env(sim, db, port=free_port(), work_interval=0.2)
-    body = {"vendor": "brightlocal", "submit": {"rows": rows, "options": options}}
     async with started(["serve"], env, tmp_path / "serve.log") as service:
-        # A 429 (nothing created) holds the part back for 3 s; its retry creates the batch,
-        # and the call adding its first job is held at the vendor.
-        sim.set_fault("brightlocal", rate_limit=1, retry_after=3, endpoint=BRIGHTLOCAL_CREATE)
-        async with aiohttp.ClientSession() as http:
-            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
-        assert job["vendor_job_id"] is None
-        sim.set_fault("brightlocal", slow_count=1, slow_seconds=30, endpoint=BRIGHTLOCAL_ADD_JOB)
-        await eventually(
-            lambda: sim.stats.injected[("brightlocal", "slow")] == 1,
-            20,
-            "the new batch is being filled",
+        await send_held_back(sim, service.url, VendorName.BRIGHTLOCAL, BRIGHTLOCAL_CREATE)
+        await kill_while_held(
+            sim, service, VendorName.BRIGHTLOCAL, BRIGHTLOCAL_ADD_JOB, after_answer=False
         )
-        (abandoned,) = sim.jobs("brightlocal")
-        await service.kill()
+    (abandoned,) = sim.jobs("brightlocal")
     (row,) = query(db, "SELECT * FROM jobs")
     assert row["send_vendor_job_id"] == abandoned.job_id
 
     async with started(["serve"], env, tmp_path / "serve.log"):
-
-        def finished() -> sqlite3.Row | None:
-            (row,) = query(db, "SELECT * FROM jobs")
-            return row if row["results_state"] == "stored" else None
-
-        row = await eventually(finished, 30, "the part is sent again and its results stored")
+        row = await the_job_when(
+            db, lambda row: row["results_state"] == "stored", "the part is sent again, finished"
+        )
     assert sim.stats.count("brightlocal", "DELETE /v4/batch") == 1
-    (batch,) = sim.jobs("brightlocal")
-    assert batch.job_id != abandoned.job_id
+    (made,) = sim.jobs("brightlocal")
+    assert made.job_id != abandoned.job_id
     assert (row["state"], row["vendor_job_id"], row["results_count"]) == (
         "completed",
-        batch.job_id,
-        len(rows),
+        made.job_id,
+        len(INPUTS[VendorName.BRIGHTLOCAL][0]),
     )
     assert positions(db, row["id"]) == sorted(set(positions(db, row["id"])))
 
@@ -275,41 +285,21 @@ async def test_kill_while_a_held_back_reprompt_part_is_sent_tracks_the_batch_it_
     the vendor's answer is on its way back, the service finds the batch by that id after the
     restart and tracks it to its results, without sending the part again."""
     sim, db = fast_sim, tmp_path / "reprompt.db"
-    rows, options = INPUTS[VendorName.REPROMPT]
     env = serve_env(sim, db, **poll_fast())
-    body = {"vendor": "reprompt", "submit": {"rows": rows, "options": options}}
     async with started(["serve"], env, tmp_path / "serve.log") as service:
-        sim.set_fault("reprompt", rate_limit=1, retry_after=3, endpoint=REPROMPT_SUBMIT)
-        async with aiohttp.ClientSession() as http:
-            (job,) = (await api(http, "POST", f"{service.url}/api/jobs", body))["jobs"]
-        assert job["vendor_job_id"] is None
-        sim.set_fault(
-            "reprompt",
-            slow_count=1,
-            slow_seconds=30,
-            slow_after_answer=True,
-            endpoint=REPROMPT_SUBMIT,
-        )
-        await eventually(
-            lambda: sim.stats.injected[("reprompt", "slow")] and len(sim.jobs("reprompt")) == 1,
-            20,
-            "the vendor has made the batch and holds its answer",
-        )
-        await service.kill()
+        await send_held_back(sim, service.url, VendorName.REPROMPT, REPROMPT_SUBMIT)
+        await kill_while_held(sim, service, VendorName.REPROMPT, REPROMPT_SUBMIT, after_answer=True)
 
     async with started(["serve"], env, tmp_path / "serve.log"):
-
-        def finished() -> sqlite3.Row | None:
-            (row,) = query(db, "SELECT * FROM jobs")
-            return row if row["results_state"] == "stored" else None
-
-        row = await eventually(finished, 30, "the batch is tracked and its results stored")
-    (batch,) = sim.jobs("reprompt")
+        row = await the_job_when(
+            db, lambda row: row["results_state"] == "stored", "the batch is tracked, finished"
+        )
+    (made,) = sim.jobs("reprompt")
     assert sim.stats.count("reprompt", REPROMPT_SUBMIT) == 2  # the 429 and the cut-off send
     assert (row["state"], row["vendor_job_id"], row["results_count"]) == (
         "completed",
-        batch.job_id,
-        batch.total,
+        made.job_id,
+        made.total,
     )
 
 
