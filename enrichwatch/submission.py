@@ -1,6 +1,8 @@
 """Submitting a batch: validate the whole input, split it into the vendor jobs it becomes,
 and send each part only after its job row (and callback URL) exists, so that nothing sent is
-ever untracked. A part refused by the vendor's concurrency cap is kept and sent later."""
+ever untracked. A part refused by the vendor's concurrency cap, or not sent for want of a
+place in the account's request budget, is kept and sent later; one whose send a stop cut
+off is settled with the vendor where its job's id was known in time, else failed."""
 
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ class SubmissionError(EnrichwatchError):
 
 
 class SendInterruptedError(EnrichwatchError):
-    """A part's earlier submit call was cut off by a stop; the part is failed, not resent."""
+    """A part's earlier submit call was cut off by a stop, and the part is failed: the vendor
+    may hold its job untold, or holds nothing of it and its rows were never kept here."""
 
 
 @dataclass
