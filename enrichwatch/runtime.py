@@ -89,7 +89,7 @@ class Services:
     ) -> VendorAdapter:
         """An adapter for `vendor` whose calls are counted in the metrics and, when given,
         reported to `on_call` (to charge them to the job they were made for); `on_created`
-        hears of a job a submission made before the submission is done."""
+        hears the id of a job a submission makes before the submission is done."""
         counter = self.metrics.vendor_calls
 
         def count(name: VendorName, endpoint: str) -> None:

@@ -158,10 +158,10 @@ async def settle_interrupted_send(services: Services, job: JobRecord) -> JobReco
     fails, notified, rather than be sent again and billed twice (SendInterruptedError). A
     vendor error leaves the call marked, to be settled on a later pass."""
     assert job.send_started_at is not None
-    started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
     stopped = f"the service stopped while sending this part to {job.vendor.value}"
     made = job.send_vendor_job_id
     if made is None:
+        started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
         message = f"{stopped}, which may have taken it: look there for a job created at "
         message += f"{started} before sending these rows again"
         await services.store.fail_submission(job.id, message, vendor_calls=0)

@@ -49,8 +49,8 @@ class JobRecord(Record):
     send_owner: str | None
     """The lease holder of the process making that call."""
     send_vendor_job_id: str | None
-    """The vendor's id for the job that call has already made, before the call is done
-    (see `Store.record_send_created`)."""
+    """The vendor's id for the job that call makes, known before the call is done (see
+    `Store.record_send_created`)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:

@@ -64,9 +64,9 @@ class SubmissionWrites:
         await self._writer.run(op)
 
     async def record_send_created(self, job_id: int, vendor_job_id: str) -> None:
-        """The submit call under way has made the vendor's job, and will go on to fill or
-        commit it: a stop from here on leaves the vendor's id on record, so the job can be
-        settled (deleted or tracked) rather than left at the vendor untracked."""
+        """The id of the vendor's job the submit call under way makes is known before the call
+        is done: a stop from here on leaves it on record, so the job can be settled (tracked,
+        or found absent or deleted) rather than left at the vendor untracked."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
