@@ -38,7 +38,7 @@ from enrichwatch.models import VendorName
 from enrichwatch.runtime import open_services
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.sim.reprompt import sample_places
-from enrichwatch.store.checks import FETCH_WORK
+from enrichwatch.store.fetches import FETCH_WORK
 from enrichwatch.vendors.base import ResultRecord, StatusSnapshot, SubmitRequest
 from enrichwatch.vendors.reprompt import RepromptAdapter
 

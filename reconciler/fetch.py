@@ -16,7 +16,7 @@ from enrichwatch.models import JobState
 from enrichwatch.polling import backoff
 from enrichwatch.runtime import CallTally
 from enrichwatch.store import JobRecord, WorkItem
-from enrichwatch.store.checks import FETCH_WORK
+from enrichwatch.store.fetches import FETCH_WORK
 from enrichwatch.vendors.base import StatusSnapshot, VendorAdapter
 from reconciler.state import Reconciler
 

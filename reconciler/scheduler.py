@@ -23,7 +23,7 @@ from enrichwatch.errors import StoreUnavailableError
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import Store
-from enrichwatch.store.checks import FETCH_WORK
+from enrichwatch.store.fetches import FETCH_WORK
 from enrichwatch.store.holders import LeaseHolder, clear_gone_holders, gone_holders
 from enrichwatch.store.notifications import NOTIFY_WORK
 from enrichwatch.store.submissions import SUBMIT_WORK

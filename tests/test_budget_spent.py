@@ -8,7 +8,7 @@ simulator over real HTTP, the pause written to the database as another process w
 from __future__ import annotations
 
 from enrichwatch.models import VendorName
-from enrichwatch.store.checks import FETCH_WORK
+from enrichwatch.store.fetches import FETCH_WORK
 from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import MAX_TRANSIENT_ATTEMPTS
 from reconciler.checks import check_due_jobs

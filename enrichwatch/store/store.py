@@ -26,6 +26,7 @@ from enrichwatch.store import work
 from enrichwatch.store.checks import DUE_JOB, CheckWrites, due_job_params
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
+from enrichwatch.store.fetches import FetchWrites
 from enrichwatch.store.inspect_reads import InspectReads
 from enrichwatch.store.notifications import (
     JobTargets,
@@ -79,6 +80,7 @@ class CallbackOutcome:
 class Store(
     SubmissionWrites,
     CheckWrites,
+    FetchWrites,
     DashboardReads,
     NotificationWrites,
     InspectReads,

@@ -18,6 +18,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status, progress, whole
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -25,13 +26,8 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import (
-    HttpAdapter,
-    map_status,
-    progress,
-    require_filled,
-    whole,
-)
+from enrichwatch.vendors.http import HttpAdapter
+from enrichwatch.vendors.inputs import require_filled
 
 BATCH = "/v4/batch"
 DEFAULT_JOB_PATH = "/v4/ld/fetch-reviews"

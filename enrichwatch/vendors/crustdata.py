@@ -26,6 +26,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status, parse_timestamp, progress, text, whole
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -33,19 +34,8 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import (
-    HttpAdapter,
-    cell,
-    header,
-    map_status,
-    parse_timestamp,
-    parts_by_count,
-    progress,
-    require_choice,
-    require_filled,
-    text,
-    whole,
-)
+from enrichwatch.vendors.http import HttpAdapter
+from enrichwatch.vendors.inputs import cell, header, parts_by_count, require_choice, require_filled
 
 API_VERSION = "2025-11-01"
 GZIP_MAGIC = b"\x1f\x8b"

@@ -18,6 +18,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status, parse_timestamp, text
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -25,14 +26,8 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import (
-    HttpAdapter,
-    cell,
-    map_status,
-    parse_timestamp,
-    require_choice,
-    text,
-)
+from enrichwatch.vendors.http import HttpAdapter
+from enrichwatch.vendors.inputs import cell, require_choice
 
 ROOT = "/api/v1/enrichment"
 CONTROL = "/api/v1/enrichment-control/"

@@ -1,7 +1,7 @@
 """The one road every adapter's HTTP takes, so that counting calls, reading rate-limit headers
 and turning HTTP failures into typed errors are written once for all five vendors. The way an
-input becomes jobs (validate, split, one job per part) and the row checks and splitting the
-adapters share live here too, for the same reason.
+input becomes jobs (validate, split, one job per part) lives here too, for the same reason;
+the row checks and splitting are in `inputs`, the reading of answers in `answers`.
 
 Credentials travel on each request, never on the shared session: the session is also used
 for third-party storage, where our keys must never go.
@@ -9,10 +9,8 @@ for third-party storage, where our keys must never go.
 
 from __future__ import annotations
 
-import gc
 import io
 import json
-import math
 import time
 from abc import abstractmethod
 from collections.abc import (
@@ -20,23 +18,18 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
-    Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
-from contextlib import aclosing, contextmanager
-from datetime import datetime
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from pydantic_core import from_json
 
 from enrichwatch.config import VendorSettings
 from enrichwatch.errors import (
-    InputError,
     VendorAmbiguousError,
     VendorAuthError,
     VendorBudgetSpentError,
@@ -50,8 +43,8 @@ from enrichwatch.errors import (
     VendorTransientError,
     VendorUntrustedUrlError,
 )
-from enrichwatch.models import JobState
 from enrichwatch.retry_after import MAX_RETRY_AFTER, parse_retry_after
+from enrichwatch.vendors.answers import describe, finite_number, read_json, whole
 from enrichwatch.vendors.base import (
     CallCounter,
     CreatedHook,
@@ -79,7 +72,6 @@ Headers = CIMultiDictProxy[str]
 Classifier = Callable[[int, Headers, Any, str], VendorError | None]
 """A vendor's own reading of a failed response (status, headers, parsed body, message);
 returning None falls back to the common mapping."""
-Row = Mapping[str, str]
 
 
 class HttpAdapter(VendorAdapter):
@@ -411,94 +403,6 @@ class HttpAdapter(VendorAdapter):
         return error_for(self.name, method, response.status, response.headers, body, message)
 
 
-def header(rows: Iterable[Row]) -> list[str]:
-    """The input's columns in first-seen order. Rows arrive as mappings, so the header of
-    the CSV they came from is the union of their keys."""
-    return list(dict.fromkeys(column for row in rows for column in row))
-
-
-def cell(row: Row, column: str, defaults: Mapping[str, Any] | None = None) -> str:
-    """A row's value for `column`, stripped. A column the row lacks falls back to
-    `defaults` (options sent with every row), the way a row's own value would override an
-    option in the request."""
-    value = row[column] if column in row else (defaults or {}).get(column)
-    return "" if value is None else str(value).strip()
-
-
-def require_filled(
-    vendor: str,
-    rows: Sequence[Row],
-    columns: Sequence[str],
-    defaults: Mapping[str, Any] | None = None,
-) -> None:
-    """Every row has a value in each of `columns`; else InputError names the first row
-    (1-based, as in the CSV after its header) and the column that is blank."""
-    for number, row in enumerate(rows, 1):
-        for column in columns:
-            if not cell(row, column, defaults):
-                raise InputError(vendor, f"{column} is empty", row=number)
-
-
-def require_choice(vendor: str, name: str, value: Any, allowed: Collection[str]) -> None:
-    """An option's value is one the vendor documents; the message lists them all."""
-    if not isinstance(value, str) or value not in allowed:
-        raise InputError(vendor, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def parts_of(request: SubmitRequest, groups: Iterable[list[dict[str, str]]]) -> list[SubmitRequest]:
-    """The request once per group of rows, each copy keeping the name, options and callback
-    URL; options are copied so that one part's changes cannot leak into another's."""
-    return [
-        request.model_copy(update={"rows": rows, "options": dict(request.options)})
-        for rows in groups
-    ]
-
-
-def parts_by_count(request: SubmitRequest, cap: int) -> list[SubmitRequest]:
-    """The request cut into parts of at most `cap` rows, in order."""
-    rows = request.rows
-    return parts_of(request, (rows[i : i + cap] for i in range(0, len(rows), cap)))
-
-
-def whole(value: Any) -> int | None:
-    """A count as vendors send it: an int, or a float or string holding a whole number;
-    None for anything else (a fraction, a negative, a bool, junk), which is no count."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    number = value if isinstance(value, int) else _number(value)
-    if number is None or number < 0 or (isinstance(number, float) and not number.is_integer()):
-        return None
-    return int(number)
-
-
-def progress(done: Any, failed: Any, total: Any) -> tuple[int | None, int | None, int | None]:
-    """Done, failed and total counts as the snapshot holds them: whole numbers or None, with
-    failed ≤ done ≤ total. A vendor that counts a retried record twice can report more done
-    than submitted; the polling policy and the job's API both read done/total as a fraction."""
-    done, failed, total = whole(done), whole(failed), whole(total)
-    if total is not None and done is not None:
-        done = min(done, total)
-    ceiling = done if done is not None else total
-    if failed is not None and ceiling is not None:
-        failed = min(failed, ceiling)
-    return done, failed, total
-
-
-def text(value: Any) -> str | None:
-    """A vendor's message as text, whatever shape it came in; None when it is empty."""
-    if value is None or value == "" or value == {} or value == []:
-        return None
-    return value if isinstance(value, str) else _words(value)[:1000]
-
-
-def map_status(vendor: str, table: Mapping[str, JobState], value: str) -> JobState:
-    """A vendor status in our vocabulary; a status nobody documented is not guessed at."""
-    state = table.get(value)
-    if state is None:
-        raise VendorProtocolError(vendor, f"unknown status {value!r}")
-    return state
-
-
 def error_for(
     vendor: str, method: str, status: int, headers: Headers, body: Any, message: str
 ) -> VendorError:
@@ -544,7 +448,7 @@ def reset_delay(value: str | None, now: float) -> float | None:
     """`x-ratelimit-reset` as seconds from `now`, held to 0..`MAX_RETRY_AFTER`: Crustdata sends
     seconds to wait, many APIs the Unix time of the reset; a value past `EPOCH_AFTER` can only
     be the latter."""
-    reset = _number(value)
+    reset = finite_number(value)
     if reset is None:
         return None
     return _bounded(reset - now if reset > EPOCH_AFTER else reset)
@@ -552,26 +456,6 @@ def reset_delay(value: str | None, now: float) -> float | None:
 
 def _bounded(seconds: float) -> float:
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
-
-
-def describe(body: Any, text: str) -> str:
-    """The vendor's own words from an error body, whichever of the usual envelopes it uses:
-    `{"error": {"message"}}`, `{"errors": {CODE: text}}`, `{"detail": …}`, DRF field maps."""
-    if isinstance(body, dict):
-        if isinstance(body.get("error"), dict):
-            body = body["error"]
-        keys = ("message", "error", "detail", "errors", "error_message", "status_message")
-        found = next((body[key] for key in keys if body.get(key)), body)
-        return _words(found)[:300]
-    return " ".join(text.split())[:300] or "(empty body)"
-
-
-def _words(value: Any) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {_words(item)}" for key, item in value.items())
-    if isinstance(value, list):
-        return "; ".join(_words(v.get("msg", v) if isinstance(v, dict) else v) for v in value)
-    return str(value)
 
 
 def _storage_failure(vendor: str) -> Classifier:
@@ -584,95 +468,25 @@ def _storage_failure(vendor: str) -> Classifier:
     return classify
 
 
-def parse_timestamp(value: Any) -> float:
-    """Unix seconds from an ISO 8601 timestamp; NaN (which matches no window) when not one."""
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return float("nan")
-
-
 def _credits(body: Any) -> tuple[float | None, float | None]:
     """`required` and `balance` (Crustdata: `available`) wherever the 402 body nests them."""
     places = [body] if isinstance(body, dict) else []
     for place in places:
         places += [place[key] for key in ("error", "metadata") if isinstance(place.get(key), dict)]
     found = {
-        key: _number(p[key]) for p in reversed(places) for key in p if not isinstance(p[key], dict)
+        key: finite_number(p[key])
+        for p in reversed(places)
+        for key in p
+        if not isinstance(p[key], dict)
     }
     balance = found.get("balance", found.get("available"))
     return found.get("required"), balance
-
-
-def read_json(vendor: str, method: str, label: str, raw: bytes) -> Any:
-    """A 2xx body as JSON. A JSON API that answers a read with an HTML page or nothing at
-    all was not the one answering (a proxy's or load balancer's page): that passes, so it is
-    transient; broken JSON is the vendor's own and stays a protocol error. A change it said
-    yes to in words we cannot read may have been made."""
-    try:
-        body = parse_json(vendor, label, raw)
-    except VendorProtocolError as exc:
-        if method != "GET":
-            raise VendorAmbiguousError(vendor, exc.message) from exc
-        start = raw.lstrip().removeprefix(b"\xef\xbb\xbf")[:1]
-        if start in (b"{", b"["):
-            raise
-        text = " ".join(raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())[:200]
-        raise VendorTransientError(vendor, f"{exc.message}: {text}") from exc
-    if body is None and method == "GET":
-        raise VendorTransientError(vendor, f"{label}: empty answer")
-    return body
-
-
-def parse_json(vendor: str, label: str, raw: bytes) -> Any:
-    """pydantic-core's parser, caching only keys, reads a large results page several times
-    faster than `json.loads`; what it refuses (a byte-order mark, a lone surrogate escape)
-    goes to `json.loads`, so no body is newly refused."""
-    if not raw.strip():
-        return None
-    try:
-        with collector_paused():
-            return from_json(raw, cache_strings="keys")
-    except ValueError:
-        pass
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise VendorProtocolError(vendor, f"{label}: response is not JSON") from exc
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block, which must not await. Parsing a results
-    page makes thousands of containers at once, none of them in a cycle; the collector, run
-    every 700 new ones, walks them again and again, up to every object in the process once
-    they reach its oldest generation, and parsing took 2.5 times as long with it running.
-    Freeing by reference counting goes on; the collector resumes after the block."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _fill(route: str, path: Mapping[str, str] | None) -> str:
     if not path:
         return route
     return route.format_map({key: quote(str(value), safe="") for key, value in path.items()})
-
-
-def _number(value: object) -> float | None:
-    """A finite number from a header or body value; None for junk, NaN and infinities."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 class _Redirected(Exception):

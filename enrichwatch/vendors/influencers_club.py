@@ -17,6 +17,7 @@ import aiohttp
 
 from enrichwatch.errors import InputError, VendorError, VendorProtocolError, VendorTransientError
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status, progress, text
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -24,17 +25,8 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import (
-    HttpAdapter,
-    cell,
-    header,
-    map_status,
-    parts_of,
-    progress,
-    require_choice,
-    require_filled,
-    text,
-)
+from enrichwatch.vendors.http import HttpAdapter
+from enrichwatch.vendors.inputs import cell, header, parts_of, require_choice, require_filled
 
 BATCH = "/public/v1/enrichment/batch/"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

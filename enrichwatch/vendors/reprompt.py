@@ -20,6 +20,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import collector_paused, map_status, progress, read_json, whole
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -27,18 +28,8 @@ from enrichwatch.vendors.base import (
     SubmittedJob,
     VendorLimits,
 )
-from enrichwatch.vendors.http import (
-    HttpAdapter,
-    cell,
-    collector_paused,
-    header,
-    map_status,
-    parts_by_count,
-    progress,
-    read_json,
-    require_filled,
-    whole,
-)
+from enrichwatch.vendors.http import HttpAdapter
+from enrichwatch.vendors.inputs import cell, header, parts_by_count, require_filled
 
 ROOT = "/v1/{org}/place_enrichment"
 MAX_PLACES = 50_000

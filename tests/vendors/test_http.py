@@ -21,8 +21,9 @@ from enrichwatch.errors import (
 )
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.vendors import ADAPTERS, adapter_class
+from enrichwatch.vendors.answers import map_status
 from enrichwatch.vendors.base import SubmitRequest, VendorAdapter
-from enrichwatch.vendors.http import map_status, retry_delay
+from enrichwatch.vendors.http import retry_delay
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 # An id each vendor's API accepts in shape; BrightLocal's are integers.

@@ -14,8 +14,8 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status
 from enrichwatch.vendors.base import SubmitRequest
-from enrichwatch.vendors.http import map_status
 from enrichwatch.vendors.influencers_club import (
     MAX_UPLOAD_BYTES,
     STATES,

@@ -11,8 +11,8 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import map_status
 from enrichwatch.vendors.base import SubmitRequest
-from enrichwatch.vendors.http import map_status
 from enrichwatch.vendors.reprompt import STATES, RepromptAdapter
 from tests.vendors.conftest import collect, flat
 

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from enrichwatch.errors import VendorProtocolError
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.vendors.answers import collector_paused
 from enrichwatch.vendors.base import ResultRecord, StatusSnapshot, SubmitRequest
-from enrichwatch.vendors.http import collector_paused
 from tests.vendors.conftest import Factory, collect, flat
 
 AWKWARD: list[Any] = [
