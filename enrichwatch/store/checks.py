@@ -307,6 +307,7 @@ class CheckWrites:
                     job_id,
                 ),
             )
+            fetches.settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
@@ -410,6 +411,7 @@ class CheckWrites:
                    WHERE id = ?""",
                 (state.value, reason, now, now, vendor_calls, job_id),
             )
+            fetches.settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)

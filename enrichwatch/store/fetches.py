@@ -51,6 +51,34 @@ def end_fetches(conn: sqlite3.Connection, job_id: int, reason: str, now: float) 
     )
 
 
+def settle_unfetched(conn: sqlite3.Connection, job_id: int, now: float) -> None:
+    """Results are pending on a finished job only while a fetch is queued for them: no later
+    state will bring one. A withdrawn fetch (a pause's partial set, gone once the job ran
+    again) leaves them pending on the next state; if that state is the last and brings no
+    results, what is stored is all there will be: recorded as stored (a partial set), or
+    none at all."""
+    job = fetch_job(conn, job_id)
+    if not job.state.is_terminal or job.results_state != "pending":
+        return
+    queued = conn.execute(
+        "SELECT 1 FROM work WHERE job_id = ? AND kind = ? AND state = 'pending'",
+        (job_id, FETCH_WORK),
+    ).fetchone()
+    if queued is not None:
+        return
+    settled = "stored" if job.results_count else None
+    if settled:
+        append_event(
+            conn,
+            job_id,
+            "results.stored",
+            EventSource.SYSTEM,
+            {"count": job.results_count, "partial": True},
+            now=now,
+        )
+    conn.execute("UPDATE jobs SET results_state = ? WHERE id = ?", (settled, job_id))
+
+
 class FetchWrites:
     """Mixed into Store; the state is Store's."""
 
@@ -154,9 +182,12 @@ class FetchWrites:
         return await self._writer.run(op)
 
     async def retry_fetch(self, item_id: int, job_id: int, *, due_at: float, error: str) -> None:
+        """Try the fetch again at `due_at`, unless a reprocess or a later state ended it
+        (FetchSupersededError): its failure is no news about the job's results then."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
+            _still_pending(conn, job_id, item_id)
             append_event(
                 conn, job_id, "results.fetch_retry", EventSource.SYSTEM, {"error": error}, now=now
             )
@@ -188,7 +219,7 @@ class FetchWrites:
         """End a fetch of results the vendor no longer serves as they were (a paused job's
         partial set, once the job runs again). It is no failure: the job's next state brings
         a fetch of its own, so the results are pending again, and the job is due now so that
-        its check learns the state that will."""
+        its check learns the state that will (unless it has ended: `settle_unfetched`)."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
@@ -209,6 +240,7 @@ class FetchWrites:
                 (now, now, job_id),
             )
             work.finish(conn, item_id, now=now)
+            settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
