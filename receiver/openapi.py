@@ -302,7 +302,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/jobs/{job_id}/check",
         "Ask the vendor about this job now rather than when the polling policy would.",
-        {202: _JOB_ACCEPTED, 401: _UNAUTHORIZED, 404: _NO_JOB},
+        {
+            200: Response(
+                "The job as it is, nothing recorded: it has finished (a finished job is not "
+                "checked again) or has not been sent yet.",
+                Job,
+            ),
+            202: _JOB_ACCEPTED,
+            401: _UNAUTHORIZED,
+            404: _NO_JOB,
+        },
     ),
     Operation(
         "post",

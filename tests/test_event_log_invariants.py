@@ -160,6 +160,30 @@ class EventLogMachine(RuleBasedStateMachine):
         )
         self.calls[claimed.id] += 1.0
 
+    @precondition(lambda self: self.claims)
+    @rule(which=pick)
+    def request_budget_defers_the_call(self, which: int) -> None:
+        claimed = self.claims.pop(which % len(self.claims))
+        self.run(self.store.defer_checks([claimed.id], self.now + 5))
+
+    @rule(holder=st.sampled_from(["reconciler", "fetcher"]))
+    def a_restart_frees_what_a_killed_holder_leased(self, holder: str) -> None:
+        self.run(self.store.release_leases({holder}))
+        if holder == "reconciler":
+            self.claims.clear()
+        else:
+            self.fetches.clear()
+        self.run(self.store.make_open_jobs_due())
+
+    @rule()
+    def safety_sweep_runs(self) -> None:
+        self.run(self.store.make_stale_jobs_due({vendor: 600.0 for vendor in VENDORS}))
+
+    @rule(job=job_index)
+    def operator_asks_for_a_check(self, job: int) -> None:
+        job_id = self.jobs[job].id
+        self.run(self.store.record_action(job_id, "job.check_requested", {}, vendor_calls=0))
+
     @rule(job=job_index)
     def operator_reprocesses(self, job: int) -> None:
         job_id = self.jobs[job].id
@@ -402,4 +426,16 @@ def test_a_partial_set_withdrawn_from_a_job_that_has_ended_is_not_left_pending()
         ("fetcher_claims", {}),
         ("job_is_checked", {"job": 0, "state": JobState.FAILED, "done": 2, "available": False}),
         ("fetcher_finds_the_pause_over", {"which": 0}),
+    )
+
+
+def test_a_finished_job_an_operator_asks_about_gets_no_next_check() -> None:
+    replayed(("job_expires", {"job": 0}), ("operator_asks_for_a_check", {"job": 0}))
+
+
+def test_a_job_that_ended_while_its_call_waited_for_the_budget_gets_no_next_check() -> None:
+    replayed(
+        ("status_call_goes_out", {"job": 0}),
+        ("job_expires", {"job": 0}),
+        ("request_budget_defers_the_call", {"which": 0}),
     )

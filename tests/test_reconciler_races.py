@@ -21,7 +21,7 @@ from reconciler.submissions import (
     send_queued_submissions,
     settle_interrupted_sends,
 )
-from tests.conftest import notified
+from tests.conftest import notified, snapshot
 from tests.settling import settle
 from tests.test_reconciler_fixes import settles_with_every_result, until
 from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
@@ -149,6 +149,24 @@ async def test_a_check_request_on_a_job_sent_moments_ago_asks_the_vendor(world):
     assert await check_due_jobs(world.rc, VendorName.ECORE) == 1
     assert world.sim.stats.count("ecore", ECORE_STATUS) == before + 1
     assert (await world.job(job.id)).last_checked_at == world.sim.clock.now()
+
+
+async def test_a_check_request_for_a_finished_or_unsent_job_is_answered_as_it_is(world):  # noqa: F811
+    """A finished job is never checked again and a part held back has no vendor job to ask
+    about: the request records nothing, and no finished job shows a next check."""
+    done = await world.submit(VendorName.ECORE)
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(done.id)).state is JobState.COMPLETED
+    held, _ = await held_back_ecore_part(world)
+    before, calls = snapshot(world.db), world.sim.stats.count()
+
+    for job in (done, held):
+        status, body = await post(world, f"/api/jobs/{job.id}/check")
+        assert status == 200, body
+        assert (body["id"], body["state"]) == (job.id, (await world.job(job.id)).state.value)
+
+    assert snapshot(world.db) == before
+    assert world.sim.stats.count() == calls
 
 
 async def held_back_ecore_part(world):  # noqa: F811

@@ -352,13 +352,16 @@ class CheckWrites:
         """Release leases without a call, due again at `until`: the vendor's budget is spent
         until then, so a callback meanwhile is confirmed then too."""
         now = self.clock()
+        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> None:
+            # A job that ended meanwhile (another holder's answer) is not checked again.
             conn.executemany(
-                """UPDATE jobs SET next_check_at = ?, lease_owner = NULL, lease_expires_at = NULL,
-                       updated_at = ?
-                   WHERE id = ?""",
-                [(until, now, job_id) for job_id in job_ids],
+                f"""UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
+                       next_check_at = CASE WHEN state IN ({placeholders}) THEN ?
+                                            ELSE next_check_at END
+                   WHERE id = ?""",  # noqa: S608 (placeholders only)
+                [(now, *OPEN_STATES, until, job_id) for job_id in job_ids],
             )
 
         await self._writer.run(op)
@@ -429,6 +432,7 @@ class CheckWrites:
         now. `reopen` (a reprocess, a resumed failed run) returns a finished job to running
         as a new run and drops its results, which the vendor will produce anew."""
         now = self.clock()
+        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             append_event(conn, job_id, event_type, EventSource.API, payload, now=now)
@@ -444,12 +448,15 @@ class CheckWrites:
                 # its end must not land in the new run (see `store_results`, `finish_fetch`).
                 fetches.end_fetches(conn, job_id, "superseded by a reprocess", now)
             # An operator asks for the vendor's word now: even a job sent moments ago is no
-            # longer fresh (see `plan_first_check`), so its check makes the call.
+            # longer fresh (see `plan_first_check`), so its check makes the call. A finished
+            # job (not reopened) is never checked again, so it gets no next check.
             conn.execute(
-                """UPDATE jobs SET next_check_at = ?, vendor_calls = vendor_calls + ?,
-                       updated_at = ?, last_checked_at = COALESCE(last_checked_at, created_at)
-                   WHERE id = ?""",
-                (now, vendor_calls, now, job_id),
+                f"""UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
+                       next_check_at = CASE WHEN state IN ({placeholders}) THEN ?
+                                            ELSE next_check_at END,
+                       last_checked_at = COALESCE(last_checked_at, created_at)
+                   WHERE id = ?""",  # noqa: S608 (placeholders only)
+                (vendor_calls, now, *OPEN_STATES, now, job_id),
             )
             return fetch_job(conn, job_id)
 
