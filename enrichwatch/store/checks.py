@@ -27,6 +27,16 @@ def due_job_params(now: float) -> tuple[object, ...]:
     return (now, *OPEN_STATES, now)
 
 
+NEXT_CHECK_IF_OPEN = f"""CASE WHEN state IN ({",".join("?" * len(OPEN_STATES))}) THEN ?
+    ELSE next_check_at END"""
+"""A next check that a write plans, which only an open job takes: a finished one is never
+checked again. `next_check_if_open_params` fills it."""
+
+
+def next_check_if_open_params(at: float) -> tuple[object, ...]:
+    return (*OPEN_STATES, at)
+
+
 _RANK = {
     JobState.SUBMITTED: 0,
     JobState.QUEUED: 1,
@@ -307,7 +317,8 @@ class CheckWrites:
                     job_id,
                 ),
             )
-            fetches.settle_unfetched(conn, job_id, now)
+            if state.is_terminal:
+                fetches.settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
@@ -352,16 +363,14 @@ class CheckWrites:
         """Release leases without a call, due again at `until`: the vendor's budget is spent
         until then, so a callback meanwhile is confirmed then too."""
         now = self.clock()
-        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> None:
             # A job that ended meanwhile (another holder's answer) is not checked again.
             conn.executemany(
                 f"""UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
-                       next_check_at = CASE WHEN state IN ({placeholders}) THEN ?
-                                            ELSE next_check_at END
-                   WHERE id = ?""",  # noqa: S608 (placeholders only)
-                [(now, *OPEN_STATES, until, job_id) for job_id in job_ids],
+                       next_check_at = {NEXT_CHECK_IF_OPEN}
+                   WHERE id = ?""",  # noqa: S608 (a constant)
+                [(now, *next_check_if_open_params(until), job_id) for job_id in job_ids],
             )
 
         await self._writer.run(op)
@@ -432,7 +441,6 @@ class CheckWrites:
         now. `reopen` (a reprocess, a resumed failed run) returns a finished job to running
         as a new run and drops its results, which the vendor will produce anew."""
         now = self.clock()
-        placeholders = ",".join("?" * len(OPEN_STATES))
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             append_event(conn, job_id, event_type, EventSource.API, payload, now=now)
@@ -452,11 +460,10 @@ class CheckWrites:
             # job (not reopened) is never checked again, so it gets no next check.
             conn.execute(
                 f"""UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                       next_check_at = CASE WHEN state IN ({placeholders}) THEN ?
-                                            ELSE next_check_at END,
+                       next_check_at = {NEXT_CHECK_IF_OPEN},
                        last_checked_at = COALESCE(last_checked_at, created_at)
-                   WHERE id = ?""",  # noqa: S608 (placeholders only)
-                (vendor_calls, now, *OPEN_STATES, now, job_id),
+                   WHERE id = ?""",  # noqa: S608 (a constant)
+                (vendor_calls, now, *next_check_if_open_params(now), job_id),
             )
             return fetch_job(conn, job_id)
 
