@@ -11,8 +11,13 @@ what must hold whatever the order:
 - an open job always has a next check (none is forgotten), a finished one never;
 - the stored results are what the job's counts say, and a fetch that a later state or a
   reprocess ended writes nothing more: each of its writes is refused;
-- at most one fetch per job is pending, and only while the job's results are pending;
-- every vendor call is counted on the job once.
+- at most one fetch per job is pending, and only while the job's results are pending; a
+  finished job's results are pending only on a fetch queued for them;
+- every vendor call is counted on the job once;
+- every outcome of the job's run (failed, expired, paused, completed, fetch failed) is
+  notified.
+
+A sequence it finds is kept at the end as a test of its own (`replayed`).
 """
 
 from __future__ import annotations
