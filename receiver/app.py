@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from aiohttp import web
 from enrichwatch.runtime import Services
 from receiver import api, health, hooks, notifications, openapi
 from receiver.dashboard import add_dashboard
+from receiver.errors import answering_errors_in_json
 from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.middleware import observe, require_api_token
 
@@ -67,9 +69,18 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
         shutdown_timeout=settings.shutdown_timeout,
     )
     await runner.setup()
+    server = runner.server
+    assert server is not None  # set by setup()
     try:
-        await web.SockSite(runner, sock).start()
-        yield bound_url
+        # Our own listener rather than a SockSite, so each connection can answer in JSON even
+        # what aiohttp answers by itself.
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: answering_errors_in_json(server()), sock=sock, backlog=128
+        )
+        try:
+            yield bound_url
+        finally:
+            listener.close()
     finally:
         await runner.cleanup()
         sock.close()

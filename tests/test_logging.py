@@ -123,10 +123,11 @@ async def raw_request(url: str, request: bytes) -> bytes:
         writer.close()
 
 
-async def test_a_request_that_is_not_http_is_logged_without_its_bytes(tmp_path):
-    """aiohttp answers what it cannot parse itself and logs the offending bytes as an error,
-    and a request line holds the callback token. Ours is a warning naming the client and the
-    fault, with none of the bytes, and nothing is stored."""
+async def test_a_request_that_is_not_http_is_answered_and_logged_without_its_bytes(tmp_path):
+    """aiohttp answers what it cannot parse itself, in plain text quoting the parser, and logs
+    the offending bytes as an error; a request line holds the callback token. Ours is a JSON
+    error and a warning, each naming the fault with none of the bytes, and nothing is
+    stored."""
     stream = io.StringIO()
     async with receiver_logging_to(stream, tmp_path) as (services, url, job):
         path = f"/hooks/ecore/{job.callback_token}".encode()
@@ -140,7 +141,13 @@ async def test_a_request_that_is_not_http_is_logged_without_its_bytes(tmp_path):
         ]
         stored = await services.store.get_job(job.id)
 
-    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.0 400 Bad Request"] * 3
+    heads, bodies = zip(*(answer.split(b"\r\n\r\n", 1) for answer in answers), strict=True)
+    assert [head.split(b"\r\n", 1)[0] for head in heads] == [b"HTTP/1.0 400 Bad Request"] * 3
+    assert all(b"Content-Type: application/json" in head for head in heads)
+    assert [json.loads(body)["error"] for body in bodies] == [
+        {"code": "bad_request", "message": "the request is not valid HTTP/1.1", "fault": fault}
+        for fault in ("InvalidURLError", "BadStatusLine", "BadHttpMessage")
+    ]
     assert stored.callbacks_received == 0
     output = stream.getvalue()
     assert job.callback_token not in output
