@@ -77,7 +77,12 @@ async def submit_batch(
     outcome = SubmissionOutcome()
     for index, part in enumerate(parts, start=1):
         job = await services.store.reserve_job(
-            vendor, part.name, rows=len(part.rows), source=source, notify=notify
+            vendor,
+            part.name,
+            rows=len(part.rows),
+            source=source,
+            owner=services.sender.owner(),
+            notify=notify,
         )
         if adapter.supports_webhooks:
             part = part.model_copy(update={"callback_url": job.callback_url(public_url)})
@@ -149,15 +154,21 @@ async def attempt_submit(
 
 
 async def settle_interrupted_send(services: Services, job: JobRecord) -> JobRecord | None:
-    """A submit call that the process stopped in the middle of. Returns the job, tracked,
-    when the vendor took the part whole; None when nothing of it is left at the vendor, so a
-    part held back here may be sent again (one sent directly fails, its rows never kept).
+    """A submit call that the process stopped in the middle of, or before it began. Returns
+    the job, tracked, when the vendor took the part whole; None when nothing of it is left at
+    the vendor, so a part held back here may be sent again (one sent directly fails, its rows
+    never kept).
 
     Where the call had not yet heard the vendor name its job, the vendor may have it and
     nothing here can tell (its list is matched only to a call made moments ago), so the part
     fails, notified, rather than be sent again and billed twice (SendInterruptedError). A
     vendor error leaves the call marked, to be settled on a later pass."""
-    assert job.send_started_at is not None
+    if job.send_started_at is None:
+        # Reserved, and stopped before it was sent or queued: its rows were never kept here.
+        message = f"the service stopped before sending this part to {job.vendor.value}, "
+        message += "so nothing was sent: send these rows again"
+        await services.store.fail_submission(job.id, message, vendor_calls=0)
+        raise SendInterruptedError(message)
     stopped = f"the service stopped while sending this part to {job.vendor.value}"
     made = job.send_vendor_job_id
     if made is None:

@@ -17,9 +17,10 @@ log = structlog.get_logger("enrichwatch.reconciler")
 LEASE_S = 300.0
 BATCH = 20
 SEND_GIVE_UP_S = 900.0
-"""A submit call begun this long ago with no outcome recorded was cut off by a stop: longer
-than any one call, its retries included, can take (in this process or another). A call whose
-process is gone is known to be cut off at once (`Store.begin_send`'s owner)."""
+"""A part reserved or a submit call begun this long ago with no outcome recorded was cut off
+by a stop: longer than any one call, its retries included, can take (in this process or
+another). A part whose process is gone is known to be cut off at once (`Store.reserve_job`'s
+and `Store.begin_send`'s owner)."""
 
 
 async def send_queued_submissions(services: Services, owner: str) -> int:
@@ -54,8 +55,8 @@ async def send_queued_submissions(services: Services, owner: str) -> int:
 
 
 async def settle_interrupted_sends(services: Services) -> int:
-    """Parts whose submit call a stop cut off, in any process: each is tracked, sent again or
-    failed, notified, rather than wait forever or be sent twice (see
+    """Parts whose submit a stop cut off, in any process: each is tracked, sent again or
+    failed, notified, rather than wait for ever or be sent twice (see
     `settle_interrupted_send`). Returns how many were settled."""
     store = services.store
     marked = await store.sends_under_way()
@@ -63,7 +64,8 @@ async def settle_interrupted_sends(services: Services) -> int:
     started_before = store.clock() - SEND_GIVE_UP_S
     settled = 0
     for job in marked:
-        if job.send_owner not in gone and (job.send_started_at or 0.0) >= started_before:
+        started = job.created_at if job.send_started_at is None else job.send_started_at
+        if job.send_owner not in gone and started >= started_before:
             continue
         try:
             taken = await settle_interrupted_send(services, job)

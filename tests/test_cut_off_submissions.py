@@ -42,7 +42,9 @@ async def reserved_part(
     item holds its rows, as after the vendor's cap), else sent directly as the API does."""
     store = world.services.store
     rows, options = INPUTS[vendor]
-    job = await store.reserve_job(vendor, "part", rows=len(rows), source=EventSource.API)
+    job = await store.reserve_job(
+        vendor, "part", rows=len(rows), source=EventSource.API, owner=world.services.sender.owner()
+    )
     adapter = world.services.adapter(vendor)
     (part,) = adapter.split(SubmitRequest(rows=rows, name="part", options=options))
     if adapter.supports_webhooks:

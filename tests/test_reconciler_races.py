@@ -174,7 +174,13 @@ async def held_back_ecore_part(world):  # noqa: F811
     store = world.services.store
     rows, options = INPUTS[VendorName.ECORE]
     part = SubmitRequest(rows=rows, name="held", options=options)
-    job = await store.reserve_job(VendorName.ECORE, "held", rows=len(rows), source=EventSource.API)
+    job = await store.reserve_job(
+        VendorName.ECORE,
+        "held",
+        rows=len(rows),
+        source=EventSource.API,
+        owner=world.services.sender.owner(),
+    )
     await store.queue_submission(
         job.id, part.model_dump(), retry_at=store.clock(), reason="cap", vendor_calls=1
     )
@@ -285,10 +291,11 @@ async def test_a_direct_submit_cut_off_mid_send_is_failed_once_it_cannot_be_unde
     store = world.services.store
     rows, options = INPUTS[VendorName.ECORE]
     part = SubmitRequest(rows=rows, name="direct", options=options)
+    owner = world.services.sender.owner()
     job = await store.reserve_job(
-        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
+        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API, owner=owner
     )
-    await store.begin_send(job.id, owner=world.services.sender.owner())
+    await store.begin_send(job.id, owner=owner)
     await world.services.adapter(VendorName.ECORE).submit(part)
 
     assert await settle_interrupted_sends(world.services) == 0  # it may still be under way
@@ -307,14 +314,56 @@ async def test_the_submit_lane_fails_a_direct_send_cut_off_without_waiting_for_t
     up to an hour more."""
     store = world.services.store
     rows, _ = INPUTS[VendorName.ECORE]
+    owner = world.services.sender.owner()
     job = await store.reserve_job(
-        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API
+        VendorName.ECORE, "direct", rows=len(rows), source=EventSource.API, owner=owner
     )
-    await store.begin_send(job.id, owner=world.services.sender.owner())
+    await store.begin_send(job.id, owner=owner)
 
     assert await send_queued_submissions(world.services, "rc:1") == 0
     assert (await world.job(job.id)).state is JobState.SUBMITTED  # it may still be under way
     await world.sim.advance(SEND_GIVE_UP_S + 1)
     await send_queued_submissions(world.services, "rc:1")
+    assert (await world.job(job.id)).state is JobState.FAILED
+    assert notified(world.db, job.id) == ["failed"]
+
+
+async def test_a_part_reserved_by_a_process_killed_before_sending_it_is_failed_at_once(world):  # noqa: F811
+    """A kill between a part's reservation and its send (or its queueing behind earlier
+    parts) left an open job with no vendor id, no send under way and no rows held: never
+    checked, never sent, never reported. Its process is gone, so it is known at once that
+    nothing was sent."""
+    store = world.services.store
+    job = await store.reserve_job(
+        VendorName.ECORE, "direct", rows=3, source=EventSource.API, owner="dead:1"
+    )
+
+    assert await send_queued_submissions(world.services, "rc:1") == 0
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert failed.error is not None
+    assert "before sending this part" in failed.error
+    assert (failed.send_owner, failed.vendor_calls) == (None, 0)
+    assert notified(world.db, job.id) == ["failed"]
+    assert world.sim.stats.count("ecore") == 0
+    assert await settle_interrupted_sends(world.services) == 0
+
+
+async def test_a_part_reserved_by_a_running_process_is_left_to_it(world):  # noqa: F811
+    """Its send follows at once; only a reservation older than any send could take is given
+    up while its process runs."""
+    store = world.services.store
+    job = await store.reserve_job(
+        VendorName.ECORE,
+        "direct",
+        rows=3,
+        source=EventSource.API,
+        owner=world.services.sender.owner(),
+    )
+
+    assert await settle_interrupted_sends(world.services) == 0
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+    await world.sim.advance(SEND_GIVE_UP_S + 1)
+    assert await settle_interrupted_sends(world.services) == 1
     assert (await world.job(job.id)).state is JobState.FAILED
     assert notified(world.db, job.id) == ["failed"]

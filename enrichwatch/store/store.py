@@ -362,9 +362,9 @@ class Store(
         return {row["lease_owner"] for row in rows}
 
     async def sends_under_way(self) -> list[JobRecord]:
-        """Parts whose submit call has recorded no end (see `begin_send`): under way, or cut
-        off by a stop."""
-        rows = await self._fetchall("SELECT * FROM jobs WHERE send_started_at IS NOT NULL", ())
+        """Parts reserved or sent whose submit has recorded no end (see `reserve_job` and
+        `begin_send`): under way, or cut off by a stop."""
+        rows = await self._fetchall("SELECT * FROM jobs WHERE send_owner IS NOT NULL", ())
         return [JobRecord.from_row(row) for row in rows]
 
     async def progress_samples(

@@ -31,18 +31,26 @@ class SubmissionWrites:
         *,
         rows: int,
         source: EventSource,
+        owner: str,
         notify: JobTargets | None = None,
     ) -> JobRecord:
         """A job for one part of a batch, before it is sent (its vendor_job_id is unknown),
-        with its own notification targets if it has any."""
+        with its own notification targets if it has any.
+
+        The part is `owner`'s (the lease holder of the process about to send or queue it)
+        until its send begins or it is queued: a stop in between, with nothing sent, is then
+        found and settled like a send cut off (`begin_send`) rather than left open for ever."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             job = insert_job(conn, vendor, None, name, now=now, due_at=None)
             write_job_targets(conn, job.id, notify)
-            conn.execute("UPDATE jobs SET input_rows = ? WHERE id = ?", (rows, job.id))
+            conn.execute(
+                "UPDATE jobs SET input_rows = ?, send_owner = ? WHERE id = ?",
+                (rows, owner, job.id),
+            )
             append_event(conn, job.id, "submit.requested", source, {"rows": rows}, now=now)
-            return job
+            return fetch_job(conn, job.id)
 
         return await self._writer.run(op)
 
