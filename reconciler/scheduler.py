@@ -91,7 +91,7 @@ async def running(services: Services, *, rc: Reconciler | None = None) -> AsyncI
     rc = rc or Reconciler(services)
     holder = LeaseHolder.acquire(services.store.path, rc.owner)
     try:
-        await _take_over(services.store)
+        await take_over(services.store)
         async with _lanes_running(services, rc):
             yield rc
         await _give_back(services.store, rc.owner)
@@ -108,7 +108,7 @@ async def _give_back(store: Store, owner: str) -> None:
         log.info("leases_given_back", jobs=jobs, work_items=items)
 
 
-async def _take_over(store: Store) -> None:
+async def take_over(store: Store) -> None:
     """Free what holders that are gone had leased (a killed predecessor's check or fetch),
     never a running one's, then make every open job due for the check after start-up. The
     files of gone holders no lease names are cleared too."""

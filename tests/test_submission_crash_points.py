@@ -1,0 +1,229 @@
+"""A submission killed at every point between two of its writes, then the service restarted
+on the same database: every part ends tracked or failed and notified, none is left waiting
+for ever, and none is sent twice.
+
+A kill stops a process between two writes, with what it asked the vendor in between already
+done there. Each scenario (a batch sent at once, for every vendor; two parts held back at
+Crustdata's cap; the reconciler's lane sending a held part) runs once to count its writes,
+then once for each of them with the process dying just before it: that write and every later
+one never happen, so no clean-up of the dying process reaches the database. A second process
+on the same database then does what a restart does and reconciles until nothing is left to
+do. Against the simulator over real HTTP; the dying process's lock file goes as a killed
+process's does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enrichwatch.config import load_settings
+from enrichwatch.errors import EnrichwatchError
+from enrichwatch.models import JobState, VendorName
+from enrichwatch.runtime import Services, open_services
+from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.store import Store
+from enrichwatch.submission import submit_batch
+from enrichwatch.vendors.base import SubmitRequest
+from receiver import serving
+from reconciler import Reconciler
+from reconciler.scheduler import take_over
+from reconciler.submissions import send_queued_submissions
+from tests.conftest import API_TOKEN, notified
+from tests.settling import settle
+from tests.test_reconciler import INPUTS
+
+
+class Killed(BaseException):
+    """The process dies here: no `except Exception` of ours catches it."""
+
+
+class Mortal:
+    """A store whose `dies_at`-th write, and every one after, raises Killed unwritten."""
+
+    def __init__(self, store: Store, dies_at: int | None) -> None:
+        self.writes = 0
+        self.died = False
+        run = store._writer.run
+
+        async def run_or_die(op: Any) -> Any:
+            self.writes += 1
+            if dies_at is not None and self.writes >= dies_at:
+                self.died = True
+                raise Killed
+            return await run(op)
+
+        store._writer.run = run_or_die
+
+
+Scenario = Callable[[Services, str], Awaitable[object]]
+"""What the dying process does: its services and the URL its callbacks come back to."""
+
+
+def submits(
+    vendor: VendorName, rows: list[dict[str, str]] | None = None, **options: Any
+) -> Scenario:
+    """A batch sent at once, as the API and the CLI send it (by default a one-part one)."""
+    default_rows, default_options = INPUTS[vendor]
+
+    async def scenario(services: Services, url: str) -> object:
+        request = SubmitRequest(
+            rows=rows or default_rows, name="part", options=options or default_options
+        )
+        return await submit_batch(services, vendor, request, public_url=url)
+
+    return scenario
+
+
+async def sends_held_parts(services: Services, url: str) -> object:
+    """The reconciler's lane sending the parts held back here."""
+    return await send_queued_submissions(services, "lane:dying")
+
+
+async def take_the_one_slot(survivor: Services, sim: SimServer, url: str) -> None:
+    """Crustdata at its cap of one active job."""
+    sim.config.crustdata.max_active_jobs = 1
+    rows, options = INPUTS[VendorName.CRUSTDATA]
+    request = SubmitRequest(rows=rows, name=SLOT, options=options)
+    await submit_batch(survivor, VendorName.CRUSTDATA, request, public_url=url)
+
+
+async def hold_a_part_until_the_slot_frees(survivor: Services, sim: SimServer, url: str) -> None:
+    await take_the_one_slot(survivor, sim, url)
+    await submits(VendorName.CRUSTDATA)(survivor, url)
+    await sim.advance(24 * 3600)  # the slot's job ends there; the held part is due
+
+
+SLOT = "slot"
+"""The name of a job the survivor sent to fill the vendor's cap: not the case's."""
+PROFILES = [
+    {"professional_network_profile_urls": f"https://www.linkedin.com/in/c{n}/"} for n in range(301)
+]
+"""Two parts: Crustdata's contact endpoint takes 300 profiles a job."""
+
+
+@dataclass
+class Case:
+    scenario: Scenario
+    vendor: VendorName
+    parts: int = 1
+    prepare: Callable[[Services, SimServer, str], Awaitable[None]] | None = None
+    """What the survivor does first, before the dying process starts."""
+
+
+CASES = {
+    **{f"{vendor.value}-direct": Case(submits(vendor), vendor) for vendor in VendorName},
+    # The first part held back at the cap, the second waiting behind it.
+    "crustdata-two-parts-at-cap": Case(
+        submits(VendorName.CRUSTDATA, PROFILES, endpoint="contact", fields=["business_email"]),
+        VendorName.CRUSTDATA,
+        parts=2,
+        prepare=take_the_one_slot,
+    ),
+    "crustdata-held-part-sent-by-the-lane": Case(
+        sends_held_parts, VendorName.CRUSTDATA, prepare=hold_a_part_until_the_slot_frees
+    ),
+}
+
+
+@dataclass
+class Outcome:
+    writes: int
+    died: bool
+    jobs: list[sqlite3.Row]
+    held_there: list[str]
+    """The vendor's jobs for the case still there (a deleted BrightLocal batch is gone)."""
+    notified: dict[int, list[str]]
+
+
+async def run_case(folder: Path, case: Case, dies_at: int | None) -> Outcome:
+    folder.mkdir()
+    db = folder / "crash.db"
+    async with SimServer(SimConfig(seed=23, start_time=time.time())) as sim:
+        settings = load_settings(db=db, api_token=API_TOKEN, **sim.vendor_settings())
+        async with (
+            open_services(settings, clock=sim.clock.now) as survivor,
+            serving(survivor, "127.0.0.1", 0) as url,
+        ):
+            if case.prepare is not None:
+                await case.prepare(survivor, sim, url)
+            async with open_services(settings, clock=sim.clock.now) as dying:
+                mortal = Mortal(dying.store, dies_at)
+                with suppress(Killed, EnrichwatchError):
+                    await case.scenario(dying, url)
+                # The kernel drops a killed process's locks: its holder is gone.
+                dying.sender.release()
+
+            await take_over(survivor.store)
+            await settle(sim, survivor, Reconciler(survivor))
+
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        jobs = conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    slots = {job["vendor_job_id"] for job in jobs if job["name"] == SLOT}
+    mine = [job for job in jobs if job["name"] != SLOT]
+    return Outcome(
+        writes=mortal.writes,
+        died=mortal.died,
+        jobs=mine,
+        held_there=[
+            view.job_id for view in sim.jobs(case.vendor.value) if view.job_id not in slots
+        ],
+        notified={job["id"]: notified(db, job["id"]) for job in mine},
+    )
+
+
+def check(outcome: Outcome, parts: int) -> None:
+    tracked = [job["vendor_job_id"] for job in outcome.jobs if job["vendor_job_id"] is not None]
+    for job in outcome.jobs:
+        state = JobState(job["state"])
+        # Nothing waits for the dead process: each part is tracked to its end, or failed.
+        assert job["send_owner"] is None
+        assert job["send_started_at"] is None
+        if job["vendor_job_id"] is None:
+            assert state is JobState.FAILED, f"part {job['id']} was left {state.value}"
+            assert outcome.notified[job["id"]] == ["failed"]
+        else:
+            assert state is JobState.COMPLETED
+            assert outcome.notified[job["id"]] == ["completed"]
+            assert job["results_state"] == "stored"
+    # Every part the kill caught has its row; none of them was sent twice.
+    assert len(outcome.jobs) <= parts
+    assert len(set(tracked)) == len(tracked)
+    assert len(outcome.held_there) <= len(outcome.jobs)
+    untracked = set(outcome.held_there) - set(tracked)
+    if untracked:
+        # A job the vendor made, named only in the answer the kill cut off: its part failed
+        # saying where to look.
+        failed = [job for job in outcome.jobs if job["vendor_job_id"] is None]
+        assert len(untracked) <= len(failed)
+        assert all("may have taken it" in job["error"] for job in failed)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_a_submission_killed_between_any_two_writes_ends_tracked_or_failed(
+    tmp_path: Path, name: str
+) -> None:
+    case = CASES[name]
+    parts = case.parts
+    whole = await run_case(tmp_path / "whole", case, dies_at=None)
+    assert not whole.died
+    check(whole, parts)
+    assert len(whole.held_there) == parts  # the run with no kill sends every part
+    for dies_at in range(1, whole.writes + 1):
+        outcome = await run_case(tmp_path / f"dies-at-{dies_at}", case, dies_at)
+        assert outcome.died
+        try:
+            check(outcome, parts)
+        except AssertionError as exc:
+            raise AssertionError(f"killed before write {dies_at}: {exc}") from exc
