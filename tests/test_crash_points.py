@@ -1,15 +1,16 @@
-"""A submission killed at every point between two of its writes, then the service restarted
-on the same database: every part ends tracked or failed and notified, none is left waiting
-for ever, and none is sent twice.
+"""A job's life killed at every point between two of its writes, then the service restarted
+on the same database: every part ends tracked to completion with every result stored once,
+or failed, and is notified; none is left waiting for ever, and none is sent twice.
 
 A kill stops a process between two writes, with what it asked the vendor in between already
-done there. Each scenario (a batch sent at once, for every vendor; two parts held back at
-Crustdata's cap; the reconciler's lane sending a held part) runs once to count its writes,
-then once for each of them with the process dying just before it: that write and every later
-one never happen, so no clean-up of the dying process reaches the database. A second process
-on the same database then does what a restart does and reconciles until nothing is left to
-do. Against the simulator over real HTTP; the dying process's lock file goes as a killed
-process's does.
+done there. Each scenario runs once to count its writes, then once for each of them with the
+process dying just before it: that write and every later one never happen, so no clean-up of
+the dying process reaches the database. A second process on the same database then does what
+a restart does and reconciles until nothing is left to do. The scenarios: a batch sent at
+once, for every vendor; two parts held back at Crustdata's cap; the reconciler's lane sending
+a held part; and, for every vendor, a batch sent and reconciled to its end by the same
+process (its checks, fetches and notifications). Against the simulator over real HTTP; the
+dying process's lock file goes as a killed process's does.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ from enrichwatch.errors import EnrichwatchError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
+from enrichwatch.sim.crustdata_files import result_count
 from enrichwatch.store import Store
 from enrichwatch.submission import submit_batch
+from enrichwatch.vendors import ADAPTERS
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
 from reconciler import Reconciler
 from reconciler.scheduler import take_over
 from reconciler.submissions import send_queued_submissions
-from tests.conftest import API_TOKEN, notified
+from tests.conftest import API_TOKEN, notified, result_positions
+from tests.notify.conftest import SECRET
+from tests.notify.servers import WebhookReceiver
 from tests.settling import settle
 from tests.test_reconciler import INPUTS
 
@@ -63,8 +68,9 @@ class Mortal:
         store._writer.run = run_or_die
 
 
-Scenario = Callable[[Services, str], Awaitable[object]]
-"""What the dying process does: its services and the URL its callbacks come back to."""
+Scenario = Callable[[Services, str, SimServer], Awaitable[object]]
+"""What the dying process does, given its services, the URL its callbacks come back to and
+the vendors."""
 
 
 def submits(
@@ -73,7 +79,7 @@ def submits(
     """A batch sent at once, as the API and the CLI send it (by default a one-part one)."""
     default_rows, default_options = INPUTS[vendor]
 
-    async def scenario(services: Services, url: str) -> object:
+    async def scenario(services: Services, url: str, sim: SimServer) -> object:
         request = SubmitRequest(
             rows=rows or default_rows, name="part", options=options or default_options
         )
@@ -82,7 +88,18 @@ def submits(
     return scenario
 
 
-async def sends_held_parts(services: Services, url: str) -> object:
+def reconciles(vendor: VendorName) -> Scenario:
+    """A one-part batch sent, then reconciled to its end by the same process."""
+    send = submits(vendor)
+
+    async def scenario(services: Services, url: str, sim: SimServer) -> object:
+        await send(services, url, sim)
+        return await settle(sim, services, Reconciler(services))
+
+    return scenario
+
+
+async def sends_held_parts(services: Services, url: str, sim: SimServer) -> object:
     """The reconciler's lane sending the parts held back here."""
     return await send_queued_submissions(services, "lane:dying")
 
@@ -97,7 +114,7 @@ async def take_the_one_slot(survivor: Services, sim: SimServer, url: str) -> Non
 
 async def hold_a_part_until_the_slot_frees(survivor: Services, sim: SimServer, url: str) -> None:
     await take_the_one_slot(survivor, sim, url)
-    await submits(VendorName.CRUSTDATA)(survivor, url)
+    await submits(VendorName.CRUSTDATA)(survivor, url, sim)
     await sim.advance(24 * 3600)  # the slot's job ends there; the held part is due
 
 
@@ -130,6 +147,7 @@ CASES = {
     "crustdata-held-part-sent-by-the-lane": Case(
         sends_held_parts, VendorName.CRUSTDATA, prepare=hold_a_part_until_the_slot_frees
     ),
+    **{f"{vendor.value}-whole-life": Case(reconciles(vendor), vendor) for vendor in VendorName},
 }
 
 
@@ -141,13 +159,37 @@ class Outcome:
     held_there: list[str]
     """The vendor's jobs for the case still there (a deleted BrightLocal batch is gone)."""
     notified: dict[int, list[str]]
+    undelivered: int
+    """Notifications not yet sent (or given up on)."""
+    processed: list[tuple[int, str]]
+    """(job, outcome) of each notification the receiver processed: once per webhook-id."""
+    rejected: int
+    results: dict[int, tuple[list[int], list[int]]]
+    """Each tracked job's stored result positions, and the ones the vendor's results have."""
+    calls: tuple[float, int]
+    """Vendor calls counted on the case's jobs, and the calls the vendor saw."""
 
 
 async def run_case(folder: Path, case: Case, dies_at: int | None) -> Outcome:
     folder.mkdir()
     db = folder / "crash.db"
+    receiver = await WebhookReceiver(SECRET).start()
+    try:
+        return await run_case_told_to(receiver, db, case, dies_at)
+    finally:
+        await receiver.stop()
+
+
+async def run_case_told_to(
+    receiver: WebhookReceiver, db: Path, case: Case, dies_at: int | None
+) -> Outcome:
     async with SimServer(SimConfig(seed=23, start_time=time.time())) as sim:
-        settings = load_settings(db=db, api_token=API_TOKEN, **sim.vendor_settings())
+        settings = load_settings(
+            db=db,
+            api_token=API_TOKEN,
+            notify={"webhook_url": receiver.url, "webhook_secret": SECRET},
+            **sim.vendor_settings(),
+        )
         async with (
             open_services(settings, clock=sim.clock.now) as survivor,
             serving(survivor, "127.0.0.1", 0) as url,
@@ -157,29 +199,66 @@ async def run_case(folder: Path, case: Case, dies_at: int | None) -> Outcome:
             async with open_services(settings, clock=sim.clock.now) as dying:
                 mortal = Mortal(dying.store, dies_at)
                 with suppress(Killed, EnrichwatchError):
-                    await case.scenario(dying, url)
+                    await case.scenario(dying, url, sim)
                 # The kernel drops a killed process's locks: its holder is gone.
                 dying.sender.release()
 
             await take_over(survivor.store)
             await settle(sim, survivor, Reconciler(survivor))
+            return outcome_of(db, sim, case.vendor, mortal, receiver)
 
+
+def outcome_of(
+    db: Path, sim: SimServer, vendor: VendorName, mortal: Mortal, receiver: WebhookReceiver
+) -> Outcome:
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     try:
         jobs = conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        (undelivered,) = conn.execute(
+            "SELECT COUNT(*) FROM work WHERE kind = 'notify' AND state != 'done'"
+        ).fetchone()
+        positions = {
+            job["id"]: [
+                position
+                for (position,) in conn.execute(
+                    "SELECT position FROM results WHERE job_id = ? ORDER BY position", (job["id"],)
+                )
+            ]
+            for job in jobs
+        }
     finally:
         conn.close()
     slots = {job["vendor_job_id"] for job in jobs if job["name"] == SLOT}
     mine = [job for job in jobs if job["name"] != SLOT]
+    views = {view.job_id: view for view in sim.jobs(vendor.value) if view.job_id not in slots}
+    results = {}
+    for job in mine:
+        if (view := views.get(job["vendor_job_id"])) is not None:
+            count = view.total
+            if vendor is VendorName.CRUSTDATA:  # its results file may leave out what failed
+                count = result_count(sim.crustdata.jobs[view.job_id], view.processed)
+            expected = result_positions(sim, vendor, view.job_id, count)
+            results[job["id"]] = (positions[job["id"]], sorted(expected))
     return Outcome(
         writes=mortal.writes,
         died=mortal.died,
         jobs=mine,
-        held_there=[
-            view.job_id for view in sim.jobs(case.vendor.value) if view.job_id not in slots
-        ],
+        held_there=list(views),
         notified={job["id"]: notified(db, job["id"]) for job in mine},
+        undelivered=undelivered,
+        processed=sorted(
+            (told["data"]["job_id"], told["data"]["outcome"])
+            for told in receiver.processed.values()
+            if told["data"]["job_id"] in {job["id"] for job in mine}
+        ),
+        rejected=len(receiver.rejected),
+        results=results,
+        # Crustdata's result files come from its storage host, each download a call.
+        calls=(
+            sum(job["vendor_calls"] for job in jobs),
+            sim.stats.count(vendor.value) + sim.stats.count("storage"),
+        ),
     )
 
 
@@ -197,6 +276,16 @@ def check(outcome: Outcome, parts: int) -> None:
             assert state is JobState.COMPLETED
             assert outcome.notified[job["id"]] == ["completed"]
             assert job["results_state"] == "stored"
+            stored, made = outcome.results[job["id"]]
+            assert stored == made  # each result once: no gap, none twice
+            assert job["results_count"] == len(stored)
+    # Told once: a copy sent again after a kill carries the same webhook-id.
+    assert outcome.undelivered == outcome.rejected == 0
+    assert outcome.processed == sorted(
+        (job_id, told) for job_id, outcomes in outcome.notified.items() for told in outcomes
+    )
+    counted, seen = outcome.calls
+    assert counted <= seen
     # Every part the kill caught has its row; none of them was sent twice.
     assert len(outcome.jobs) <= parts
     assert len(set(tracked)) == len(tracked)
@@ -210,8 +299,21 @@ def check(outcome: Outcome, parts: int) -> None:
         assert all("may have taken it" in job["error"] for job in failed)
 
 
+PAGE = 4
+"""Records a page: several pages a job, so a kill can fall between two of a fetch's."""
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    for adapter in ADAPTERS.values():
+        for setting in ("records_per_page", "results_page_size"):
+            if hasattr(adapter, setting):
+                monkeypatch.setattr(adapter, setting, PAGE)
+
+
+@pytest.mark.usefixtures("small_pages")
 @pytest.mark.parametrize("name", list(CASES))
-async def test_a_submission_killed_between_any_two_writes_ends_tracked_or_failed(
+async def test_a_kill_before_any_write_leaves_every_part_tracked_to_its_end_or_failed(
     tmp_path: Path, name: str
 ) -> None:
     case = CASES[name]
