@@ -8,9 +8,10 @@ process dying just before it: that write and every later one never happen, so no
 the dying process reaches the database. A second process on the same database then does what
 a restart does and reconciles until nothing is left to do. The scenarios: a batch sent at
 once, for every vendor; two parts held back at Crustdata's cap; the reconciler's lane sending
-a held part; and, for every vendor, a batch sent and reconciled to its end by the same
-process (its checks, fetches and notifications). Against the simulator over real HTTP; the
-dying process's lock file goes as a killed process's does.
+a held part; for every vendor, a batch sent and reconciled to its end by the same process
+(its checks, fetches and notifications); and a Reprompt batch reprocessed once done.
+Against the simulator over real HTTP; the dying process's lock file goes as a killed
+process's does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from enrichwatch.actions import reprocess
 from enrichwatch.config import load_settings
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.models import JobState, VendorName
@@ -32,7 +34,7 @@ from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.sim.crustdata_files import result_count
 from enrichwatch.store import Store
-from enrichwatch.submission import submit_batch
+from enrichwatch.submission import SubmissionOutcome, submit_batch
 from enrichwatch.vendors import ADAPTERS
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
@@ -93,10 +95,22 @@ def reconciles(vendor: VendorName) -> Scenario:
     send = submits(vendor)
 
     async def scenario(services: Services, url: str, sim: SimServer) -> object:
-        await send(services, url, sim)
-        return await settle(sim, services, Reconciler(services))
+        sent = await send(services, url, sim)
+        await settle(sim, services, Reconciler(services))
+        return sent
 
     return scenario
+
+
+async def reprocesses_once_done(services: Services, url: str, sim: SimServer) -> object:
+    """A Reprompt batch sent and reconciled to its end, then reprocessed whole and
+    reconciled to its end again: a second run whose results replace the first's."""
+    sent = await reconciles(VendorName.REPROMPT)(services, url, sim)
+    assert isinstance(sent, SubmissionOutcome)
+    (job,) = sent.jobs
+    await reprocess(services, job.id, {"failed_only": False})
+    await settle(sim, services, Reconciler(services))
+    return sent
 
 
 async def sends_held_parts(services: Services, url: str, sim: SimServer) -> object:
@@ -148,6 +162,7 @@ CASES = {
         sends_held_parts, VendorName.CRUSTDATA, prepare=hold_a_part_until_the_slot_frees
     ),
     **{f"{vendor.value}-whole-life": Case(reconciles(vendor), vendor) for vendor in VendorName},
+    "reprompt-reprocessed": Case(reprocesses_once_done, VendorName.REPROMPT),
 }
 
 
@@ -164,6 +179,8 @@ class Outcome:
     processed: list[tuple[int, str]]
     """(job, outcome) of each notification the receiver processed: once per webhook-id."""
     rejected: int
+    runs: dict[int, int]
+    """How many runs each job had: one, and one more for each reprocess recorded."""
     results: dict[int, tuple[list[int], list[int]]]
     """Each tracked job's stored result positions, and the ones the vendor's results have."""
     calls: tuple[float, int]
@@ -218,6 +235,12 @@ def outcome_of(
         (undelivered,) = conn.execute(
             "SELECT COUNT(*) FROM work WHERE kind = 'notify' AND state != 'done'"
         ).fetchone()
+        reprocesses = dict(
+            conn.execute(
+                "SELECT job_id, COUNT(*) FROM events WHERE type = 'job.reprocess_requested' "
+                "GROUP BY job_id"
+            ).fetchall()
+        )
         positions = {
             job["id"]: [
                 position
@@ -253,6 +276,7 @@ def outcome_of(
             if told["data"]["job_id"] in {job["id"] for job in mine}
         ),
         rejected=len(receiver.rejected),
+        runs={job["id"]: 1 + reprocesses.get(job["id"], 0) for job in mine},
         results=results,
         # Crustdata's result files come from its storage host, each download a call.
         calls=(
@@ -274,7 +298,8 @@ def check(outcome: Outcome, parts: int) -> None:
             assert outcome.notified[job["id"]] == ["failed"]
         else:
             assert state is JobState.COMPLETED
-            assert outcome.notified[job["id"]] == ["completed"]
+            # Each run's results are news: one notification each.
+            assert outcome.notified[job["id"]] == ["completed"] * outcome.runs[job["id"]]
             assert job["results_state"] == "stored"
             stored, made = outcome.results[job["id"]]
             assert stored == made  # each result once: no gap, none twice
