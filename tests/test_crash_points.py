@@ -9,7 +9,8 @@ the dying process reaches the database. A second process on the same database th
 a restart does and reconciles until nothing is left to do. The scenarios: a batch sent at
 once, for every vendor; two parts held back at Crustdata's cap; the reconciler's lane sending
 a held part; for every vendor, a batch sent and reconciled to its end by the same process
-(its checks, fetches and notifications); and a Reprompt batch reprocessed once done.
+(its checks, fetches and notifications); a Reprompt batch reprocessed once done; and an
+eCore job paused mid-run and resumed.
 Against the simulator over real HTTP; the dying process's lock file goes as a killed
 process's does.
 """
@@ -26,25 +27,25 @@ from typing import Any
 
 import pytest
 
-from enrichwatch.actions import reprocess
+from enrichwatch.actions import reprocess, resume
 from enrichwatch.config import load_settings
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.sim.crustdata_files import result_count
-from enrichwatch.store import Store
+from enrichwatch.store import JobRecord, Store
 from enrichwatch.submission import SubmissionOutcome, submit_batch
 from enrichwatch.vendors import ADAPTERS
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
-from reconciler import Reconciler
+from reconciler import Reconciler, reconcile_once
 from reconciler.scheduler import take_over
 from reconciler.submissions import send_queued_submissions
 from tests.conftest import API_TOKEN, notified, result_positions
 from tests.notify.conftest import SECRET
 from tests.notify.servers import WebhookReceiver
-from tests.settling import settle
+from tests.settling import next_due, settle
 from tests.test_reconciler import INPUTS
 
 
@@ -113,6 +114,46 @@ async def reprocesses_once_done(services: Services, url: str, sim: SimServer) ->
     return sent
 
 
+async def the_part(services: Services) -> JobRecord:
+    (job,) = [job for job in await services.store.list_jobs() if job.name != SLOT]
+    return job
+
+
+async def reconciles_until_paused_or_ended(services: Services, sim: SimServer) -> JobRecord:
+    """Reconcile passes and jumps of the clock until the part is paused with its partial
+    results stored, or has ended."""
+    rc = Reconciler(services)
+    for _ in range(400):
+        await reconcile_once(rc)
+        job = await the_part(services)
+        paused = job.state is JobState.NEEDS_ACTION and job.results_state == "stored"
+        if paused or job.state.is_terminal:
+            return job
+        await sim.advance_to(max(next_due(services.store.path) or 0.0, sim.clock.now()))
+    raise AssertionError("the part was never paused nor ended")
+
+
+async def paused_then_resumed(services: Services, url: str, sim: SimServer) -> object:
+    """An eCore job paused by hand at the vendor mid-run, its partial results fetched, then
+    resumed by the operator and reconciled to its end."""
+    sent = await submits(VendorName.ECORE)(services, url, sim)
+    await sim.advance(20)  # running there
+    await services.adapter(VendorName.ECORE).pause((await the_part(services)).vendor_job_id or "")
+    job = await reconciles_until_paused_or_ended(services, sim)
+    await resume(services, job.id)
+    await settle(sim, services, Reconciler(services))
+    return sent
+
+
+async def resumes_if_still_paused(survivor: Services, sim: SimServer) -> None:
+    """The operator, whose resume the kill left unanswered, resumes the part again."""
+    if not [job for job in await survivor.store.list_jobs() if job.name != SLOT]:
+        return  # killed before the part was reserved
+    job = await reconciles_until_paused_or_ended(survivor, sim)
+    if job.state is JobState.NEEDS_ACTION:
+        await resume(survivor, job.id)
+
+
 async def sends_held_parts(services: Services, url: str, sim: SimServer) -> object:
     """The reconciler's lane sending the parts held back here."""
     return await send_queued_submissions(services, "lane:dying")
@@ -147,6 +188,8 @@ class Case:
     parts: int = 1
     prepare: Callable[[Services, SimServer, str], Awaitable[None]] | None = None
     """What the survivor does first, before the dying process starts."""
+    after_restart: Callable[[Services, SimServer], Awaitable[None]] | None = None
+    """What the operator does again after the restart, before it reconciles to the end."""
 
 
 CASES = {
@@ -163,6 +206,9 @@ CASES = {
     ),
     **{f"{vendor.value}-whole-life": Case(reconciles(vendor), vendor) for vendor in VendorName},
     "reprompt-reprocessed": Case(reprocesses_once_done, VendorName.REPROMPT),
+    "ecore-paused-and-resumed": Case(
+        paused_then_resumed, VendorName.ECORE, after_restart=resumes_if_still_paused
+    ),
 }
 
 
@@ -179,8 +225,8 @@ class Outcome:
     processed: list[tuple[int, str]]
     """(job, outcome) of each notification the receiver processed: once per webhook-id."""
     rejected: int
-    runs: dict[int, int]
-    """How many runs each job had: one, and one more for each reprocess recorded."""
+    outcomes: dict[int, list[str]]
+    """What each job's event log says it was told of, in order."""
     results: dict[int, tuple[list[int], list[int]]]
     """Each tracked job's stored result positions, and the ones the vendor's results have."""
     calls: tuple[float, int]
@@ -221,6 +267,8 @@ async def run_case_told_to(
                 dying.sender.release()
 
             await take_over(survivor.store)
+            if case.after_restart is not None:
+                await case.after_restart(survivor, sim)
             await settle(sim, survivor, Reconciler(survivor))
             return outcome_of(db, sim, case.vendor, mortal, receiver)
 
@@ -235,12 +283,17 @@ def outcome_of(
         (undelivered,) = conn.execute(
             "SELECT COUNT(*) FROM work WHERE kind = 'notify' AND state != 'done'"
         ).fetchone()
-        reprocesses = dict(
-            conn.execute(
-                "SELECT job_id, COUNT(*) FROM events WHERE type = 'job.reprocess_requested' "
-                "GROUP BY job_id"
-            ).fetchall()
-        )
+        # News, as the event log tells it: a pause, a paused job's partial set stored, and
+        # each run's whole set stored.
+        outcomes: dict[int, list[str]] = {}
+        for job_id, kind, reached, partial in conn.execute(
+            """SELECT job_id, type, payload ->> '$.to', payload ->> '$.partial' FROM events
+                WHERE (type = 'job.state_changed' AND payload ->> '$.to' = 'needs_action')
+                   OR type = 'results.stored'
+                ORDER BY seq"""
+        ):
+            news = reached if kind == "job.state_changed" else "partial" if partial else "completed"
+            outcomes.setdefault(job_id, []).append(news)
         positions = {
             job["id"]: [
                 position
@@ -276,7 +329,7 @@ def outcome_of(
             if told["data"]["job_id"] in {job["id"] for job in mine}
         ),
         rejected=len(receiver.rejected),
-        runs={job["id"]: 1 + reprocesses.get(job["id"], 0) for job in mine},
+        outcomes={job["id"]: outcomes.get(job["id"], []) for job in mine},
         results=results,
         # Crustdata's result files come from its storage host, each download a call.
         calls=(
@@ -298,8 +351,9 @@ def check(outcome: Outcome, parts: int) -> None:
             assert outcome.notified[job["id"]] == ["failed"]
         else:
             assert state is JobState.COMPLETED
-            # Each run's results are news: one notification each.
-            assert outcome.notified[job["id"]] == ["completed"] * outcome.runs[job["id"]]
+            # Each pause and each run's results are news: one notification each.
+            assert outcome.notified[job["id"]] == outcome.outcomes[job["id"]]
+            assert outcome.outcomes[job["id"]][-1] == "completed"
             assert job["results_state"] == "stored"
             stored, made = outcome.results[job["id"]]
             assert stored == made  # each result once: no gap, none twice
