@@ -114,9 +114,11 @@ async def reprocesses_once_done(services: Services, url: str, sim: SimServer) ->
     return sent
 
 
-async def the_part(services: Services) -> JobRecord:
-    (job,) = [job for job in await services.store.list_jobs() if job.name != SLOT]
-    return job
+async def the_part(services: Services) -> JobRecord | None:
+    """The case's one job, if the kill left one (none: it came before the reservation)."""
+    parts = [job for job in await services.store.list_jobs() if job.name != SLOT]
+    assert len(parts) <= 1
+    return parts[0] if parts else None
 
 
 async def reconciles_until_paused_or_ended(services: Services, sim: SimServer) -> JobRecord:
@@ -126,6 +128,7 @@ async def reconciles_until_paused_or_ended(services: Services, sim: SimServer) -
     for _ in range(400):
         await reconcile_once(rc)
         job = await the_part(services)
+        assert job is not None
         paused = job.state is JobState.NEEDS_ACTION and job.results_state == "stored"
         if paused or job.state.is_terminal:
             return job
@@ -138,7 +141,9 @@ async def paused_then_resumed(services: Services, url: str, sim: SimServer) -> o
     resumed by the operator and reconciled to its end."""
     sent = await submits(VendorName.ECORE)(services, url, sim)
     await sim.advance(20)  # running there
-    await services.adapter(VendorName.ECORE).pause((await the_part(services)).vendor_job_id or "")
+    sent_job = await the_part(services)
+    assert sent_job is not None
+    await services.adapter(VendorName.ECORE).pause(sent_job.vendor_job_id or "")
     job = await reconciles_until_paused_or_ended(services, sim)
     await resume(services, job.id)
     await settle(sim, services, Reconciler(services))
@@ -147,8 +152,8 @@ async def paused_then_resumed(services: Services, url: str, sim: SimServer) -> o
 
 async def resumes_if_still_paused(survivor: Services, sim: SimServer) -> None:
     """The operator, whose resume the kill left unanswered, resumes the part again."""
-    if not [job for job in await survivor.store.list_jobs() if job.name != SLOT]:
-        return  # killed before the part was reserved
+    if await the_part(survivor) is None:
+        return
     job = await reconciles_until_paused_or_ended(survivor, sim)
     if job.state is JobState.NEEDS_ACTION:
         await resume(survivor, job.id)

@@ -47,7 +47,8 @@ class JobRecord(Record):
     send_started_at: float | None
     """A submit call under way since then, or cut off by a stop (see `Store.begin_send`)."""
     send_owner: str | None
-    """The lease holder of the process making that call."""
+    """The lease holder of the process making that call, or of the one that reserved the part
+    and has not yet sent or queued it (see `Store.reserve_job`)."""
     send_vendor_job_id: str | None
     """The vendor's id for the job that call makes, known before the call is done (see
     `Store.record_send_created`)."""
