@@ -175,8 +175,9 @@ async def settle_interrupted_send(services: Services, job: JobRecord) -> JobReco
         started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
         message = f"{stopped}, which may have taken it: look there for a job created at "
         message += f"{started} before sending these rows again"
-        await services.store.fail_submission(job.id, message, vendor_calls=0)
-        raise SendInterruptedError(message)
+        hint, calls = await _untracked_lookalikes(services, job)
+        await services.store.fail_submission(job.id, message + hint, vendor_calls=calls)
+        raise SendInterruptedError(message + hint)
     tally = CallTally()
     adapter = services.adapter(job.vendor, on_call=tally)
     taken = await adapter.settle_cut_off_submit(made)
@@ -194,6 +195,31 @@ async def settle_interrupted_send(services: Services, job: JobRecord) -> JobReco
     message = f"{nothing}: send these rows again"
     await services.store.fail_submission(job.id, message, vendor_calls=tally.count)
     raise SendInterruptedError(message)
+
+
+async def _untracked_lookalikes(services: Services, job: JobRecord) -> tuple[str, int]:
+    """Where the vendor lists its jobs: the ones made since the cut-off call began that no
+    job here tracks, for the failure to name (one may be this part; nothing here can tell
+    which, or that none is, so none is adopted). Returns that sentence, empty where the list
+    cannot say, and the calls it took."""
+    assert job.send_started_at is not None
+    tally = CallTally()
+    adapter = services.adapter(job.vendor, on_call=tally)
+    if not adapter.has_list_endpoint:
+        return "", 0
+    try:
+        listed = await adapter.listed_since(job.send_started_at, job.input_rows or 0)
+    except VendorError:
+        return "", tally.count  # the failure is reported without the hint, not held up
+    tracked = await services.store.tracked(job.vendor, listed)
+    untracked = [vendor_job_id for vendor_job_id in listed if vendor_job_id not in tracked]
+    if not untracked:
+        return "; its job list shows none made since then that is not tracked here", tally.count
+    shown = ", ".join(untracked[:5]) + (", …" if len(untracked) > 5 else "")
+    hint = f"; its job list shows {len(untracked)} made since then that no job here tracks "
+    hint += f"({shown}): if one is this part, track it (enrichwatch track "
+    hint += f"{job.vendor.value} ID) rather than send the rows again"
+    return hint, tally.count
 
 
 async def _queue(

@@ -4,8 +4,9 @@ Reprompt's batch id is ours, on record before the call goes out. The stopped pro
 steps are made here (its submit task cancelled mid-call, as a kill leaves it, with no
 clean-up); then a pass of the submit lane does what a restart would. A job the vendor holds
 whole is tracked; one never made or never committed (then deleted) leaves nothing there, and
-the part is sent again if its rows are held, else failed. Against the simulator over real
-HTTP."""
+the part is sent again if its rows are held, else failed. Where the job's id would have come
+only in the answer the stop cut off (Crustdata), the part fails naming the untracked jobs the
+vendor lists. Against the simulator over real HTTP."""
 
 from __future__ import annotations
 
@@ -237,3 +238,46 @@ async def test_a_reprompt_batch_the_vendor_never_made_is_sent_again_if_held(worl
     (batch,) = world.sim.jobs("reprompt")
     assert (await world.job(job.id)).vendor_job_id == batch.job_id
     assert batch.total == len(part.rows)
+
+
+CRUSTDATA_SUBMIT = "POST /batch/person/enrich"
+
+
+async def test_a_send_cut_off_before_its_answer_names_the_untracked_jobs_the_vendor_lists(world):  # noqa: F811
+    """Crustdata names its job only in the answer the stop cut off: the part fails, and the
+    failure names the jobs the vendor's list shows made since, of the part's size, that no
+    job here tracks, with how to track the right one. None is adopted: nothing here can tell
+    which is this part's."""
+    tracked = await world.submit(VendorName.CRUSTDATA)  # the same size, made just before
+    job, part = await reserved_part(world, held=False, vendor=VendorName.CRUSTDATA)
+    await cut_off_while_sending(world, job, part, CRUSTDATA_SUBMIT, after_answer=True)
+    (made,) = [batch for batch in world.sim.crustdata.jobs if batch != tracked.vendor_job_id]
+
+    assert await settle_interrupted_sends(world.services) == 1
+
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert failed.error is not None
+    assert "which may have taken it" in failed.error
+    assert (
+        f"its job list shows 1 made since then that no job here tracks ({made}): if one is "
+        "this part, track it (enrichwatch track crustdata ID)"
+    ) in failed.error
+    assert failed.vendor_calls == 1  # the list call
+    assert failed.vendor_job_id is None
+    assert notified(world.db, job.id) == ["failed"]
+
+
+async def test_a_send_cut_off_before_the_vendor_took_it_says_its_list_shows_none(world):  # noqa: F811
+    await world.submit(VendorName.CRUSTDATA)  # tracked: not this part's
+    job, part = await reserved_part(world, held=False, vendor=VendorName.CRUSTDATA)
+    await cut_off_while_sending(world, job, part, CRUSTDATA_SUBMIT, after_answer=False)
+
+    assert await settle_interrupted_sends(world.services) == 1
+
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED
+    assert failed.error is not None
+    assert failed.error.endswith(
+        "; its job list shows none made since then that is not tracked here"
+    )

@@ -11,7 +11,7 @@ import hmac
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,6 +360,15 @@ class Store(
             (),
         )
         return {row["lease_owner"] for row in rows}
+
+    async def tracked(self, vendor: VendorName, vendor_job_ids: Collection[str]) -> set[str]:
+        """Which of these of the vendor's jobs a job here tracks."""
+        marks = ",".join("?" * len(vendor_job_ids))
+        rows = await self._fetchall(
+            f"SELECT vendor_job_id FROM jobs WHERE vendor = ? AND vendor_job_id IN ({marks})",  # noqa: S608
+            (vendor.value, *vendor_job_ids),
+        )
+        return {row["vendor_job_id"] for row in rows}
 
     async def sends_under_way(self) -> list[JobRecord]:
         """Parts reserved or sent whose submit has recorded no end (see `reserve_job` and

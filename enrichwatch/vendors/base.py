@@ -182,6 +182,12 @@ class VendorAdapter(ABC):
         made, or deleted here)."""
         raise ActionNotSupportedError(self.name, "submissions name no job before they are done")
 
+    async def listed_since(self, since: float, rows: int) -> list[str]:
+        """Ids of the jobs the vendor's list shows made from about `since` on (and with `rows`
+        rows where the list says), newest first: where a submit cut off before its answer
+        named its job may have left it. One page of the list is read."""
+        raise ActionNotSupportedError(self.name, "no list endpoint")
+
     @abstractmethod
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         """One job's status."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterator, Mapping
@@ -190,16 +191,29 @@ class CrustdataAdapter(HttpAdapter):
     async def _recent_matches(
         self, endpoint: Endpoint, count: int, sent_at: float
     ) -> list[dict[str, Any]]:
+        return [
+            job
+            for job in await self._listed(count, sent_at, time.time())
+            if job.get("entity") == endpoint.entity and job.get("action") == endpoint.action
+        ]
+
+    async def listed_since(self, since: float, rows: int) -> list[str]:
+        return [str(job["batch_id"]) for job in await self._listed(rows, since, None)]
+
+    async def _listed(
+        self, count: int, earliest: float, latest: float | None
+    ) -> list[dict[str, Any]]:
+        """Listed jobs of `count` identifiers created between the two times (`match_window`
+        either side for the clocks' skew; None: no upper bound), newest first."""
         data = await self.call("GET", "/batch", params={"limit": self.list_page_size})
-        earliest, latest = sent_at - self.match_window, time.time() + self.match_window
+        low = earliest - self.match_window
+        high = math.inf if latest is None else latest + self.match_window
         return [
             job
             for job in _jobs(self.name, data)
             if job.get("batch_id")
-            and job.get("entity") == endpoint.entity
-            and job.get("action") == endpoint.action
             and job.get("identifier_count") == count
-            and earliest <= parse_timestamp(job.get("created_at")) <= latest
+            and low <= parse_timestamp(job.get("created_at")) <= high
         ]
 
     def _active_jobs_cap(

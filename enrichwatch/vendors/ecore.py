@@ -5,6 +5,7 @@ No webhooks; credits are charged up front, so a 402 says what was needed."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
@@ -95,16 +96,25 @@ class ECoreAdapter(HttpAdapter):
                     self.name, "POST /submit/: accepted, but the answer names no job_id"
                 )
         except VendorAmbiguousError as exc:
-            earliest, latest = sent_at - self.match_window, time.time() + self.match_window
-            matches = [
-                job
-                for job in await self._jobs(page_limit=1)
-                if earliest <= parse_timestamp(job.get("submitted_at")) <= latest
-            ]
-            data = self.adopt(matches, "job_id", exc)
+            data = self.adopt(await self._listed(sent_at, time.time()), "job_id", exc)
         if not isinstance(data, dict) or "job_id" not in data:
             raise VendorProtocolError(self.name, "submit answer has no job_id")
         return SubmittedJob(vendor_job_id=str(data["job_id"]), raw=data)
+
+    async def listed_since(self, since: float, rows: int) -> list[str]:
+        """eCore's list gives no count of the rows sent, only when each job was."""
+        return [str(job["job_id"]) for job in await self._listed(since, None)]
+
+    async def _listed(self, earliest: float, latest: float | None) -> list[dict[str, Any]]:
+        """The first page's jobs submitted between the two times (`match_window` either side
+        for the clocks' skew; None: no upper bound), newest first."""
+        low = earliest - self.match_window
+        high = math.inf if latest is None else latest + self.match_window
+        return [
+            job
+            for job in await self._jobs(page_limit=1)
+            if low <= parse_timestamp(job.get("submitted_at")) <= high
+        ]
 
     async def status(self, vendor_job_id: str) -> StatusSnapshot:
         data = await self.call("GET", ROOT + "/status/{id}/", {"id": vendor_job_id})
