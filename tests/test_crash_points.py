@@ -10,7 +10,8 @@ a restart does and reconciles until nothing is left to do. The scenarios: a batc
 once, for every vendor; two parts held back at Crustdata's cap; the reconciler's lane sending
 a held part; for every vendor, a batch sent and reconciled to its end by the same process
 (its checks, fetches and notifications); a Reprompt batch reprocessed once done; and an
-eCore job paused mid-run and resumed.
+eCore job paused mid-run and resumed. For a batch sent at once, the restart after each kill is
+killed in turn before each of its own writes too.
 Against the simulator over real HTTP; the dying process's lock file goes as a killed
 process's does.
 """
@@ -219,8 +220,9 @@ CASES = {
 
 @dataclass
 class Outcome:
-    writes: int
-    died: bool
+    writes: list[int]
+    """How many writes each dying process made, or tried (the one it died at included)."""
+    died: list[bool]
     jobs: list[sqlite3.Row]
     held_there: list[str]
     """The vendor's jobs for the case still there (a deleted BrightLocal batch is gone)."""
@@ -238,18 +240,21 @@ class Outcome:
     """Vendor calls counted on the case's jobs, and the calls the vendor saw."""
 
 
-async def run_case(folder: Path, case: Case, dies_at: int | None) -> Outcome:
+async def run_case(folder: Path, case: Case, kills: tuple[int | None, ...]) -> Outcome:
+    """The case's scenario run by a process that dies before write `kills[0]`, each later
+    entry a restart that dies before that write of its own (None: it does not die), then a
+    last restart that reconciles to the end."""
     folder.mkdir()
     db = folder / "crash.db"
     receiver = await WebhookReceiver(SECRET).start()
     try:
-        return await run_case_told_to(receiver, db, case, dies_at)
+        return await run_case_told_to(receiver, db, case, kills)
     finally:
         await receiver.stop()
 
 
 async def run_case_told_to(
-    receiver: WebhookReceiver, db: Path, case: Case, dies_at: int | None
+    receiver: WebhookReceiver, db: Path, case: Case, kills: tuple[int | None, ...]
 ) -> Outcome:
     async with SimServer(SimConfig(seed=23, start_time=time.time())) as sim:
         settings = load_settings(
@@ -264,22 +269,35 @@ async def run_case_told_to(
         ):
             if case.prepare is not None:
                 await case.prepare(survivor, sim, url)
-            async with open_services(settings, clock=sim.clock.now) as dying:
-                mortal = Mortal(dying.store, dies_at)
-                with suppress(Killed, EnrichwatchError):
-                    await case.scenario(dying, url, sim)
-                # The kernel drops a killed process's locks: its holder is gone.
-                dying.sender.release()
+            mortals = []
+            for number, dies_at in enumerate(kills):
+                async with open_services(settings, clock=sim.clock.now) as dying:
+                    mortals.append(Mortal(dying.store, dies_at))
+                    with suppress(Killed, EnrichwatchError):
+                        if number == 0:
+                            await case.scenario(dying, url, sim)
+                        else:
+                            await restart(dying, sim, case)
+                    # The kernel drops a killed process's locks: its holder is gone.
+                    dying.sender.release()
+            await restart(survivor, sim, case)
+            return outcome_of(db, sim, case.vendor, mortals, receiver)
 
-            await take_over(survivor.store)
-            if case.after_restart is not None:
-                await case.after_restart(survivor, sim)
-            await settle(sim, survivor, Reconciler(survivor))
-            return outcome_of(db, sim, case.vendor, mortal, receiver)
+
+async def restart(services: Services, sim: SimServer, case: Case) -> None:
+    """What a restart does, then what the operator does again, then reconcile to the end."""
+    await take_over(services.store)
+    if case.after_restart is not None:
+        await case.after_restart(services, sim)
+    await settle(sim, services, Reconciler(services))
 
 
 def outcome_of(
-    db: Path, sim: SimServer, vendor: VendorName, mortal: Mortal, receiver: WebhookReceiver
+    db: Path,
+    sim: SimServer,
+    vendor: VendorName,
+    mortals: list[Mortal],
+    receiver: WebhookReceiver,
 ) -> Outcome:
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
@@ -322,8 +340,8 @@ def outcome_of(
             expected = result_positions(sim, vendor, view.job_id, count)
             results[job["id"]] = (positions[job["id"]], sorted(expected))
     return Outcome(
-        writes=mortal.writes,
-        died=mortal.died,
+        writes=[mortal.writes for mortal in mortals],
+        died=[mortal.died for mortal in mortals],
         jobs=mine,
         held_there=list(views),
         notified={job["id"]: notified(db, job["id"]) for job in mine},
@@ -401,15 +419,39 @@ async def test_a_kill_before_any_write_leaves_every_part_tracked_to_its_end_or_f
     tmp_path: Path, name: str
 ) -> None:
     case = CASES[name]
-    parts = case.parts
-    whole = await run_case(tmp_path / "whole", case, dies_at=None)
-    assert not whole.died
-    check(whole, parts)
-    assert len(whole.held_there) == parts  # the run with no kill sends every part
-    for dies_at in range(1, whole.writes + 1):
-        outcome = await run_case(tmp_path / f"dies-at-{dies_at}", case, dies_at)
-        assert outcome.died
+    whole = await run_case(tmp_path / "whole", case, (None,))
+    assert whole.died == [False]
+    check(whole, case.parts)
+    assert len(whole.held_there) == case.parts  # the run with no kill sends every part
+    for dies_at in range(1, whole.writes[0] + 1):
+        outcome = await run_case(tmp_path / f"dies-at-{dies_at}", case, (dies_at,))
+        assert outcome.died == [True]
         try:
-            check(outcome, parts)
+            check(outcome, case.parts)
         except AssertionError as exc:
             raise AssertionError(f"killed before write {dies_at}: {exc}") from exc
+
+
+@pytest.mark.usefixtures("small_pages")
+@pytest.mark.parametrize("name", [name for name in CASES if name.endswith("-direct")])
+async def test_a_kill_during_the_restart_after_a_kill_changes_none_of_that(
+    tmp_path: Path, name: str
+) -> None:
+    """The restart's own work (settling the cut-off send, taking over the dead holder's
+    leases, then the job's whole life) killed before each of its writes in turn, after a
+    kill before each write of the submission."""
+    case = CASES[name]
+    whole = await run_case(tmp_path / "whole", case, (None,))
+    for dies_at in range(1, whole.writes[0] + 1):
+        restarted = await run_case(tmp_path / f"{dies_at}", case, (dies_at, None))
+        for again_at in range(1, restarted.writes[1] + 1):
+            folder = tmp_path / f"{dies_at}-then-{again_at}"
+            outcome = await run_case(folder, case, (dies_at, again_at))
+            assert outcome.died == [True, True]
+            try:
+                check(outcome, case.parts)
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"killed before write {dies_at}, then its restart before write "
+                    f"{again_at}: {exc}"
+                ) from exc
