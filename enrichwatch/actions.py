@@ -12,11 +12,15 @@ from enrichwatch.errors import EnrichwatchError
 from enrichwatch.models import JobState
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
-from enrichwatch.vendors import adapter_class
+from enrichwatch.vendors import VendorAdapter, adapter_class
 
 
 class ActionError(EnrichwatchError):
     """The action cannot be taken on this job."""
+
+
+FOUND_RUNNING_AGAIN = "found_running_again"
+"""In an action's event: the vendor was not asked, as it already ran the job again."""
 
 
 class ReprocessOptions(BaseModel):
@@ -59,19 +63,41 @@ async def resume(services: Services, job_id: int) -> JobRecord:
         # The vendor might resume (and bill) it, but a finished job is never looked at again.
         raise ActionError(f"job {job_id} is {job.state.value}; there is nothing to resume")
     calls = CallTally()
-    await services.adapter(job.vendor, on_call=calls).resume(job.vendor_job_id or "")
+    adapter = services.adapter(job.vendor, on_call=calls)
+    payload: dict[str, Any] = {}
+    if failed_run and await _runs_again_there(adapter, job):
+        payload[FOUND_RUNNING_AGAIN] = True
+    else:
+        await adapter.resume(job.vendor_job_id or "")
     return await services.store.record_action(
-        job.id, "job.resume_requested", {}, vendor_calls=calls.count, reopen=failed_run
+        job.id, "job.resume_requested", payload, vendor_calls=calls.count, reopen=failed_run
     )
 
 
 async def reprocess(services: Services, job_id: int, options: Mapping[str, Any]) -> JobRecord:
     job = await _sent_job(services, job_id)
     calls = CallTally()
-    await services.adapter(job.vendor, on_call=calls).reprocess(job.vendor_job_id or "", options)
+    adapter = services.adapter(job.vendor, on_call=calls)
+    payload = dict(options)
+    finished = job.state in (JobState.COMPLETED, JobState.FAILED)
+    if adapter.offers_reprocess and finished and await _runs_again_there(adapter, job):
+        payload[FOUND_RUNNING_AGAIN] = True
+    else:
+        await adapter.reprocess(job.vendor_job_id or "", options)
     return await services.store.record_action(
-        job.id, "job.reprocess_requested", dict(options), vendor_calls=calls.count, reopen=True
+        job.id, "job.reprocess_requested", payload, vendor_calls=calls.count, reopen=True
     )
+
+
+async def _runs_again_there(adapter: VendorAdapter, job: JobRecord) -> bool:
+    """Whether the vendor says something else of a job that completed or failed here (which
+    it leaves only by an action): it runs it again, at an earlier request of this action
+    that a stop cut off before it was recorded (or from the vendor's own console). That run
+    is then recorded rather than asked for again: the vendor would refuse to resume a batch
+    that no longer failed (leaving the job failed here for ever, its new results never
+    fetched), or reprocess it twice."""
+    snapshot = await adapter.status(job.vendor_job_id or "")
+    return snapshot.state is not job.state
 
 
 async def _sent_job(services: Services, job_id: int) -> JobRecord:

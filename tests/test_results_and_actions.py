@@ -295,6 +295,56 @@ async def test_an_influencers_club_batch_that_failed_mid_run_is_resumed_and_fini
     assert notified(world.db, job.id) == ["failed", "completed"]
 
 
+async def test_a_resume_the_vendor_took_unrecorded_is_recorded_when_asked_again(world):
+    """A stop cut off the first request after the vendor resumed the failed batch, before
+    it was recorded: the job stayed failed here while it ran again there, and asking again
+    was refused ("Batch is not paused"), its new results never fetched. Now the vendor is
+    looked at first, and the run it already began is recorded, not asked for again."""
+    world.sim.config.influencers_club.profile.job_failure_rate = 1.0
+    job = await world.submit(VendorName.INFLUENCERS_CLUB)
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(job.id)).state is JobState.FAILED
+    await world.services.adapter(VendorName.INFLUENCERS_CLUB).resume(job.vendor_job_id or "")
+    resumes = "POST /public/v1/enrichment/batch/{id}/resume/"
+
+    status, body = await post(world, f"/api/jobs/{job.id}/resume")
+
+    assert status == 202, body
+    assert (body["state"], body["error"]) == ("running", None)
+    assert world.sim.stats.count("influencers_club", resumes) == 1  # the cut-off one only
+    (event,) = [
+        e
+        for e in await world.services.store.list_events(job.id)
+        if e.type.endswith("resume_requested")
+    ]
+    assert event.payload == {"found_running_again": True}
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    rows = len(INPUTS[VendorName.INFLUENCERS_CLUB][0])
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        rows,
+    )
+    assert notified(world.db, job.id) == ["failed", "completed"]
+
+
+async def test_a_reprocess_the_vendor_took_unrecorded_is_not_asked_for_twice(world):
+    job = await world.submit(VendorName.REPROMPT)
+    await settle(world.sim, world.services, world.rc)
+    await world.services.adapter(VendorName.REPROMPT).reprocess(job.vendor_job_id or "", {})
+    reprocesses = "POST /v1/{org}/place_enrichment/batches/{id}/reprocess"
+
+    status, body = await post(world, f"/api/jobs/{job.id}/reprocess", {"failed_only": False})
+
+    assert status == 202, body
+    assert body["state"] == "running"
+    assert world.sim.stats.count("reprompt", reprocesses) == 1
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(job.id)).state is JobState.COMPLETED
+    assert notified(world.db, job.id) == ["completed", "completed"]
+
+
 async def test_a_failed_job_whose_vendor_cannot_resume_it_is_refused_before_any_call(world):
     world.sim.config.ecore.profile.job_failure_rate = 1.0
     job = await world.submit(VendorName.ECORE)
@@ -372,8 +422,11 @@ async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again
         # Each run's results are news: one "completed" per run, on every channel.
         assert notified(world.db, job.id) == ["completed"] * (n + 1)
         # Each fetch started from the status call that found the batch finished: every status
-        # call made is a recorded check, none was spent again by a fetch.
-        assert world.sim.stats.count("reprompt", status_calls) == events.count("vendor.polled")
+        # call made is a recorded check, or the look each reprocess takes first (does the
+        # batch run again already?); none was spent again by a fetch.
+        assert world.sim.stats.count("reprompt", status_calls) == events.count(
+            "vendor.polled"
+        ) + events.count("job.reprocess_requested")
 
 
 async def test_check_makes_exactly_one_status_call_and_prints_the_job(world):

@@ -50,6 +50,7 @@ DEFAULT_NAME = "enrichwatch"
 class RepromptAdapter(HttpAdapter):
     name = VendorName.REPROMPT
     has_list_endpoint = True
+    offers_reprocess = True
     limits = VendorLimits(
         max_batch_size=MAX_PLACES,
         requests_per_minute=None,
