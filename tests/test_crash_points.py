@@ -9,11 +9,11 @@ the dying process reaches the database. A second process on the same database th
 a restart does and reconciles until nothing is left to do. The scenarios: a batch sent at
 once, for every vendor; two parts held back at Crustdata's cap; the reconciler's lane sending
 a held part; for every vendor, a batch sent and reconciled to its end by the same process
-(its checks, fetches and notifications); a Reprompt batch reprocessed once done; and an
-eCore job paused mid-run and resumed. For a batch sent at once, the restart after each kill is
-killed in turn before each of its own writes too.
-Against the simulator over real HTTP; the dying process's lock file goes as a killed
-process's does.
+(its checks, fetches and notifications); a Reprompt batch reprocessed once done; an eCore
+job paused mid-run and resumed; and an influencers.club batch that failed mid-run, resumed.
+For a batch sent at once, the restart after each kill is killed in turn before each of its
+own writes too. Against the simulator over real HTTP; the dying process's lock file goes as
+a killed process's does.
 """
 
 from __future__ import annotations
@@ -160,6 +160,31 @@ async def resumes_if_still_paused(survivor: Services, sim: SimServer) -> None:
         await resume(survivor, job.id)
 
 
+async def fails_then_resumed(services: Services, url: str, sim: SimServer) -> object:
+    """An influencers.club batch that fails mid-run, resumed by the operator as a new run
+    (its results only in that run) and reconciled to its end."""
+    sent = await reconciles(VendorName.INFLUENCERS_CLUB)(services, url, sim)
+    job = await the_part(services)
+    assert job is not None
+    await resume(services, job.id)
+    await settle(sim, services, Reconciler(services))
+    return sent
+
+
+async def every_first_run_fails(survivor: Services, sim: SimServer, url: str) -> None:
+    sim.config.influencers_club.profile.job_failure_rate = 1.0
+
+
+async def resumes_if_still_failed(survivor: Services, sim: SimServer) -> None:
+    """The operator, whose resume the kill left unanswered, resumes the part again."""
+    job = await the_part(survivor)
+    if job is None or job.vendor_job_id is None:
+        return  # nothing was sent
+    await settle(sim, survivor, Reconciler(survivor))
+    if (await survivor.store.get_job(job.id)).state is JobState.FAILED:
+        await resume(survivor, job.id)
+
+
 async def sends_held_parts(services: Services, url: str, sim: SimServer) -> object:
     """The reconciler's lane sending the parts held back here."""
     return await send_queued_submissions(services, "lane:dying")
@@ -212,6 +237,12 @@ CASES = {
     ),
     **{f"{vendor.value}-whole-life": Case(reconciles(vendor), vendor) for vendor in VendorName},
     "reprompt-reprocessed": Case(reprocesses_once_done, VendorName.REPROMPT),
+    "influencers_club-failed-and-resumed": Case(
+        fails_then_resumed,
+        VendorName.INFLUENCERS_CLUB,
+        prepare=every_first_run_fails,
+        after_restart=resumes_if_still_failed,
+    ),
     "ecore-paused-and-resumed": Case(
         paused_then_resumed, VendorName.ECORE, after_restart=resumes_if_still_paused
     ),
@@ -306,12 +337,13 @@ def outcome_of(
         (undelivered,) = conn.execute(
             "SELECT COUNT(*) FROM work WHERE kind = 'notify' AND state != 'done'"
         ).fetchone()
-        # News, as the event log tells it: a pause, a paused job's partial set stored, and
-        # each run's whole set stored.
+        # News, as the event log tells it: a pause or a failed run, a paused job's partial
+        # set stored, and each run's whole set stored.
         outcomes: dict[int, list[str]] = {}
         for job_id, kind, reached, partial in conn.execute(
             """SELECT job_id, type, payload ->> '$.to', payload ->> '$.partial' FROM events
-                WHERE (type = 'job.state_changed' AND payload ->> '$.to' = 'needs_action')
+                WHERE (type = 'job.state_changed'
+                       AND payload ->> '$.to' IN ('needs_action', 'failed', 'expired'))
                    OR type = 'results.stored'
                 ORDER BY seq"""
         ):
