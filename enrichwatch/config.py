@@ -317,6 +317,12 @@ class Settings(BaseSettings):
         description="Share of a job's age by which noticing it may be late, when that is "
         "more than detection_target.",
     )
+    max_job_age: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Seconds: a job still open this long after its run began is expired, and "
+        "its vendor asked about it no more.",
+    )
 
     crustdata: CrustdataSettings = Field(default_factory=CrustdataSettings)
     influencers_club: InfluencersClubSettings = Field(default_factory=InfluencersClubSettings)

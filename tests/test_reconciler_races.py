@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
+from enrichwatch.config import load_settings
 from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.runtime import open_services
+from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import gone_holders
 from enrichwatch.store.submissions import SUBMIT_WORK
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
-from reconciler import check_job_now
+from reconciler import Reconciler, check_job_now
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
 from reconciler.submissions import (
@@ -21,7 +25,7 @@ from reconciler.submissions import (
     send_queued_submissions,
     settle_interrupted_sends,
 )
-from tests.conftest import notified, snapshot
+from tests.conftest import API_TOKEN, notified, snapshot
 from tests.settling import settle
 from tests.test_reconciler_fixes import settles_with_every_result, until
 from tests.test_results_and_actions import INPUTS, post, step_until, stored, world  # noqa: F401 (a fixture)
@@ -75,6 +79,31 @@ async def test_a_reprocessed_job_counts_its_age_from_the_reprocess(world):  # no
     assert done.state is JobState.COMPLETED
     assert done.results_count == world.view(VendorName.REPROMPT, job.vendor_job_id).total
     assert len(stored(world.db, job.id)) == done.results_count
+
+
+async def test_the_maximum_age_is_a_setting(tmp_path):
+    """A job paused at the vendor and never resumed is expired once it is older than
+    ENRICHWATCH_MAX_JOB_AGE, checked then rather than at the next safety look."""
+    async with SimServer(SimConfig(seed=17, start_time=time.time())) as sim:
+        settings = load_settings(
+            db=tmp_path / "age.db", api_token=API_TOKEN, max_job_age=3600, **sim.vendor_settings()
+        )
+        async with open_services(settings, clock=sim.clock.now) as services:
+            rows, options = INPUTS[VendorName.ECORE]
+            request = SubmitRequest(rows=rows, name="paused", options=options)
+            outcome = await submit_batch(
+                services, VendorName.ECORE, request, public_url="http://127.0.0.1:9"
+            )
+            (job,) = outcome.submitted
+            await sim.advance(20)
+            await services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
+            await settle(sim, services, Reconciler(services))
+            expired = await services.store.get_job(job.id)
+
+    assert expired.state is JobState.EXPIRED
+    assert expired.error == "older than the maximum age"
+    assert expired.finished_at is not None
+    assert 3600 <= expired.finished_at - expired.created_at <= 3600 + 60
 
 
 async def test_a_finished_job_cannot_be_resumed(world):  # noqa: F811

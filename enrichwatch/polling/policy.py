@@ -257,4 +257,5 @@ def vendor_policy(limits: VendorLimits, vendor: VendorSettings, settings: Settin
         max_interval=vendor.max_poll_interval,
         target_floor=settings.detection_target,
         target_fraction=settings.detection_target_fraction,
+        max_age=settings.max_job_age,
     )
