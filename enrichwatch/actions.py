@@ -1,5 +1,6 @@
-"""Operator actions at the vendor: resume a paused job, reprocess a Reprompt batch. Each is
-recorded as an event and makes the job due, so the next check sees what the vendor did."""
+"""Operator actions: resume a paused job, reprocess a Reprompt batch (each at the vendor), or
+fetch results again after their fetch failed. Each is recorded as an event and makes the
+work due, so the next pass sees what the vendor did."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from enrichwatch.errors import EnrichwatchError
+from enrichwatch.errors import EnrichwatchError, ResultsStateError
 from enrichwatch.models import JobState
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
@@ -87,6 +88,15 @@ async def reprocess(services: Services, job_id: int, options: Mapping[str, Any])
     return await services.store.record_action(
         job.id, "job.reprocess_requested", payload, vendor_calls=calls.count, reopen=True
     )
+
+
+async def fetch_again(services: Services, job_id: int) -> JobRecord:
+    """Fetch a job's results again after its fetch failed for good; nothing is asked of the
+    vendor here (the fetcher does that)."""
+    try:
+        return await services.store.refetch(job_id)
+    except ResultsStateError as exc:
+        raise ActionError(str(exc)) from None
 
 
 async def _runs_again_there(adapter: VendorAdapter, job: JobRecord) -> bool:

@@ -62,6 +62,10 @@ class FetchSupersededError(StoreError):
         self.item_id = item_id
 
 
+class ResultsStateError(StoreError):
+    """The job's results are not in the state this asks for."""
+
+
 class UnknownVendorError(EnrichwatchError, LookupError):
     """The name is not one of the supported vendors."""
 

@@ -248,6 +248,13 @@ async def reprocess_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
 
 
+async def fetch_results_again(request: web.Request) -> web.Response:
+    services = request.config_dict[SERVICES]
+    job = await _acting(actions.fetch_again(services, _job_id(request)))
+    services.due_now.set()
+    return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
+
+
 async def check_job(request: web.Request) -> web.Response:
     """Make the job due now; the reconciler checks it at once. A finished job is never
     checked again, and one not sent yet has nothing to ask: either is answered as it is,

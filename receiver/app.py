@@ -46,6 +46,7 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     api_app.router.add_post("/jobs/{job_id}/check", api.check_job)
     api_app.router.add_post("/jobs/{job_id}/resume", api.resume_job)
     api_app.router.add_post("/jobs/{job_id}/reprocess", api.reprocess_job)
+    api_app.router.add_post("/jobs/{job_id}/fetch", api.fetch_results_again)
     notifications.add_routes(api_app)
     app.add_subapp("/api/", api_app)
     add_dashboard(app)

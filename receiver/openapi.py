@@ -344,6 +344,18 @@ OPERATIONS: tuple[Operation, ...] = (
         body_required=False,
     ),
     Operation(
+        "post",
+        "/api/jobs/{job_id}/fetch",
+        "Fetch the job's results again after their fetch failed for good (`fetch_failed`), "
+        "from the first record not stored; the reconciler fetches them on its next pass.",
+        {
+            202: _JOB_ACCEPTED,
+            401: _UNAUTHORIZED,
+            404: _NO_JOB,
+            409: Response("The job's results are not `fetch_failed`.", Error),
+        },
+    ),
+    Operation(
         "get",
         "/api/notifications",
         "Notifications, newest first: pending, sent or dead-lettered (with the last error).",

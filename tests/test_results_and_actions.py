@@ -23,7 +23,7 @@ from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from reconciler.checks import check_due_jobs
 from reconciler.fetch import fetch_due_results
-from tests.conftest import API_TOKEN, CliResult, notified, run_cli, sim_env
+from tests.conftest import API_TOKEN, CliResult, notified, run_cli, sim_env, snapshot
 from tests.settling import next_due, settle
 from tests.test_reconciler import INPUTS
 
@@ -427,6 +427,41 @@ async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again
         assert world.sim.stats.count("reprompt", status_calls) == events.count(
             "vendor.polled"
         ) + events.count("job.reprocess_requested")
+
+
+async def test_results_whose_fetch_failed_for_good_are_fetched_again_when_asked(world):
+    """An outage longer than the fetch's tries leaves the results `fetch_failed` (notified),
+    though the vendor still serves them. Asked to, the reconciler fetches them again, from
+    the first record not stored; asked again once they are stored, nothing changes."""
+    job = await world.submit(VendorName.REPROMPT)
+    results_pages = "GET /v1/{org}/place_enrichment/jobs"
+    world.sim.set_fault("reprompt", server_errors=1000, endpoint=results_pages)
+    await settle(world.sim, world.services, world.rc)
+    failed = await world.job(job.id)
+    assert (failed.state, failed.results_state) == (JobState.COMPLETED, "fetch_failed")
+    assert notified(world.db, job.id) == ["fetch_failed"]
+    world.sim.clear_faults("reprompt")
+
+    status, body = await post(world, f"/api/jobs/{job.id}/fetch")
+
+    assert status == 202, body
+    assert body["results"]["state"] == "pending"
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job.id)
+    total = world.view(VendorName.REPROMPT, job.vendor_job_id).total
+    assert (done.results_state, done.results_count, done.error) == ("stored", total, None)
+    assert [r["position"] for r in stored(world.db, job.id)] == list(range(total))
+    assert notified(world.db, job.id) == ["fetch_failed", "completed"]
+    assert (await world.events(job.id)).count("results.fetch_requested") == 1
+
+    before = snapshot(world.db)
+    status, body = await post(world, f"/api/jobs/{job.id}/fetch")
+    assert status == 409, body
+    assert "results are stored: only a fetch that failed" in body["error"]["message"]
+    code, _, err = await world.cli("fetch", str(job.id))
+    assert code == 1
+    assert "only a fetch that failed is fetched again" in err
+    assert snapshot(world.db) == before
 
 
 async def test_check_makes_exactly_one_status_call_and_prints_the_job(world):

@@ -39,6 +39,7 @@ for command in (
     jobs.check,
     jobs.resume,
     jobs.reprocess,
+    jobs.fetch,
     notifications.notifications,
     inspect.jobs,
     inspect.show,

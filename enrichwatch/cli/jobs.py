@@ -231,6 +231,19 @@ def reprocess(obj: CliContext, job_id: int, options: tuple[str, ...], as_json: b
     print_jobs([job], settings, as_json)
 
 
+@click.command()
+@click.argument("job_id", type=JOB_ID)
+@json_option
+@click.pass_obj
+def fetch(obj: CliContext, job_id: int, as_json: bool) -> None:
+    """Fetch a job's results again after their fetch failed (the reconciler does it)."""
+    from enrichwatch import actions
+
+    settings = obj.settings()
+    job = obj.run(settings, lambda services: actions.fetch_again(services, job_id))
+    print_jobs([job], settings, as_json)
+
+
 def _reprocess_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """The options checked by the model the API checks them with, before the vendor hears of
     them: an unknown name or a value of the wrong kind is a usage error naming the option."""

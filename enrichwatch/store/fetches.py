@@ -5,10 +5,11 @@ so a superseded fetch stops at its next page instead of mixing two runs' results
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from enrichwatch.errors import FetchSupersededError
+from enrichwatch.errors import FetchSupersededError, ResultsStateError
 from enrichwatch.models import EventSource, JobState
 from enrichwatch.store import notifications, work
 from enrichwatch.store.notifications import NotifyRoutes, Outcome
@@ -241,6 +242,44 @@ class FetchWrites:
             )
             work.finish(conn, item_id, now=now)
             settle_unfetched(conn, job_id, now)
+            return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def refetch(self, job_id: int) -> JobRecord:
+        """Fetch the results again after the fetch failed for good (its tries spent on an
+        outage, say), while the vendor still serves them: a new fetch of the answer the last
+        one had, resuming at the first position not stored (expired links are renewed as
+        ever). Refused (ResultsStateError) unless the results are `fetch_failed`."""
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> JobRecord:
+            job = fetch_job(conn, job_id)
+            if job.results_state != "fetch_failed":
+                raise ResultsStateError(
+                    f"job {job_id}'s results are {job.results_state or 'none'}: only a "
+                    "fetch that failed is fetched again"
+                )
+            (answer,) = conn.execute(
+                "SELECT payload FROM work WHERE job_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                (job_id, FETCH_WORK),
+            ).fetchone()
+            requested = append_event(
+                conn, job_id, "results.fetch_requested", EventSource.API, {}, now=now
+            )
+            work.enqueue(
+                conn,
+                kind=FETCH_WORK,
+                job_id=job_id,
+                payload=json.loads(answer),
+                unique_key=f"{FETCH_WORK}:{job_id}:{requested}",
+                due_at=now,
+                now=now,
+            )
+            conn.execute(
+                "UPDATE jobs SET results_state = 'pending', updated_at = ? WHERE id = ?",
+                (now, job_id),
+            )
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
