@@ -30,6 +30,8 @@ class ReprocessOptions(BaseModel):
     # The rule below, in the API document too, so clients and fuzzers know it.
     model_config = ConfigDict(
         extra="forbid",
+        # 0 or "yes" is not the boolean the API document promises to take.
+        strict=True,
         json_schema_extra={
             "not": {
                 "properties": {

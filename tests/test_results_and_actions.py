@@ -496,5 +496,9 @@ async def test_reprocess_options_reprompt_would_refuse_are_refused_before_asking
     status, body = await post(world, f"/api/jobs/{job.id}/reprocess", both)
     assert status == 422
     assert "not both" in body["error"]["fields"][0]["message"]
+    # A flag must be a boolean, as the API document says: 0 is not taken for false.
+    status, body = await post(world, f"/api/jobs/{job.id}/reprocess", {"refresh": 0})
+    assert status == 422
+    assert body["error"]["fields"][0]["field"] == "refresh"
     assert world.sim.stats.count("reprompt") == calls
     assert (await world.job(job.id)).state is JobState.COMPLETED
