@@ -2,7 +2,8 @@
 
 The reconciler's writes race each other in real use: a callback lands while a status call is
 out, a lease runs out and a second reconciler answers for the same job, an operator's
-reprocess ends a fetch between two of its pages. Hypothesis drives the store's own write API
+reprocess ends a fetch between two of its pages, or asks for failed results again while
+the job moves on. Hypothesis drives the store's own write API
 (on a real SQLite file) through random interleavings of those, and after every step checks
 what must hold whatever the order:
 
@@ -41,7 +42,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from enrichwatch.errors import FetchSupersededError
+from enrichwatch.errors import FetchSupersededError, ResultsStateError
 from enrichwatch.models import JobState, VendorName
 from enrichwatch.store import InboundDelivery, JobRecord, Store
 from enrichwatch.store.checks import CheckOutcome, moves_forward
@@ -194,6 +195,20 @@ class EventLogMachine(RuleBasedStateMachine):
         job_id = self.jobs[job].id
         self.run(self.store.record_action(job_id, REOPENS, {}, vendor_calls=1, reopen=True))
         self.calls[job_id] += 1.0
+
+    @rule(job=job_index)
+    def operator_fetches_again(self, job: int) -> None:
+        """Taken only while the job's results are `fetch_failed`; refused, changing nothing,
+        otherwise."""
+        job_id = self.jobs[job].id
+        (results,) = self.db.execute(
+            "SELECT results_state FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if results == "fetch_failed":
+            self.run(self.store.refetch(job_id))
+        else:
+            with pytest.raises(ResultsStateError):
+                self.run(self.store.refetch(job_id))
 
     @rule(job=job_index)
     def job_expires(self, job: int) -> None:
