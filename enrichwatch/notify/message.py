@@ -190,6 +190,12 @@ def _problem(job: JobRecord, outcome: Outcome, base_url: str) -> str | None:
             )
         case Outcome.PARTIAL:
             return "The job is paused; these are the results so far. To get the rest, " + resume
+        case Outcome.FETCH_FAILED:
+            return (
+                f"Error: {reason}. Once the cause is mended (the vendor serves them again, "
+                f"or the settings allow them), fetch them again: `enrichwatch fetch {job.id}` "
+                f"(or POST {base_url}/api/jobs/{job.id}/fetch)."
+            )
         case Outcome.WEBHOOK_LATE:
             return (
                 "The vendor's callback did not come when expected; enrichwatch is polling "

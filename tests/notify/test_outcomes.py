@@ -88,6 +88,8 @@ async def test_a_fetch_that_fails_notifies_fetch_failed(open_world, slack):
         assert sent(world, job["id"]) == {"fetch_failed": "done"}
         (message,) = slack.messages()
         assert message["text"].startswith("Results could not be fetched")
+        assert f"fetch them again: `enrichwatch fetch {job['id']}`" in str(message)
+        assert f"{world.url}/api/jobs/{job['id']}/fetch" in str(message)
 
 
 @pytest.mark.parametrize("wanted", [False, True])
