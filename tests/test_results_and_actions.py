@@ -266,6 +266,21 @@ async def test_resume_of_a_paused_ecore_job_reaches_the_vendor_and_the_job_compl
         assert (await world.events(job.id)).count("results.stored") == 2  # partial, then all
 
 
+async def completes_its_new_run_with_every_result(world: World, job_id: int) -> None:
+    """Reconcile until nothing is due: the resumed influencers.club batch is completed with
+    a result for every input row, and both runs' outcomes were told."""
+    await settle(world.sim, world.services, world.rc)
+    done = await world.job(job_id)
+    rows = len(INPUTS[VendorName.INFLUENCERS_CLUB][0])
+    assert (done.state, done.results_state, done.results_count) == (
+        JobState.COMPLETED,
+        "stored",
+        rows,
+    )
+    assert [r["position"] for r in stored(world.db, job_id)] == list(range(rows))
+    assert notified(world.db, job_id) == ["failed", "completed"]
+
+
 async def test_an_influencers_club_batch_that_failed_mid_run_is_resumed_and_finishes(world):
     """influencers.club resumes "a paused or interrupted batch … failed mid-run". The failed
     job (notified as failed) runs again after `resume`, as a new run: it completes with
@@ -283,16 +298,7 @@ async def test_an_influencers_club_batch_that_failed_mid_run_is_resumed_and_fini
     assert (body["state"], body["error"]) == ("running", None)
     assert "job.resume_requested" in await world.events(job.id)
 
-    await settle(world.sim, world.services, world.rc)
-    done = await world.job(job.id)
-    rows = len(INPUTS[VendorName.INFLUENCERS_CLUB][0])
-    assert (done.state, done.results_state, done.results_count) == (
-        JobState.COMPLETED,
-        "stored",
-        rows,
-    )
-    assert [r["position"] for r in stored(world.db, job.id)] == list(range(rows))
-    assert notified(world.db, job.id) == ["failed", "completed"]
+    await completes_its_new_run_with_every_result(world, job.id)
 
 
 async def test_a_resume_the_vendor_took_unrecorded_is_recorded_when_asked_again(world):
@@ -318,15 +324,7 @@ async def test_a_resume_the_vendor_took_unrecorded_is_recorded_when_asked_again(
         if e.type.endswith("resume_requested")
     ]
     assert event.payload == {"found_running_again": True}
-    await settle(world.sim, world.services, world.rc)
-    done = await world.job(job.id)
-    rows = len(INPUTS[VendorName.INFLUENCERS_CLUB][0])
-    assert (done.state, done.results_state, done.results_count) == (
-        JobState.COMPLETED,
-        "stored",
-        rows,
-    )
-    assert notified(world.db, job.id) == ["failed", "completed"]
+    await completes_its_new_run_with_every_result(world, job.id)
 
 
 async def test_a_reprocess_the_vendor_took_unrecorded_is_not_asked_for_twice(world):

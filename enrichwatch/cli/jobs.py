@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +205,7 @@ def resume(obj: CliContext, job_id: int, as_json: bool) -> None:
     """Resume a paused job (influencers.club after a credit top-up, eCore)."""
     from enrichwatch import actions
 
-    settings = obj.settings()
-    job = obj.run(settings, lambda services: actions.resume(services, job_id))
-    print_jobs([job], settings, as_json)
+    _act(obj, as_json, lambda services: actions.resume(services, job_id))
 
 
 @click.command()
@@ -225,10 +224,8 @@ def reprocess(obj: CliContext, job_id: int, options: tuple[str, ...], as_json: b
     """Reprocess a Reprompt batch; its results are fetched anew when it finishes."""
     from enrichwatch import actions
 
-    settings = obj.settings()
     parsed = _reprocess_options(options)
-    job = obj.run(settings, lambda services: actions.reprocess(services, job_id, parsed))
-    print_jobs([job], settings, as_json)
+    _act(obj, as_json, lambda services: actions.reprocess(services, job_id, parsed))
 
 
 @click.command()
@@ -239,9 +236,15 @@ def fetch(obj: CliContext, job_id: int, as_json: bool) -> None:
     """Fetch a job's results again after their fetch failed (the reconciler does it)."""
     from enrichwatch import actions
 
+    _act(obj, as_json, lambda services: actions.fetch_again(services, job_id))
+
+
+def _act(
+    obj: CliContext, as_json: bool, action: Callable[[Services], Awaitable[JobRecord]]
+) -> None:
+    """Run an operator action and print the job as it left it."""
     settings = obj.settings()
-    job = obj.run(settings, lambda services: actions.fetch_again(services, job_id))
-    print_jobs([job], settings, as_json)
+    print_jobs([obj.run(settings, action)], settings, as_json)
 
 
 def _reprocess_options(pairs: tuple[str, ...]) -> dict[str, Any]:
