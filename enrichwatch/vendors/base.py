@@ -117,8 +117,9 @@ class VendorAdapter(ABC):
     supports_webhooks: ClassVar[bool] = False
     has_list_endpoint: ClassVar[bool] = False
     resumes_failed_runs: ClassVar[bool] = False
-    offers_reprocess: ClassVar[bool] = False
     """`resume` also takes up a job that failed mid-run, which then runs again."""
+    offers_reprocess: ClassVar[bool] = False
+    """`reprocess` runs a finished job again (Reprompt)."""
     limits: ClassVar[VendorLimits]
 
     def __init__(
