@@ -205,11 +205,9 @@ async def _untracked_lookalikes(services: Services, job: JobRecord) -> tuple[str
     assert job.send_started_at is not None
     tally = CallTally()
     adapter = services.adapter(job.vendor, on_call=tally)
-    if not adapter.has_list_endpoint:
-        return "", 0
     try:
         listed = await adapter.listed_since(job.send_started_at, job.input_rows or 0)
-    except VendorError:
+    except VendorError:  # no list to read (ActionNotSupportedError), or it failed
         return "", tally.count  # the failure is reported without the hint, not held up
     tracked = await services.store.tracked(job.vendor, listed)
     untracked = [vendor_job_id for vendor_job_id in listed if vendor_job_id not in tracked]
