@@ -105,6 +105,8 @@ class BrightLocalConfig(VendorConfig):
 @dataclass
 class ECoreConfig(VendorConfig):
     api_key: str = "sim-ecore-token"
+    other_account_keys: tuple[str, ...] = ()
+    """Tokens of other users' accounts: each sees only its own jobs, as `api_key` does."""
     auth_scheme: Literal["Bearer", "Token"] = "Bearer"
     wallet: float | None = None
     """Credit balance; None is unlimited. Submit pre-charges `credits_per_record` per row."""

@@ -11,6 +11,8 @@ Framework (`{"detail": ...}`, field maps); a `page` past the end answers 200 wit
 `data`; `total_records` counts the rows processed so far (every input row once
 completed, including `not_enriched` ones with empty values); the job list is a plain
 JSON array, newest first; the status body has no progress counters, as documented.
+Each token is one user's account, as documented: it lists and reaches only its own jobs,
+and another user's job answers 404, as an unknown one does (the wallet is shared).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class ECoreJob:
     criteria: dict[str, Any] | None
     job: SimJob
     charged_rows: int
+    account: str
 
 
 def _detail(status: int, detail: str) -> web.Response:
@@ -104,9 +107,18 @@ class ECoreSim(VendorSim):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != self.cfg.auth_scheme.lower() or not token:
             return _detail(401, "Authentication credentials were not provided.")
-        if token.strip() != self.cfg.api_key:
+        if token.strip() not in (self.cfg.api_key, *self.cfg.other_account_keys):
             return _detail(401, "Invalid token.")
         return None
+
+    def _account(self, request: web.Request) -> str:
+        """The caller's account: its token, which `authenticate` has let through."""
+        return request.headers["Authorization"].partition(" ")[2].strip()
+
+    def _job(self, request: web.Request, job_id: str) -> ECoreJob | None:
+        """The job, if the caller's account may see it."""
+        ejob = self.jobs.get(job_id)
+        return ejob if ejob is not None and ejob.account == self._account(request) else None
 
     def check_limit(self, request: web.Request, endpoint: str) -> web.Response | None:
         limited = super().check_limit(request, endpoint)
@@ -183,7 +195,9 @@ class ECoreSim(VendorSim):
         if short is not None:
             return short
         self._charge(len(rows))
-        ejob = self.add_job(rows, category=category, criteria=criteria)
+        ejob = self.add_job(
+            rows, category=category, criteria=criteria, account=self._account(request)
+        )
         return json_response(
             {
                 "job_id": ejob.job_id,
@@ -202,9 +216,13 @@ class ECoreSim(VendorSim):
         *,
         category: str = "contact",
         criteria: dict[str, Any] | None = None,
+        account: str | None = None,
     ) -> ECoreJob:
+        """A job of `account` (a token; by default the configured key's)."""
         job, job_id = self.new_job(len(rows))
-        ejob = ECoreJob(job_id, category, rows, criteria, job, len(rows))
+        ejob = ECoreJob(
+            job_id, category, rows, criteria, job, len(rows), account or self.cfg.api_key
+        )
         self.jobs[job_id] = ejob
         return ejob
 
@@ -220,18 +238,20 @@ class ECoreSim(VendorSim):
         }
 
     async def _status(self, request: web.Request) -> web.Response:
-        ejob = self.jobs.get(request.match_info["id"])
+        ejob = self._job(request, request.match_info["id"])
         if ejob is None:
             return self.not_found()
         return json_response(self.status_body(ejob))
 
     async def _list(self, request: web.Request) -> web.Response:
-        return json_response([self.status_body(j) for j in reversed(self.jobs.values())])
+        account = self._account(request)
+        own = [j for j in reversed(self.jobs.values()) if j.account == account]
+        return json_response([self.status_body(j) for j in own])
 
     # -- results -----------------------------------------------------------------------
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
-        ejob = self.jobs.get(request.match_info["id"])
+        ejob = self._job(request, request.match_info["id"])
         if ejob is None:
             return self.not_found()
         query = request.query
@@ -311,7 +331,7 @@ class ECoreSim(VendorSim):
             errors["action"] = [f'"{action}" is not a valid choice.']
         if errors:
             return json_response(errors, 400)
-        ejob = self.jobs.get(str(body["csv_file_id"]))
+        ejob = self._job(request, str(body["csv_file_id"]))
         if ejob is None:
             return self.not_found()
         now = self.now

@@ -208,3 +208,26 @@ async def test_daily_quota_for_test_tokens(sim: SimServer, session: aiohttp.Clie
     assert [v.kind for v in sim.stats.rate_limit_violations("ecore")] == ["quota"]
     await sim.advance(86_400)
     assert (await call(sim, session, "GET", f"{BASE}/status/"))[0] == 200
+
+
+async def test_each_token_is_an_account_that_sees_only_its_own_jobs(
+    sim: SimServer, session: aiohttp.ClientSession
+) -> None:
+    ours = await submit(sim, session, 2)
+    sim.config.ecore.other_account_keys = ("another-users-token",)
+    theirs = sim.ecore.add_job(rows(1), account="another-users-token").job_id
+    url = sim.base_urls["ecore"] + BASE
+    other = {"Authorization": "Bearer another-users-token"}
+    async with session.get(f"{url}/status/", headers=other) as response:
+        assert [j["job_id"] for j in await response.json()] == [theirs]
+    for path in (f"/status/{ours}/", f"/result/{ours}/"):
+        async with session.get(url + path, headers=other) as response:
+            assert (response.status, await response.json()) == (404, {"detail": "Not found."})
+    control = sim.base_urls["ecore"] + "/api/v1/enrichment-control/"
+    pause = {"csv_file_id": ours, "action": "pause"}
+    async with session.post(control, json=pause, headers=other) as response:
+        assert response.status == 404
+    _, listing = await call(sim, session, "GET", f"{BASE}/status/")
+    assert [j["job_id"] for j in listing] == [ours]
+    status, _ = await call(sim, session, "GET", f"{BASE}/status/{theirs}/")
+    assert status == 404
