@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
 
 import structlog
 
@@ -37,6 +38,21 @@ log = structlog.get_logger("enrichwatch.reconciler")
 
 LEASE_S = 120.0
 BATCH = 200
+
+
+@dataclass
+class KeyWitness:
+    """What one pass has learned of whether the vendor still knows our jobs under the
+    configured key. A 404 for a job's status means the job is gone only while the vendor
+    answers for other jobs of ours: a key of another account gets 404 for every job (eCore
+    answers so for another user's jobs), and taking that at its word would expire them all,
+    results unfetched."""
+
+    answered: bool = False
+    """The vendor answered for one of our jobs in this pass."""
+    unknown: tuple[JobRecord, JobRecord] | None = None
+    """The job whose 404 raised the question, and a job the vendor knew before that it
+    answered 404 for as well."""
 
 
 async def check_due_jobs(rc: Reconciler, vendor: VendorName | None = None) -> int:
@@ -76,11 +92,11 @@ async def _check_vendor(rc: Reconciler, vendor: VendorName, jobs: list[JobRecord
     jobs = [job for job in jobs if not _just_submitted(job)]
     if not jobs:
         return
-    tally = CallTally()
+    tally, witness = CallTally(), KeyWitness()
     adapter = rc.services.adapter(vendor, on_call=tally)
     if adapter.has_list_endpoint:
-        jobs = await _check_by_list(rc, adapter, jobs, history, tally)
-    await _check_each(rc, vendor, jobs, history, tally)
+        jobs = await _check_by_list(rc, adapter, jobs, history, tally, witness)
+    await _check_each(rc, vendor, jobs, history, witness, tally)
 
 
 async def _check_by_list(
@@ -89,6 +105,7 @@ async def _check_by_list(
     due: list[JobRecord],
     history: DurationModel,
     tally: CallTally,
+    witness: KeyWitness,
 ) -> list[JobRecord]:
     """One list call for the due jobs, which also reports on the vendor's other polled jobs
     (those it shows cost nothing more, and each look moves their next check later). A lone
@@ -117,6 +134,7 @@ async def _check_by_list(
         return []
     _observe_limits(rc, vendor, adapter)
     shown = {job.id for job in [*due, *riders] if job.vendor_job_id in snapshots}
+    witness.answered = witness.answered or bool(shown)
     # A list that showed none of them leaves its cost to the calls that follow.
     share = tally.take() / len(shown) if shown else 0.0
     for job in [*due, *riders]:
@@ -131,6 +149,7 @@ async def _check_each(
     vendor: VendorName,
     jobs: list[JobRecord],
     history: DurationModel,
+    witness: KeyWitness,
     tally: CallTally | None = None,
 ) -> None:
     """One status call per job, as the vendor's budget allows; `tally` may hold calls made
@@ -144,12 +163,69 @@ async def _check_each(
             break
         try:
             snapshot = await adapter.status(job.vendor_job_id or "")
+        except VendorNotFoundError as exc:
+            _observe_limits(rc, vendor, adapter)
+            await _not_found(rc, adapter, job, exc, tally, witness)
+            continue
         except VendorError as exc:
             _observe_limits(rc, vendor, adapter)
             await _record_failure(rc, job, exc, tally.take())
             continue
         _observe_limits(rc, vendor, adapter)
+        witness.answered = True
         await _record(rc, job, snapshot, tally.take(), history)
+
+
+async def _not_found(
+    rc: Reconciler,
+    adapter: VendorAdapter,
+    job: JobRecord,
+    exc: VendorNotFoundError,
+    tally: CallTally,
+    witness: KeyWitness,
+) -> None:
+    """The vendor answered 404 for the job: expire it, unless the key, not the job, is what
+    the vendor does not know (see `KeyWitness`). Unless this pass has settled that already,
+    one status call for another job of ours that the vendor knew tells the two apart."""
+    store, vendor = rc.services.store, adapter.name
+    if not witness.answered and witness.unknown is None:
+        other = await store.known_job(vendor, besides=job.id)
+        if other is not None:
+            if not _affordable(rc, vendor, [job]):
+                await store.charge_calls(job.id, tally.take())
+                return
+            try:
+                await adapter.status(other.vendor_job_id or "")
+            except VendorNotFoundError:
+                witness.unknown = (job, other)
+            except VendorError as unsettled:
+                _observe_limits(rc, vendor, adapter)
+                await _record_failure(rc, job, unsettled, tally.take())
+                return
+            else:
+                witness.answered = True
+            _observe_limits(rc, vendor, adapter)
+    cost = tally.take()
+    if witness.unknown is not None:
+        first, known = witness.unknown
+        log.warning("vendor_key_unknown", vendor=vendor.value, job_id=job.id, known_job=known.id)
+        if known.id == job.id:
+            neither = f"this job, which it knew before, nor job {first.id} ({first.vendor_job_id})"
+        else:
+            neither = f"this job nor job {known.id} ({known.vendor_job_id}), which it knew before"
+        reason = (
+            f"the vendor knows neither {neither}: the API key may be another account's "
+            f"({exc.message})"
+        )
+        await _record_failure(rc, job, VendorAuthError(vendor, reason, status=404), cost)
+        return
+    unchecked = "" if witness.answered else " (and no other job here to check the key with)"
+    await store.end_job(
+        job.id,
+        JobState.EXPIRED,
+        f"the vendor no longer knows this job: {exc}{unchecked}",
+        vendor_calls=cost,
+    )
 
 
 async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:
@@ -157,7 +233,7 @@ async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:
     as it is."""
     job = await rc.services.store.claim_job(job_id, owner=rc.owner, lease_s=LEASE_S)
     if job is not None:
-        await _check_each(rc, job.vendor, [job], await _history(rc, job.vendor))
+        await _check_each(rc, job.vendor, [job], await _history(rc, job.vendor), KeyWitness())
     return await rc.services.store.get_job(job_id)
 
 
@@ -248,16 +324,8 @@ async def _record(
 
 
 async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost: float) -> None:
-    store = rc.services.store
-    if isinstance(exc, VendorNotFoundError):
-        await store.end_job(
-            job.id,
-            JobState.EXPIRED,
-            f"the vendor no longer knows this job: {exc}",
-            vendor_calls=cost,
-        )
-        return
-    now = rc.now()
+    """A check that failed: retried later, unless the job has outlived its maximum age."""
+    store, now = rc.services.store, rc.now()
     if isinstance(exc, VendorBudgetSpentError):
         # Other processes, fetches and submissions draw on the account too: this pass planned
         # a call the shared budget had no place for. The job waits, with no failure.
@@ -268,6 +336,14 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         await store.defer_checks([job.id], until)
         return
     policy = rc.policies[job.vendor]
+    if now - job.run_start >= policy.max_age:
+        await store.end_job(
+            job.id,
+            JobState.EXPIRED,
+            f"older than the maximum age, and its last check failed: {exc}",
+            vendor_calls=cost,
+        )
+        return
     if isinstance(exc, VendorAuthError | VendorPaymentError):
         # Retrying will not help until someone fixes the key or the credits; look again at
         # the safety-net interval rather than hammering the vendor.

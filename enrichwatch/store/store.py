@@ -370,6 +370,27 @@ class Store(
         )
         return {row["vendor_job_id"] for row in rows}
 
+    async def known_job(self, vendor: VendorName, *, besides: int) -> JobRecord | None:
+        """Another of the vendor's jobs that it has known under our key (sent by us, or
+        answered for): open ones first, the most recently answered first. Expired ones are
+        left out, as the vendor may have dropped them."""
+        rows = await self._fetchall(
+            """SELECT * FROM jobs
+                WHERE vendor = ? AND id != ? AND vendor_job_id IS NOT NULL AND state != ?
+                  AND (input_rows IS NOT NULL OR vendor_status IS NOT NULL)
+                ORDER BY state IN (?, ?), check_failures > 0,
+                         COALESCE(last_checked_at, created_at) DESC
+                LIMIT 1""",
+            (
+                vendor.value,
+                besides,
+                JobState.EXPIRED.value,
+                JobState.COMPLETED.value,
+                JobState.FAILED.value,
+            ),
+        )
+        return JobRecord.from_row(rows[0]) if rows else None
+
     async def sends_under_way(self) -> list[JobRecord]:
         """Parts reserved or sent whose submit has recorded no end (see `reserve_job` and
         `begin_send`): under way, or cut off by a stop."""

@@ -1,0 +1,135 @@
+"""A status call answered 404: the job is gone only while the vendor still answers for our
+other jobs. A key of another account gets 404 for every job, and must expire none of them.
+Against the simulator over real HTTP, on its manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from pydantic import SecretStr
+
+from enrichwatch.models import JobState, VendorName
+from reconciler.checks import check_due_jobs, check_job_now
+from tests.settling import settle
+from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
+
+STATUS = {
+    VendorName.ECORE: "GET /api/v1/enrichment/status/{id}/",
+    VendorName.REPROMPT: "GET /v1/{org}/place_enrichment/batches/{id}",
+    VendorName.INFLUENCERS_CLUB: "GET /public/v1/enrichment/batch/{id}/status/",
+}
+
+
+def another_account(world, vendor: VendorName) -> Callable[[], None]:  # noqa: F811
+    """Point enrichwatch at another account of the vendor (an eCore token of another user,
+    a Reprompt org that is not ours); returns how to point it back."""
+    if vendor is VendorName.ECORE:
+        world.sim.config.ecore.other_account_keys = ("another-users-token",)
+        settings = world.services.settings.ecore
+        key, settings.api_key = settings.api_key, SecretStr("another-users-token")
+        return lambda: setattr(settings, "api_key", key)
+    reprompt = world.services.settings.reprompt
+    org, reprompt.org = reprompt.org, "someone-else"
+    return lambda: setattr(reprompt, "org", org)
+
+
+async def failures(world, job_id: int) -> list[str]:  # noqa: F811
+    return [
+        str(event.payload["error"])
+        for event in await world.services.store.list_events(job_id)
+        if event.type == "vendor.poll_failed"
+    ]
+
+
+async def checked_once(world) -> None:  # noqa: F811
+    """Past the first, planned check of just-submitted jobs, then one pass over them all."""
+    await check_due_jobs(world.rc)
+    await world.services.store.make_open_jobs_due()
+    await check_due_jobs(world.rc)
+
+
+@pytest.mark.parametrize("vendor", [VendorName.ECORE, VendorName.REPROMPT])
+async def test_another_accounts_key_expires_no_job_and_they_finish_once_it_is_mended(
+    world,  # noqa: F811
+    vendor,
+):
+    first = await world.submit(vendor)
+    second = await world.submit(vendor)
+    point_back = another_account(world, vendor)
+    calls_before = world.sim.stats.count(vendor.value, STATUS[vendor])
+
+    await checked_once(world)
+
+    max_interval = world.rc.policies[vendor].max_interval
+    for job in (first, second):
+        row = await world.job(job.id)
+        assert row.state is JobState.SUBMITTED
+        assert row.next_check_at == world.sim.clock.now() + max_interval
+        (failure,) = await failures(world, job.id)
+        assert "the API key may be another account's" in failure
+    # Each job's own call, and one for a job the vendor knew, asked once for the whole pass.
+    assert world.sim.stats.count(vendor.value, STATUS[vendor]) - calls_before == 3
+
+    point_back()
+    await settle(world.sim, world.services, world.rc)
+    for job in (first, second):
+        row = await world.job(job.id)
+        assert (row.state, row.results_state) == (JobState.COMPLETED, "stored")
+        assert row.results_count == len(stored(world.db, job.id)) > 0
+
+
+async def test_with_no_other_job_to_ask_about_the_404_is_taken_at_its_word(world):  # noqa: F811
+    job = await world.submit(VendorName.REPROMPT)
+    another_account(world, VendorName.REPROMPT)
+    calls_before = world.sim.stats.count("reprompt", STATUS[VendorName.REPROMPT])
+
+    await checked_once(world)
+
+    row = await world.job(job.id)
+    assert row.state is JobState.EXPIRED
+    assert row.error is not None
+    assert row.error.startswith("the vendor no longer knows this job")
+    assert row.error.endswith("(and no other job here to check the key with)")
+    assert world.sim.stats.count("reprompt", STATUS[VendorName.REPROMPT]) - calls_before == 1
+
+
+async def test_a_job_gone_while_the_vendor_answers_for_another_expires_at_once(
+    world,  # noqa: F811
+):
+    known = await world.submit(VendorName.INFLUENCERS_CLUB)
+    (gone, _) = await world.services.store.track_job(
+        VendorName.INFLUENCERS_CLUB, "no-such-batch", "mistyped"
+    )
+    status = STATUS[VendorName.INFLUENCERS_CLUB]
+    calls_before = world.sim.stats.count("influencers_club", status)
+
+    await check_job_now(world.rc, gone.id)
+
+    row = await world.job(gone.id)
+    assert row.state is JobState.EXPIRED
+    assert row.error is not None
+    assert row.error.startswith("the vendor no longer knows this job")
+    assert "check the key" not in row.error
+    # Its own call and the one that found the other batch known, both charged to it.
+    assert world.sim.stats.count("influencers_club", status) - calls_before == 2
+    assert row.vendor_calls == 2
+    assert (await world.job(known.id)).state is not JobState.EXPIRED
+
+
+async def test_a_job_whose_checks_keep_failing_expires_at_its_maximum_age(
+    world,  # noqa: F811
+):
+    job = await world.submit(VendorName.ECORE)
+    world.services.settings.ecore.api_key = SecretStr("revoked")
+    await checked_once(world)
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+
+    await world.sim.advance(world.rc.policies[VendorName.ECORE].max_age)
+    await check_job_now(world.rc, job.id)
+
+    row = await world.job(job.id)
+    assert row.state is JobState.EXPIRED
+    assert row.error is not None
+    assert row.error.startswith("older than the maximum age, and its last check failed")
+    assert "Invalid token" in row.error
