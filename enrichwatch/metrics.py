@@ -44,6 +44,13 @@ class Metrics:
             ["vendor", "endpoint"],
             registry=self.registry,
         )
+        self.vendor_call_failures = Counter(
+            "enrichwatch_vendor_call_failures",
+            "Vendor requests that failed, by what came back: the HTTP status, network (no "
+            "answer) or unreadable (an answer that made no sense).",
+            ["vendor", "endpoint", "answer"],
+            registry=self.registry,
+        )
 
         self.notifications = Counter(
             "enrichwatch_notifications",

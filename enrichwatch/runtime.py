@@ -90,17 +90,21 @@ class Services:
         """An adapter for `vendor` whose calls are counted in the metrics and, when given,
         reported to `on_call` (to charge them to the job they were made for); `on_created`
         hears the id of a job a submission makes before the submission is done."""
-        counter = self.metrics.vendor_calls
+        calls, failures = self.metrics.vendor_calls, self.metrics.vendor_call_failures
 
         def count(name: VendorName, endpoint: str) -> None:
-            counter.labels(name.value, endpoint).inc()
+            calls.labels(name.value, endpoint).inc()
             if on_call is not None:
                 on_call(endpoint)
+
+        def count_failure(name: VendorName, endpoint: str, answer: str) -> None:
+            failures.labels(name.value, endpoint, answer).inc()
 
         return adapter_class(vendor)(
             self.settings.vendor(vendor),
             self.http,
             on_call=count,
+            on_failure=count_failure,
             on_created=on_created,
             budgets=self.budgets,
         )

@@ -25,6 +25,9 @@ from enrichwatch.vendors.budget import RequestBudget, RequestBudgets
 
 CallCounter = Callable[[VendorName, str], None]
 """Called once per HTTP request an adapter makes, with an endpoint label like "GET /batch/{id}"."""
+FailureCounter = Callable[[VendorName, str, str], None]
+"""Called once per HTTP request that failed, with its endpoint label and what came back: the
+HTTP status, "network" when no answer came, "unreadable" when the answer made no sense."""
 CreatedHook = Callable[[str], Awaitable[None]]
 """Awaited with the vendor's id for a job a submission is making, as soon as it is known."""
 
@@ -128,12 +131,14 @@ class VendorAdapter(ABC):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        on_failure: FailureCounter | None = None,
         on_created: CreatedHook | None = None,
         budgets: RequestBudgets | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
         self._on_call = on_call
+        self._on_failure = on_failure
         self._on_created = on_created
         key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
         self.budget: RequestBudget | None = (
@@ -149,6 +154,11 @@ class VendorAdapter(ABC):
     def count_call(self, endpoint: str) -> None:
         if self._on_call is not None:
             self._on_call(self.name, endpoint)
+
+    def count_failure(self, endpoint: str, answer: str) -> None:
+        """A call to `endpoint` failed; `answer` is what came back (see `FailureCounter`)."""
+        if self._on_failure is not None:
+            self._on_failure(self.name, endpoint, answer)
 
     async def created(self, vendor_job_id: str) -> None:
         """The id of the job this submission makes is known before the submission is done

@@ -48,6 +48,7 @@ from enrichwatch.vendors.answers import describe, finite_number, read_json, whol
 from enrichwatch.vendors.base import (
     CallCounter,
     CreatedHook,
+    FailureCounter,
     RateLimitInfo,
     SubmitRequest,
     SubmittedJob,
@@ -86,10 +87,18 @@ class HttpAdapter(VendorAdapter):
         session: aiohttp.ClientSession,
         *,
         on_call: CallCounter | None = None,
+        on_failure: FailureCounter | None = None,
         on_created: CreatedHook | None = None,
         budgets: RequestBudgets | None = None,
     ) -> None:
-        super().__init__(settings, session, on_call=on_call, on_created=on_created, budgets=budgets)
+        super().__init__(
+            settings,
+            session,
+            on_call=on_call,
+            on_failure=on_failure,
+            on_created=on_created,
+            budgets=budgets,
+        )
         self._rate_limit: RateLimitInfo | None = None
         self._submitted: set[str] = set()
 
@@ -136,7 +145,15 @@ class HttpAdapter(VendorAdapter):
             client_timeout=client_timeout,
             classify=classify,
         )
-        return read_json(self.name, method, f"{method} {route}", raw)
+        return self.parsed(method, f"{method} {route}", raw)
+
+    def parsed(self, method: str, label: str, raw: bytes) -> Any:
+        """`read_json`; a body it cannot read is counted as the call's failure."""
+        try:
+            return read_json(self.name, method, label, raw)
+        except VendorError:
+            self.count_failure(label, "unreadable")
+            raise
 
     async def call_bytes(
         self,
@@ -177,8 +194,10 @@ class HttpAdapter(VendorAdapter):
                 await self._observe(response.status, response.headers)
                 raw = await response.read()
                 if response.status >= 300:
+                    self.count_failure(label, str(response.status))
                     raise self._failure(method, label, response, raw, classify)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self.count_failure(label, "network")
             raise transport_error(self.name, method, label, exc) from exc
         return raw
 
@@ -264,11 +283,13 @@ class HttpAdapter(VendorAdapter):
                 if storage and response.status in REDIRECTS and location:
                     raise _Redirected(location)
                 if response.status >= 300:
+                    self.count_failure(label, str(response.status))
                     raw = await response.content.read(_ERROR_BODY_BYTES)
                     raise self._failure(method, label, response, raw, classify)
                 async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                     yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self.count_failure(label, "network")
             raise transport_error(self.name, method, label, exc) from exc
 
     async def submit(self, request: SubmitRequest) -> list[SubmittedJob]:

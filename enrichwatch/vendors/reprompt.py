@@ -20,7 +20,7 @@ from enrichwatch.errors import (
     VendorTransientError,
 )
 from enrichwatch.models import JobState, VendorName
-from enrichwatch.vendors.answers import collector_paused, map_status, progress, read_json, whole
+from enrichwatch.vendors.answers import collector_paused, map_status, progress, whole
 from enrichwatch.vendors.base import (
     ResultRecord,
     StatusSnapshot,
@@ -260,7 +260,7 @@ class RepromptAdapter(HttpAdapter):
         route = ROOT + "/jobs"
         raw = await self.call_bytes("GET", route, self._path(), params=params)
         with collector_paused():
-            return _page(read_json(self.name, "GET", f"GET {route}", raw), offset)
+            return _page(self.parsed("GET", f"GET {route}", raw), offset)
 
     async def reprocess(self, vendor_job_id: str, options: Mapping[str, Any]) -> None:
         """Options are the vendor's: `failed_only` (its default true), `incomplete_only`,
