@@ -191,9 +191,9 @@ async def _not_found(
     if not witness.answered and witness.unknown is None:
         other = await store.known_job(vendor, besides=job.id)
         if other is not None:
-            if not _affordable(rc, vendor, [job]):
-                await store.charge_calls(job.id, tally.take())
-                return
+            # Made now, even if it puts the pass's plan in debt: deferring it would spend the
+            # job's own call again each time. The account's shared budget still gates it.
+            rc.budgets[vendor].reserve(rc.now())
             try:
                 await adapter.status(other.vendor_job_id or "")
             except VendorNotFoundError:

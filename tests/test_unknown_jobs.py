@@ -133,3 +133,25 @@ async def test_a_job_whose_checks_keep_failing_expires_at_its_maximum_age(
     assert row.error is not None
     assert row.error.startswith("older than the maximum age, and its last check failed")
     assert "Invalid token" in row.error
+
+
+async def test_a_404_is_weighed_at_once_even_when_the_planned_budget_is_spent(
+    world,  # noqa: F811
+):
+    vendor = VendorName.INFLUENCERS_CLUB
+    await world.submit(vendor)
+    (gone, _) = await world.services.store.track_job(vendor, "no-such-batch", "mistyped")
+    # The pass's plan has room for one call: the job's own status call.
+    bucket, now = world.rc.budgets[vendor], world.sim.clock.now()
+    while bucket.available_at(now) <= now:
+        bucket.reserve(now)
+    await world.sim.advance_to(bucket.available_at(now) + 0.01)
+
+    await check_due_jobs(world.rc)
+
+    row = await world.job(gone.id)
+    assert row.state is JobState.EXPIRED
+    assert row.vendor_calls == 2
+    # The call that weighed the 404 was counted against the plan: the next must wait.
+    now = world.sim.clock.now()
+    assert bucket.available_at(now) > now
