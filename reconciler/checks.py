@@ -45,8 +45,8 @@ class KeyWitness:
     """What one pass has learned of whether the vendor still knows our jobs under the
     configured key. A 404 for a job's status means the job is gone only while the vendor
     answers for other jobs of ours: a key of another account gets 404 for every job (eCore
-    answers so for another user's jobs), and taking that at its word would expire them all,
-    results unfetched."""
+    answers so for another user's jobs), as may a base URL that is not the vendor's, and
+    taking that at its word would expire them all, results unfetched."""
 
     answered: bool = False
     """The vendor answered for one of our jobs in this pass."""
@@ -208,14 +208,16 @@ async def _not_found(
     cost = tally.take()
     if witness.unknown is not None:
         first, known = witness.unknown
-        log.warning("vendor_key_unknown", vendor=vendor.value, job_id=job.id, known_job=known.id)
+        log.warning(
+            "vendor_knows_no_job_of_ours", vendor=vendor.value, job_id=job.id, known_job=known.id
+        )
         if known.id == job.id:
             neither = f"this job, which it knew before, nor job {first.id} ({first.vendor_job_id})"
         else:
             neither = f"this job nor job {known.id} ({known.vendor_job_id}), which it knew before"
         reason = (
-            f"the vendor knows neither {neither}: the API key may be another account's "
-            f"({exc.message})"
+            f"the vendor knows neither {neither}: the API key may be another account's, or "
+            f"the base URL not the vendor's ({exc.message})"
         )
         await _record_failure(rc, job, VendorAuthError(vendor, reason, status=404), cost)
         return

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from pydantic import SecretStr
+from pydantic import AnyHttpUrl, SecretStr
 
 from enrichwatch.models import JobState, VendorName
 from reconciler.checks import check_due_jobs, check_job_now
@@ -21,17 +21,22 @@ STATUS = {
 }
 
 
-def another_account(world, vendor: VendorName) -> Callable[[], None]:  # noqa: F811
-    """Point enrichwatch at another account of the vendor (an eCore token of another user,
-    a Reprompt org that is not ours); returns how to point it back."""
+def point_elsewhere(world, vendor: VendorName) -> Callable[[], None]:  # noqa: F811
+    """Point enrichwatch where the vendor knows none of our jobs: another user's eCore token,
+    a Reprompt org that is not ours, an influencers.club base URL that is not its API.
+    Returns how to point it back."""
     if vendor is VendorName.ECORE:
         world.sim.config.ecore.other_account_keys = ("another-users-token",)
-        settings = world.services.settings.ecore
-        key, settings.api_key = settings.api_key, SecretStr("another-users-token")
-        return lambda: setattr(settings, "api_key", key)
-    reprompt = world.services.settings.reprompt
-    org, reprompt.org = reprompt.org, "someone-else"
-    return lambda: setattr(reprompt, "org", org)
+        ecore = world.services.settings.ecore
+        key, ecore.api_key = ecore.api_key, SecretStr("another-users-token")
+        return lambda: setattr(ecore, "api_key", key)
+    if vendor is VendorName.REPROMPT:
+        reprompt = world.services.settings.reprompt
+        org, reprompt.org = reprompt.org, "someone-else"
+        return lambda: setattr(reprompt, "org", org)
+    club = world.services.settings.influencers_club
+    url, club.base_url = club.base_url, AnyHttpUrl(f"{club.base_url}not-the-api")
+    return lambda: setattr(club, "base_url", url)
 
 
 async def failures(world, job_id: int) -> list[str]:  # noqa: F811
@@ -49,31 +54,35 @@ async def checked_once(world) -> None:  # noqa: F811
     await check_due_jobs(world.rc)
 
 
-@pytest.mark.parametrize("vendor", [VendorName.ECORE, VendorName.REPROMPT])
-async def test_another_accounts_key_expires_no_job_and_they_finish_once_it_is_mended(
+@pytest.mark.parametrize(
+    "vendor", [VendorName.ECORE, VendorName.REPROMPT, VendorName.INFLUENCERS_CLUB]
+)
+async def test_a_vendor_that_knows_none_of_our_jobs_expires_none_and_they_finish_once_mended(
     world,  # noqa: F811
     vendor,
 ):
-    first = await world.submit(vendor)
-    second = await world.submit(vendor)
-    point_back = another_account(world, vendor)
-    calls_before = world.sim.stats.count(vendor.value, STATUS[vendor])
+    jobs = [await world.submit(vendor), await world.submit(vendor)]
+    point_back = point_elsewhere(world, vendor)
+    calls_before = sum([(await world.job(job.id)).vendor_calls for job in jobs])
 
     await checked_once(world)
 
     max_interval = world.rc.policies[vendor].max_interval
-    for job in (first, second):
+    for job in jobs:
         row = await world.job(job.id)
         assert row.state is JobState.SUBMITTED
         assert row.next_check_at == world.sim.clock.now() + max_interval
         (failure,) = await failures(world, job.id)
-        assert "the API key may be another account's" in failure
-    # Each job's own call, and one for a job the vendor knew, asked once for the whole pass.
-    assert world.sim.stats.count(vendor.value, STATUS[vendor]) - calls_before == 3
+        assert "the API key may be another account's, or the base URL not the vendor's" in (failure)
+    # A list call where the vendor has one (showing none of them), each job's own call, and
+    # one for a job the vendor knew, asked once for the whole pass.
+    listed = world.services.adapter(vendor).has_list_endpoint
+    calls = sum([(await world.job(job.id)).vendor_calls for job in jobs])
+    assert calls - calls_before == 3 + listed
 
     point_back()
     await settle(world.sim, world.services, world.rc)
-    for job in (first, second):
+    for job in jobs:
         row = await world.job(job.id)
         assert (row.state, row.results_state) == (JobState.COMPLETED, "stored")
         assert row.results_count == len(stored(world.db, job.id)) > 0
@@ -81,7 +90,7 @@ async def test_another_accounts_key_expires_no_job_and_they_finish_once_it_is_me
 
 async def test_with_no_other_job_to_ask_about_the_404_is_taken_at_its_word(world):  # noqa: F811
     job = await world.submit(VendorName.REPROMPT)
-    another_account(world, VendorName.REPROMPT)
+    point_elsewhere(world, VendorName.REPROMPT)
     calls_before = world.sim.stats.count("reprompt", STATUS[VendorName.REPROMPT])
 
     await checked_once(world)
