@@ -100,6 +100,16 @@ def results_text(job: JobRecord) -> str:
     return job.results_state
 
 
+def state_cell(job: JobRecord) -> Text:
+    """The state, and for an open job whose latest checks failed, how many: a revoked key or a
+    vendor outage leaves jobs open that would otherwise look merely slow."""
+    text = state_text(job.state)
+    if job.check_failures and not job.state.is_terminal:
+        checks = "check" if job.check_failures == 1 else "checks"
+        text.append(f" ({job.check_failures} {checks} failed)", style="yellow")
+    return text
+
+
 def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for column in ("ID", "Vendor", "Name", "State", "Progress", "Calls", "Callbacks"):
@@ -111,7 +121,7 @@ def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
             str(job.id),
             job.vendor.value,
             Text(job.name or ""),
-            state_text(job.state),
+            state_cell(job),
             progress_cell(job),
             calls_text(job.vendor_calls),
             str(job.callbacks_received),

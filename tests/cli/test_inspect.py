@@ -7,9 +7,12 @@ import asyncio
 import json
 import signal
 
+from pydantic import SecretStr
+
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
 from reconciler import reconcile_once
+from reconciler.checks import check_job_now
 from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
 from tests.conftest import query, snapshot, spawn
 
@@ -44,6 +47,23 @@ async def test_jobs_lists_every_job_with_state_progress_calls_results_and_age(wo
         assert int(cells[6]) == row["callbacks_received"]
         assert cells[7] == f"{row['results_count']} stored"
         assert cells[8]  # the age, in the simulator's time
+
+
+async def test_jobs_shows_how_many_checks_of_an_open_job_failed(world: World):
+    job = await world.submit(VendorName.ECORE)
+    world.services.settings.ecore.api_key = SecretStr("revoked")
+    for _ in range(2):
+        await check_job_now(world.rc, job.id)
+
+    result = await world.cli("jobs")
+
+    assert result.code == 0, result.err
+    cells = {
+        int(line.split()[0]): [cell.strip() for cell in line.split("│")]
+        for line in result.out.splitlines()[2:]
+    }
+    assert cells[job.id][3] == "submitted (2 checks failed)"
+    assert {row[3] for id_, row in cells.items() if id_ != job.id} == {"completed"}
 
 
 async def test_jobs_json_is_the_stored_jobs(world: World):
