@@ -346,7 +346,8 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
             vendor_calls=cost,
         )
         return
-    if isinstance(exc, VendorAuthError | VendorPaymentError):
+    refused = isinstance(exc, VendorAuthError | VendorPaymentError)
+    if refused:
         # Retrying will not help until someone fixes the key or the credits; look again at
         # the safety-net interval rather than hammering the vendor.
         retry_at = now + policy.max_interval
@@ -359,7 +360,7 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         )
     log.warning("status_check_failed", job_id=job.id, vendor=job.vendor.value, error=str(exc))
     await store.record_check_failure(
-        job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after
+        job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after, refused=refused
     )
 
 

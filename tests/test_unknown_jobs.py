@@ -11,6 +11,7 @@ from pydantic import AnyHttpUrl, SecretStr
 
 from enrichwatch.models import JobState, VendorName
 from reconciler.checks import check_due_jobs, check_job_now
+from tests.conftest import query
 from tests.settling import settle
 from tests.test_results_and_actions import stored, world  # noqa: F401 (a fixture)
 
@@ -74,6 +75,14 @@ async def test_a_vendor_that_knows_none_of_our_jobs_expires_none_and_they_finish
         assert row.next_check_at == world.sim.clock.now() + max_interval
         (failure,) = await failures(world, job.id)
         assert "the API key may be another account's, or the base URL not the vendor's" in (failure)
+        # Someone has to act, and is told so (on the console: no channel is configured).
+        refused = query(
+            world.db,
+            """SELECT payload ->> '$.detail' FROM work WHERE kind = 'notify' AND job_id = ?
+                  AND payload ->> '$.outcome' = 'checks_refused'""",
+            (job.id,),
+        )
+        assert [row[0] for row in refused] == [failure]
     # A list call where the vendor has one (showing none of them), each job's own call, and
     # one for a job the vendor knew, asked once for the whole pass.
     listed = world.services.adapter(vendor).has_list_endpoint

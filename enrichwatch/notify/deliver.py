@@ -35,7 +35,11 @@ async def deliver(
     targets = await services.store.job_targets(item.job_id)
     channel = item.payload["channel"]
     message = build_message(
-        job, Outcome(item.payload["outcome"]), base_url=settings.base_url, at=item.payload["at"]
+        job,
+        Outcome(item.payload["outcome"]),
+        base_url=settings.base_url,
+        at=item.payload["at"],
+        detail=item.payload.get("detail"),
     )
     webhook_id = item.payload["webhook_id"]
     match channel:

@@ -19,6 +19,7 @@ TITLES = {
     Outcome.FETCH_FAILED: "Results could not be fetched",
     Outcome.EXPIRED: "Job expired",
     Outcome.WEBHOOK_LATE: "Vendor callback is late",
+    Outcome.CHECKS_REFUSED: "Action needed: the vendor refuses our checks",
 }
 EVENT_TYPES = {
     Outcome.COMPLETED: "job.completed",
@@ -28,6 +29,7 @@ EVENT_TYPES = {
     Outcome.FETCH_FAILED: "job.results_fetch_failed",
     Outcome.EXPIRED: "job.expired",
     Outcome.WEBHOOK_LATE: "job.webhook_late",
+    Outcome.CHECKS_REFUSED: "job.checks_refused",
 }
 
 
@@ -145,7 +147,9 @@ class Message:
         }
 
 
-def build_message(job: JobRecord, outcome: Outcome, *, base_url: str, at: float) -> Message:
+def build_message(
+    job: JobRecord, outcome: Outcome, *, base_url: str, at: float, detail: str | None = None
+) -> Message:
     """What to say about `outcome` of `job`; `base_url` is the service's public URL."""
     enriched: int | None = None
     if job.progress_done is not None:
@@ -166,14 +170,14 @@ def build_message(job: JobRecord, outcome: Outcome, *, base_url: str, at: float)
         results_stored=job.results_count,
         duration_s=max(end - job.created_at, 0.0),
         vendor_calls=job.vendor_calls,
-        problem=_problem(job, outcome, base_url),
+        problem=_problem(job, outcome, base_url, detail),
         results_url=f"{base_url}/api/jobs/{job.id}/results",
         dashboard_url=f"{base_url}/jobs/{job.id}",
         occurred_at=at,
     )
 
 
-def _problem(job: JobRecord, outcome: Outcome, base_url: str) -> str | None:
+def _problem(job: JobRecord, outcome: Outcome, base_url: str, detail: str | None) -> str | None:
     resume = (
         f"then resume it: `enrichwatch resume {job.id}` "
         f"(or POST {base_url}/api/jobs/{job.id}/resume)."
@@ -200,6 +204,14 @@ def _problem(job: JobRecord, outcome: Outcome, base_url: str) -> str | None:
             return (
                 "The vendor's callback did not come when expected; enrichwatch is polling "
                 "instead. Check the webhook settings at the vendor."
+            )
+        case Outcome.CHECKS_REFUSED:
+            return (
+                f"Action needed: {detail or reason}. Until it is mended (the API key, the "
+                "credits or the base URL in enrichwatch's settings for "
+                f"{job.vendor.value}), the job is checked only now and then, and it expires "
+                f"at its maximum age. Once mended, check it at once: `enrichwatch check "
+                f"{job.id}` (or POST {base_url}/api/jobs/{job.id}/check)."
             )
         case _:
             return f"Error: {reason}"

@@ -331,15 +331,23 @@ class CheckWrites:
         cost: float,
         retry_at: float,
         retry_after: float | None,
+        refused: bool = False,
     ) -> JobRecord:
-        """A status call failed: retry at `retry_at`, unless the job was woken meanwhile."""
+        """A status call failed: retry at `retry_at`, unless the job was woken meanwhile. A
+        `refused` check (the key, the credits or the settings, which only a person can mend)
+        is notified, once per run of the job."""
         now = self.clock()
         job_id = claimed.id
+        routes = self.notify_routes
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             append_event(
                 conn, job_id, "vendor.poll_failed", EventSource.POLL, {"error": error}, now=now
             )
+            if refused:
+                notifications.enqueue(
+                    conn, job_id, Outcome.CHECKS_REFUSED, routes, now=now, detail=error
+                )
             job = fetch_job(conn, job_id)
             conn.execute(
                 """UPDATE jobs SET check_failures = check_failures + 1, retry_after = ?,

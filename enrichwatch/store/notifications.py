@@ -46,6 +46,7 @@ class Outcome(StrEnum):
     FETCH_FAILED = "fetch_failed"
     EXPIRED = "expired"
     WEBHOOK_LATE = "webhook_late"
+    CHECKS_REFUSED = "checks_refused"  # the vendor refuses our checks until someone acts
 
 
 class JobTargets(BaseModel):
@@ -163,9 +164,11 @@ def enqueue(
     routes: NotifyRoutes,
     *,
     now: float,
+    detail: str | None = None,
 ) -> int:
     """Create the outcome's rows, one per channel, unless they exist; returns how many were
-    new. Runs inside the caller's transaction, beside the event that causes them.
+    new. Runs inside the caller's transaction, beside the event that causes them. `detail`
+    is what the message says went wrong, where the job's own fields do not say it.
 
     Once per outcome and channel for each run of the job: a reprocess (or a resumed failed
     run) starts a new one, whose end is news again."""
@@ -186,6 +189,8 @@ def enqueue(
             # The Standard Webhooks idempotency key: fixed now, the same on every retry.
             "webhook_id": "msg_" + secrets.token_urlsafe(18),
         }
+        if detail is not None:
+            payload["detail"] = detail
         created += conn.execute(
             """INSERT INTO work (kind, job_id, payload, next_attempt_at, unique_key,
                                  created_at, updated_at)

@@ -1,16 +1,18 @@
 """Every outcome that notifies, reached the real way (simulator and reconciler), creates its
 notification in the transaction of its event and says what it is: a failure's error, a
-pause's action to take, a partial set of results, an expiry, a fetch that failed, a late
-callback (when asked for)."""
+pause's action to take, a partial set of results, an expiry, a fetch that failed, checks the
+vendor refuses, a late callback (when asked for)."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from pydantic import SecretStr
 
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig
+from reconciler.checks import check_job_now
 from tests.notify.test_slack import finished_crustdata_job
 from tests.test_reconciler import INPUTS
 
@@ -108,3 +110,30 @@ async def test_a_late_callback_notifies_once_only_when_asked_for(open_world, sla
         assert outcomes == ({"webhook_late": "done"} if wanted else {})
         late = [m for m in slack.messages() if m["text"].startswith("Vendor callback")]
         assert len(late) == (1 if wanted else 0)
+
+
+async def test_a_revoked_key_is_notified_once_with_what_to_mend(open_world, slack):
+    async with open_world(notify={"slack_webhook_url": slack.url}) as world:
+        job = await submit(world, "ecore")
+        settings = world.services.settings.ecore
+        key, settings.api_key = settings.api_key, SecretStr("revoked")
+        await world.passes(until=lambda: sent(world, job["id"]) == {"checks_refused": "done"})
+        # More refused checks, and a pass that would send what they caused: no second message.
+        for _ in range(3):
+            await check_job_now(world.rc, job["id"])
+        await world.passes(until=lambda: True)
+        assert world.job(job["id"])["check_failures"] >= 4
+
+        (message,) = slack.messages()
+        text = str(message)
+        assert message["text"].startswith(
+            f"Action needed: the vendor refuses our checks: ecore job {job['id']}"
+        )
+        assert "HTTP 401: Invalid token." in text
+        assert f"`enrichwatch check {job['id']}`" in text
+        assert f"{world.url}/api/jobs/{job['id']}/check" in text
+
+        settings.api_key = key
+        await world.passes(until=lambda: sent(world, job["id"]).get("completed") == "done")
+        assert world.job(job["id"])["state"] == "completed"
+        assert sent(world, job["id"]) == {"checks_refused": "done", "completed": "done"}
