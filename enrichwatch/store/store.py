@@ -372,8 +372,9 @@ class Store(
 
     async def known_job(self, vendor: VendorName, *, besides: int) -> JobRecord | None:
         """Another of the vendor's jobs that it has known under our key (sent by us, or
-        answered for): open ones first, the most recently answered first. Expired ones are
-        left out, as the vendor may have dropped them."""
+        answered for): open ones first, then those whose last check was answered, the most
+        recently checked first. Expired ones are left out, as the vendor may have dropped
+        them."""
         rows = await self._fetchall(
             """SELECT * FROM jobs
                 WHERE vendor = ? AND id != ? AND vendor_job_id IS NOT NULL AND state != ?
