@@ -206,12 +206,14 @@ def _problem(job: JobRecord, outcome: Outcome, base_url: str, detail: str | None
                 "instead. Check the webhook settings at the vendor."
             )
         case Outcome.CHECKS_REFUSED:
+            vendor = job.vendor.value
             return (
-                f"Action needed: {detail or reason}. Until it is mended (the API key, the "
-                "credits or the base URL in enrichwatch's settings for "
-                f"{job.vendor.value}), the job is checked only now and then, and it expires "
-                f"at its maximum age. Once mended, check it at once: `enrichwatch check "
-                f"{job.id}` (or POST {base_url}/api/jobs/{job.id}/check)."
+                f"Action needed: {detail or reason}. Mend it at {vendor} (the account's key "
+                f"or credits) or in enrichwatch's settings for {vendor} (its API key, its base "
+                "URL); until then the job is checked only now and then, and it expires at its "
+                "maximum age. A restart with new settings checks every open job at once; "
+                f"otherwise check this one now: `enrichwatch check {job.id}` "
+                f"(or POST {base_url}/api/jobs/{job.id}/check)."
             )
         case _:
             return f"Error: {reason}"
