@@ -1,6 +1,7 @@
 """A status call answered 404: the job is gone only while the vendor still answers for our
-other jobs. A key of another account gets 404 for every job, and must expire none of them.
-Against the simulator over real HTTP, on its manual clock."""
+other jobs. A key of another account (or a base URL that is not the vendor's) gets 404 for
+every job, and must expire none of them. Against the simulator over real HTTP, on its manual
+clock."""
 
 from __future__ import annotations
 
