@@ -215,9 +215,11 @@ async def _not_found(
             neither = f"this job, which it knew before, nor job {first.id} ({first.vendor_job_id})"
         else:
             neither = f"this job nor job {known.id} ({known.vendor_job_id}), which it knew before"
+        # A finished job may have been deleted at the vendor since, as this one may have been.
+        deleted = ", or both were deleted there" if known.state.is_terminal else ""
         reason = (
             f"the vendor knows neither {neither}: the API key may be another account's, or "
-            f"the base URL not the vendor's ({exc.message})"
+            f"the base URL not the vendor's{deleted} ({exc.message})"
         )
         await _record_failure(rc, job, VendorAuthError(vendor, reason, status=404), cost)
         return

@@ -76,6 +76,7 @@ async def test_a_vendor_that_knows_none_of_our_jobs_expires_none_and_they_finish
         assert row.next_check_at == world.sim.clock.now() + max_interval
         (failure,) = await failures(world, job.id)
         assert "the API key may be another account's, or the base URL not the vendor's" in (failure)
+        assert "deleted" not in failure  # the other job is open: the vendor keeps those
         # Someone has to act, and is told so (on the console: no channel is configured).
         refused = query(
             world.db,
@@ -111,6 +112,26 @@ async def test_with_no_other_job_to_ask_about_the_404_is_taken_at_its_word(world
     assert row.error.startswith("the vendor no longer knows this job")
     assert row.error.endswith("(and no other job here to check the key with)")
     assert world.sim.stats.count("reprompt", STATUS[VendorName.REPROMPT]) - calls_before == 1
+
+
+async def test_when_the_only_other_job_is_finished_its_deletion_is_named_as_a_cause(
+    world,  # noqa: F811
+):
+    vendor = VendorName.BRIGHTLOCAL
+    finished = await world.submit(vendor)
+    await settle(world.sim, world.services, world.rc)
+    assert (await world.job(finished.id)).state is JobState.COMPLETED
+    # Deleted at the vendor after its results were in, as BrightLocal suggests.
+    await world.services.adapter(vendor).delete(finished.vendor_job_id or "")
+    (gone, _) = await world.services.store.track_job(vendor, "999999", "deleted too")
+
+    await check_job_now(world.rc, gone.id)
+
+    row = await world.job(gone.id)
+    assert row.state is JobState.SUBMITTED
+    (failure,) = await failures(world, gone.id)
+    assert f"nor job {finished.id} ({finished.vendor_job_id}), which it knew before" in failure
+    assert "the base URL not the vendor's, or both were deleted there" in failure
 
 
 async def test_a_job_gone_while_the_vendor_answers_for_another_expires_at_once(
