@@ -4,6 +4,8 @@ HTTP, on its manual clock."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from aiohttp import web
 from pydantic import AnyHttpUrl, SecretStr
@@ -64,8 +66,13 @@ async def test_no_answer_and_an_answer_that_is_no_json_are_counted_too(world):  
         await check_job_now(world.rc, job.id)
     finally:
         await runner.cleanup()
-    # The same port, nobody listening now: no answer at all.
-    await check_job_now(world.rc, job.id)
+
+    # A server that hangs up on every connection: no answer at all.
+    hang_up = await asyncio.start_server(lambda _, writer: writer.close(), "127.0.0.1", 0)
+    async with hang_up:
+        port = hang_up.sockets[0].getsockname()[1]
+        settings.base_url = AnyHttpUrl(f"http://127.0.0.1:{port}")
+        await check_job_now(world.rc, job.id)
 
     text = await metrics(world)
     assert f'enrichwatch_vendor_call_failures_total{{answer="unreadable",{STATUS}}} 1.0' in text

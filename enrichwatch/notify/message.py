@@ -148,7 +148,7 @@ class Message:
 
 
 def build_message(
-    job: JobRecord, outcome: Outcome, *, base_url: str, at: float, detail: str | None = None
+    job: JobRecord, outcome: Outcome, *, base_url: str, at: float, detail: str | None
 ) -> Message:
     """What to say about `outcome` of `job`; `base_url` is the service's public URL."""
     enriched: int | None = None
