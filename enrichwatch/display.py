@@ -169,6 +169,11 @@ def event_summary(event: EventRecord) -> str:
             what = "dead-lettered" if p.get("dead") else event.type.split(".", 1)[1]
             error = f": {p['error']}" if p.get("error") else ""
             return f"notification {what} ({p.get('channel')}, {p.get('outcome')}){error}"
+        case "notification.covered":
+            return (
+                f"notification not sent ({p.get('channel')}, {p.get('outcome')}): "
+                f"job {p.get('by_job')} told the same people of it"
+            )
         case _:
             return " ".join(f"{key}={_compact(value)}" for key, value in p.items())
 

@@ -31,6 +31,7 @@ from enrichwatch.polling import (
 )
 from enrichwatch.runtime import CallTally
 from enrichwatch.store import CheckOutcome, JobRecord
+from enrichwatch.store.notifications import Outcome
 from enrichwatch.vendors.base import StatusSnapshot, VendorAdapter
 from reconciler.state import Reconciler
 
@@ -348,11 +349,12 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
             vendor_calls=cost,
         )
         return
-    refused = isinstance(exc, VendorAuthError | VendorPaymentError)
-    if refused:
+    notice: Outcome | None = None
+    if isinstance(exc, VendorAuthError | VendorPaymentError):
         # Retrying will not help until someone fixes the key or the credits; look again at
         # the safety-net interval rather than hammering the vendor.
         retry_at = now + policy.max_interval
+        notice = Outcome.CHECKS_REFUSED
     else:
         retry_after = exc.retry_after
         if retry_after is not None:
@@ -360,9 +362,12 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         retry_at = now + backoff(
             job.check_failures + 1, rc.rng, base=policy.backoff_base, retry_after=retry_after
         )
+        # Unanswered for longer than any open job may go unchecked: the safety net is broken.
+        if job.failing_since is not None and now - job.failing_since >= policy.max_interval:
+            notice = Outcome.CHECKS_FAILING
     log.warning("status_check_failed", job_id=job.id, vendor=job.vendor.value, error=str(exc))
     await store.record_check_failure(
-        job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after, refused=refused
+        job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after, notice=notice
     )
 
 

@@ -116,6 +116,25 @@ async def test_times_put_off_to_infinity_by_an_earlier_version_are_due_again(tmp
     assert before - 1 <= due <= time.time() + 1
 
 
+async def test_jobs_failing_their_checks_before_the_upgrade_fail_since_their_last_check(
+    tmp_path,
+):
+    path = tmp_path / "v12.db"
+    conn = database_at(path, 12)
+    conn.executemany(
+        """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
+                             updated_at, check_failures, last_checked_at)
+           VALUES ('ecore', ?, ?, ?, 10, 50, ?, 50)""",
+        [("failing", "t1", "k1", 3), ("healthy", "t2", "k2", 0)],
+    )
+    conn.close()
+
+    async with Store.open(path) as store:
+        jobs = {job.vendor_job_id: job for job in await store.list_jobs()}
+    assert jobs["failing"].failing_since == 50
+    assert jobs["healthy"].failing_since is None
+
+
 async def test_a_schema_newer_than_the_code_refuses_to_start(tmp_path):
     path = tmp_path / "future.db"
     conn = sqlite3.connect(path)

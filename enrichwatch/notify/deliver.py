@@ -13,7 +13,7 @@ from enrichwatch import export
 from enrichwatch.notify.console import send_console
 from enrichwatch.notify.email import Attachment, send_email
 from enrichwatch.notify.errors import NotifyPermanentError
-from enrichwatch.notify.message import Message, build_message
+from enrichwatch.notify.message import CheckTrouble, Message, build_message
 from enrichwatch.notify.slack import send_slack
 from enrichwatch.notify.webhook import send_webhook, shown_url
 from enrichwatch.runtime import Services
@@ -34,12 +34,16 @@ async def deliver(
     job = await services.store.get_job(item.job_id)
     targets = await services.store.job_targets(item.job_id)
     channel = item.payload["channel"]
+    trouble = None
+    if "failing_since" in item.payload:
+        trouble = CheckTrouble(item.payload["failing_since"], item.payload["others"])
     message = build_message(
         job,
         Outcome(item.payload["outcome"]),
         base_url=settings.base_url,
         at=item.payload["at"],
         detail=item.payload.get("detail"),
+        trouble=trouble,
     )
     webhook_id = item.payload["webhook_id"]
     match channel:

@@ -20,6 +20,7 @@ TITLES = {
     Outcome.EXPIRED: "Job expired",
     Outcome.WEBHOOK_LATE: "Vendor callback is late",
     Outcome.CHECKS_REFUSED: "Action needed: the vendor refuses our checks",
+    Outcome.CHECKS_FAILING: "The vendor is not answering our checks",
 }
 EVENT_TYPES = {
     Outcome.COMPLETED: "job.completed",
@@ -30,7 +31,17 @@ EVENT_TYPES = {
     Outcome.EXPIRED: "job.expired",
     Outcome.WEBHOOK_LATE: "job.webhook_late",
     Outcome.CHECKS_REFUSED: "job.checks_refused",
+    Outcome.CHECKS_FAILING: "job.checks_failing",
 }
+
+
+@dataclass(frozen=True)
+class CheckTrouble:
+    """What a notice of check trouble adds to the job: since when its checks fail, and how
+    many other open jobs the vendor had then (people are told once for all of them)."""
+
+    failing_since: float
+    others: int
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,13 @@ class Message:
 
 
 def build_message(
-    job: JobRecord, outcome: Outcome, *, base_url: str, at: float, detail: str | None
+    job: JobRecord,
+    outcome: Outcome,
+    *,
+    base_url: str,
+    at: float,
+    detail: str | None,
+    trouble: CheckTrouble | None,
 ) -> Message:
     """What to say about `outcome` of `job`; `base_url` is the service's public URL."""
     enriched: int | None = None
@@ -170,19 +187,27 @@ def build_message(
         results_stored=job.results_count,
         duration_s=max(end - job.created_at, 0.0),
         vendor_calls=job.vendor_calls,
-        problem=_problem(job, outcome, base_url, detail),
+        problem=_problem(job, outcome, base_url, detail, trouble, at),
         results_url=f"{base_url}/api/jobs/{job.id}/results",
         dashboard_url=f"{base_url}/jobs/{job.id}",
         occurred_at=at,
     )
 
 
-def _problem(job: JobRecord, outcome: Outcome, base_url: str, detail: str | None) -> str | None:
+def _problem(
+    job: JobRecord,
+    outcome: Outcome,
+    base_url: str,
+    detail: str | None,
+    trouble: CheckTrouble | None,
+    at: float,
+) -> str | None:
     resume = (
         f"then resume it: `enrichwatch resume {job.id}` "
         f"(or POST {base_url}/api/jobs/{job.id}/resume)."
     )
     reason = job.error or job.vendor_status or "no reason given"
+    check_now = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)."
     match outcome:
         case Outcome.COMPLETED:
             return None
@@ -212,11 +237,27 @@ def _problem(job: JobRecord, outcome: Outcome, base_url: str, detail: str | None
                 f"or credits) or in enrichwatch's settings for {vendor} (its API key, its base "
                 "URL); until then the job is checked only now and then, and it expires at its "
                 "maximum age. A restart with new settings checks every open job at once; "
-                f"otherwise check this one now: `enrichwatch check {job.id}` "
-                f"(or POST {base_url}/api/jobs/{job.id}/check)."
+                f"otherwise check this one now: {check_now}" + _others(job, trouble)
+            )
+        case Outcome.CHECKS_FAILING:
+            vendor = job.vendor.value
+            since = f" for {_duration(at - trouble.failing_since)}" if trouble else ""
+            return (
+                f"{vendor} has not answered this job's status checks{since}, longer than any "
+                f"open job should go unchecked; the last error: {detail or reason}. enrichwatch "
+                "keeps trying, and fetches the results once it answers. If it lasts, see the "
+                f"vendor's status page, or the base URL in enrichwatch's settings for {vendor}. "
+                f"To check now: {check_now}" + _others(job, trouble)
             )
         case _:
             return f"Error: {reason}"
+
+
+def _others(job: JobRecord, trouble: CheckTrouble | None) -> str:
+    if trouble is None or not trouble.others:
+        return ""
+    jobs, wait = ("job", "waits") if trouble.others == 1 else ("jobs", "wait")
+    return f" {trouble.others} other open {jobs} at {job.vendor.value} {wait} on the same."
 
 
 def _count(value: int | None) -> str:

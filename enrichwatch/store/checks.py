@@ -292,6 +292,7 @@ class CheckWrites:
                        progress_failed = COALESCE(?, progress_failed),
                        progress_total = COALESCE(?, progress_total),
                        vendor_calls = vendor_calls + ?, last_checked_at = ?, check_failures = 0,
+                       failing_since = NULL,
                        retry_after = NULL, next_check_at = ?, lease_owner = NULL,
                        lease_expires_at = NULL, updated_at = ?,
                        finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END,
@@ -331,11 +332,11 @@ class CheckWrites:
         cost: float,
         retry_at: float,
         retry_after: float | None,
-        refused: bool = False,
+        notice: Outcome | None = None,
     ) -> JobRecord:
         """A status call failed: retry at `retry_at`, unless the job was woken meanwhile. A
-        `refused` check (the key, the credits or the settings, which only a person can mend)
-        is notified, once per run of the job."""
+        `notice` (checks refused, or failing too long) is sent once per run of failed checks,
+        and to people once per vendor (see `notifications.enqueue`)."""
         now = self.clock()
         job_id = claimed.id
         routes = self.notify_routes
@@ -344,18 +345,16 @@ class CheckWrites:
             append_event(
                 conn, job_id, "vendor.poll_failed", EventSource.POLL, {"error": error}, now=now
             )
-            if refused:
-                notifications.enqueue(
-                    conn, job_id, Outcome.CHECKS_REFUSED, routes, now=now, detail=error
-                )
             job = fetch_job(conn, job_id)
             conn.execute(
                 """UPDATE jobs SET check_failures = check_failures + 1, retry_after = ?,
+                       failing_since = COALESCE(failing_since, ?),
                        vendor_calls = vendor_calls + ?, last_checked_at = ?, next_check_at = ?,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
                    WHERE id = ?""",
                 (
                     retry_after,
+                    now,
                     cost,
                     now,
                     job.next_check_at if _woken(claimed, job) else retry_at,
@@ -363,6 +362,8 @@ class CheckWrites:
                     job_id,
                 ),
             )
+            if notice is not None:
+                notifications.enqueue(conn, job_id, notice, routes, now=now, detail=error)
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)

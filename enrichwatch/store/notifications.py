@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict
 
 from enrichwatch import jsontext
 from enrichwatch.errors import StoreError
-from enrichwatch.models import EventSource, JobState
+from enrichwatch.models import TERMINAL_STATES, EventSource, JobState
 from enrichwatch.store import work
-from enrichwatch.store.records import Record, WorkItem
+from enrichwatch.store.records import JobRecord, Record, WorkItem
 from enrichwatch.store.rows import append_event, fetch_job
 from enrichwatch.store.writer import Writer
 
@@ -47,6 +47,16 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
     WEBHOOK_LATE = "webhook_late"
     CHECKS_REFUSED = "checks_refused"  # the vendor refuses our checks until someone acts
+    CHECKS_FAILING = "checks_failing"  # the vendor has not answered for longer than the safety net
+
+
+CHECK_TROUBLE = frozenset({Outcome.CHECKS_REFUSED, Outcome.CHECKS_FAILING})
+"""Outcomes about the vendor's account or API more than the job: every open job there meets
+them at once. Each is news once per run of failed checks (not once per run of the job), and
+people are told once for all the vendor's jobs (see `_told_by`); a system listening on the
+webhook gets every job's event, to act on each."""
+PEOPLE = frozenset({"slack", "email", "console"})
+_OPEN = "state NOT IN ({})".format(", ".join(f"'{state.value}'" for state in TERMINAL_STATES))
 
 
 class JobTargets(BaseModel):
@@ -171,18 +181,34 @@ def enqueue(
     is what the message says went wrong, where the job's own fields do not say it.
 
     Once per outcome and channel for each run of the job: a reprocess (or a resumed failed
-    run) starts a new one, whose end is news again."""
+    run) starts a new one, whose end is news again. Check trouble is once per run of failed
+    checks instead (see `CHECK_TROUBLE`)."""
     if outcome is Outcome.WEBHOOK_LATE and not routes.late_webhooks:
         return 0
-    channels = routes.channels | job_targets(conn, job_id).channels
-    (run_started_at,) = conn.execute(
-        "SELECT run_started_at FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
-    # The first run keeps the key it always had, so an upgrade never sends an outcome twice.
-    run = "" if run_started_at is None else f":run:{run_started_at!r}"
+    targets = job_targets(conn, job_id)
+    job = fetch_job(conn, job_id)
+    if outcome in CHECK_TROUBLE:
+        assert job.failing_since is not None, "check trouble is told while checks fail"
+        episode = _failing_run(job.failing_since)
+        others = _open_jobs_besides(conn, job)
+    else:
+        # The first run keeps the key it always had, so an upgrade never sends twice.
+        episode = "" if job.run_started_at is None else f":run:{job.run_started_at!r}"
     created = 0
-    for channel in sorted(channels):
-        payload = {
+    for channel in sorted(routes.channels | targets.channels):
+        if outcome in CHECK_TROUBLE and channel in PEOPLE:
+            told_by = _told_by(conn, job, outcome, channel, targets)
+            if told_by is not None:
+                append_event(
+                    conn,
+                    job_id,
+                    "notification.covered",
+                    EventSource.SYSTEM,
+                    {"outcome": outcome.value, "channel": channel, "by_job": told_by},
+                    now=now,
+                )
+                continue
+        payload: dict[str, Any] = {
             "outcome": outcome.value,
             "channel": channel,
             "at": now,
@@ -191,6 +217,8 @@ def enqueue(
         }
         if detail is not None:
             payload["detail"] = detail
+        if outcome in CHECK_TROUBLE:
+            payload |= {"failing_since": job.failing_since, "others": others}
         created += conn.execute(
             """INSERT INTO work (kind, job_id, payload, next_attempt_at, unique_key,
                                  created_at, updated_at)
@@ -200,12 +228,51 @@ def enqueue(
                 job_id,
                 jsontext.dumps(payload),
                 now,
-                f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}{run}",
+                _unique_key(job_id, outcome, channel, episode),
                 now,
                 now,
             ),
         ).rowcount
     return created
+
+
+def _unique_key(job_id: int, outcome: Outcome, channel: str, episode: str) -> str:
+    return f"{NOTIFY_WORK}:{job_id}:{outcome.value}:{channel}{episode}"
+
+
+def _failing_run(failing_since: float) -> str:
+    return f":failing:{failing_since!r}"
+
+
+def _told_by(
+    conn: sqlite3.Connection, job: JobRecord, outcome: Outcome, channel: str, targets: JobTargets
+) -> int | None:
+    """Another open job of the vendor whose checks are failing now and whose notice of
+    `outcome` for this run of failures went to the same `channel` target: its message is the
+    one these people need, so this job's would repeat it."""
+    rows = conn.execute(
+        f"""SELECT id, notify, failing_since FROM jobs
+             WHERE vendor = ? AND id != ? AND failing_since IS NOT NULL AND {_OPEN}""",  # noqa: S608
+        (job.vendor.value, job.id),
+    ).fetchall()
+    mine = getattr(targets, channel, None)
+    for row in rows:
+        theirs = JobTargets.model_validate_json(row["notify"]) if row["notify"] else JobTargets()
+        if getattr(theirs, channel, None) != mine:
+            continue
+        key = _unique_key(row["id"], outcome, channel, _failing_run(row["failing_since"]))
+        if conn.execute("SELECT 1 FROM work WHERE unique_key = ?", (key,)).fetchone():
+            return int(row["id"])
+    return None
+
+
+def _open_jobs_besides(conn: sqlite3.Connection, job: JobRecord) -> int:
+    """How many other open jobs the vendor has: the trouble is theirs too."""
+    (count,) = conn.execute(
+        f"SELECT count(*) FROM jobs WHERE vendor = ? AND id != ? AND {_OPEN}",  # noqa: S608
+        (job.vendor.value, job.id),
+    ).fetchone()
+    return int(count)
 
 
 # -- the store's own writes and reads ---------------------------------------------------------

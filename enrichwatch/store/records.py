@@ -34,6 +34,8 @@ class JobRecord(Record):
     last_callback_at: float | None
     late_webhook_at: float | None
     check_failures: int
+    failing_since: float | None
+    """When the current run of failed status checks began; None while checks succeed."""
     retry_after: float | None
     input_rows: int | None
     results_state: str | None

@@ -230,6 +230,22 @@ async def test_events_is_the_whole_timeline_in_order(world: World):
     assert "callback late: checking by polling instead" in late
 
 
+async def test_events_say_which_job_told_people_of_a_shared_refusal(world: World):
+    teller, covered = await world.submit(VendorName.ECORE), await world.submit(VendorName.ECORE)
+    world.services.settings.ecore.api_key = SecretStr("revoked")
+    for job in (teller, covered):
+        await check_job_now(world.rc, job.id)
+
+    result = await world.cli("events", str(covered.id))
+
+    assert result.code == 0, result.err
+    (line,) = [line for line in result.out.splitlines() if "notification.covered" in line]
+    assert (
+        f"notification not sent (console, checks_refused): job {teller.id} told the same "
+        "people of it"
+    ) in " ".join(line.split())
+
+
 async def test_events_follow_tails_a_running_job_until_it_is_done(world: World):
     job = await world.submit(VendorName.REPROMPT)
     process = await spawn(
