@@ -36,6 +36,8 @@ def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
         "last_checked_at": iso(job.last_checked_at),
+        "check_failures": job.check_failures,
+        "failing_since": iso(job.failing_since),
         "finished_at": iso(job.finished_at),
     }
 

@@ -74,6 +74,10 @@ class Job(_Answer):
     created_at: datetime
     updated_at: datetime
     last_checked_at: datetime | None
+    check_failures: int
+    """Status checks in a row that failed."""
+    failing_since: datetime | None
+    """When those failures began; null while checks are answered."""
     finished_at: datetime | None
 
 

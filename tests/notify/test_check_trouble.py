@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from enrichwatch.models import VendorName
+from enrichwatch.serialize import iso
 from enrichwatch.sim import JobProfile, SimConfig
 from tests.conftest import query
 from tests.notify.conftest import SECRET
@@ -143,7 +144,13 @@ async def test_a_vendor_that_stops_answering_is_told_once_it_has_outlasted_the_s
         assert "HTTP 503" in text
         assert "1 other open job at ecore waits on the same." in text
 
+        shown = await world.api("GET", f"/api/jobs/{teller}")
+        assert shown["check_failures"] == len(failures)
+        assert shown["failing_since"] == iso(began)
+
         world.sim.clear_faults("ecore")
         await world.passes(until=lambda: settled(world, jobs, failing=False))
         assert [world.job(job)["failing_since"] for job in jobs] == [None, None]
+        shown = await world.api("GET", f"/api/jobs/{teller}")
+        assert (shown["check_failures"], shown["failing_since"]) == (0, None)
         assert len(slack.messages()) == 1
