@@ -149,10 +149,11 @@ def _report(outcome: DemoOutcome, keep_running: bool) -> None:
     _echo(f"{done} of {len(outcome.jobs)} jobs finished with their results: {total} records")
     for job in outcome.jobs:
         late = " (its callback never came: polling found it done)" if job.late_webhook_at else ""
+        callbacks = "callback" if job.callbacks_received == 1 else "callbacks"
         _echo(
             f"  job {job.id:<3} {job.vendor.value:<16} {job.state.value:<10} "
             f"{job.results_count:>4} results  {job.vendor_calls:g} vendor calls  "
-            f"{job.callbacks_received} callbacks{late}"
+            f"{job.callbacks_received} {callbacks}{late}"
         )
     first = outcome.jobs[0].id if outcome.jobs else 1
     lost = [job.id for job in outcome.jobs if job.vendor is LOST_CALLBACK_VENDOR]

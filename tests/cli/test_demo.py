@@ -90,6 +90,10 @@ async def test_demo_brings_every_job_to_its_results_and_exits_0(tmp_path):
     for vendor in VendorName:
         assert re.search(rf"{vendor.value} +job \d+ +completed", out), vendor
     assert "5 of 5 jobs finished with their results" in out
+    for job in jobs.values():
+        (summary,) = [line for line in out.splitlines() if line.startswith(f"  job {job['id']} ")]
+        count = job["callbacks_received"]
+        assert f" {count} {'callback' if count == 1 else 'callbacks'}" in summary
     assert re.search(r"^Dashboard: http://127\.0\.0\.1:\d+/ ", out, re.MULTILINE)
     assert (tmp_path / "enrichwatch-demo.db.log").stat().st_size > 0
 

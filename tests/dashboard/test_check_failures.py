@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from enrichwatch.models import VendorName
 from receiver.dashboard.auth import COOKIE
+from receiver.dashboard.render import iso, when
 from reconciler.checks import check_job_now
 from tests.conftest import API_TOKEN
 from tests.test_results_and_actions import world  # noqa: F401 (a fixture)
@@ -29,6 +30,7 @@ async def test_the_job_list_and_the_job_page_show_failed_checks(world):  # noqa:
     await check_job_now(world.rc, failing.id)
     for path in ("/", f"/jobs/{failing.id}"):
         assert "failed</span>" not in await page(world, path)
+    assert "Checks failing since" not in await page(world, f"/jobs/{failing.id}")
 
     world.services.settings.ecore.api_key = SecretStr("revoked")
     for _ in range(3):
@@ -36,3 +38,9 @@ async def test_the_job_list_and_the_job_page_show_failed_checks(world):  # noqa:
 
     for path in ("/", f"/jobs/{failing.id}"):
         assert '<span class="check-failures">3 checks failed</span>' in await page(world, path)
+    began = (await world.job(failing.id)).failing_since
+    assert began is not None
+    assert (
+        '<dt>Checks failing since</dt><dd class="error" data-failing-since>'
+        f'<time datetime="{iso(began)}">{when(began)}</time>'
+    ) in await page(world, f"/jobs/{failing.id}")
