@@ -3,16 +3,15 @@ the demo's live view, so a job reads the same wherever it is shown."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from enrichwatch.describe import calls_text, event_summary
 from enrichwatch.models import JobState
 from enrichwatch.store import EventRecord, JobRecord
 
@@ -64,11 +63,6 @@ def timestamp_text(when: float | None) -> str:
 
 def state_text(state: JobState) -> Text:
     return Text(state.value, style=STATE_STYLES[state])
-
-
-def calls_text(calls: float) -> str:
-    """Vendor calls; a list call shared by several jobs leaves fractions."""
-    return f"{calls:g}" if calls == int(calls) else f"{calls:.1f}"
 
 
 def progress_counts(job: JobRecord) -> str:
@@ -129,57 +123,6 @@ def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
             duration_text(now - job.created_at),
         )
     return table
-
-
-def event_summary(event: EventRecord) -> str:
-    """One line saying what the event means; unknown types show their payload."""
-    p = event.payload
-    match event.type:
-        case "submit.requested":
-            return f"submit requested: {p.get('rows')} rows"
-        case "job.submitted":
-            return f"accepted by the vendor as {p.get('vendor_job_id')}"
-        case "job.tracked":
-            return f"tracking {p.get('vendor_job_id')}"
-        case "vendor.polled":
-            return f"status call: {p.get('vendor_status')} ({calls_text(p.get('cost', 0))} call)"
-        case "vendor.poll_failed":
-            return f"status call failed: {p.get('error')}"
-        case "job.state_changed":
-            reason = p.get("reason") or p.get("vendor_status")
-            return f"{p.get('from')} → {p.get('to')}" + (f" ({reason})" if reason else "")
-        case "job.progressed":
-            failed = f", {p['failed']} failed" if p.get("failed") else ""
-            return f"progress {p.get('done')}/{p.get('total')}{failed}"
-        case "webhook.received":
-            replay = f", replay of inbox {p['replay_of']}" if "replay_of" in p else ""
-            return f"callback received (inbox {p.get('inbox_id')}{replay}): job due for a check"
-        case "webhook.duplicate":
-            replay = f", replay of inbox {p['replay_of']}" if "replay_of" in p else ""
-            return (
-                f"duplicate callback (inbox {p.get('inbox_id')}, "
-                f"first was {p.get('duplicate_of')}{replay}): ignored"
-            )
-        case "webhook.late":
-            return "callback late: checking by polling instead"
-        case "results.stored":
-            partial = " (partial)" if p.get("partial") else ""
-            return f"results stored: {p.get('count')} records{partial}"
-        case "notification.sent" | "notification.failed":
-            what = "dead-lettered" if p.get("dead") else event.type.split(".", 1)[1]
-            error = f": {p['error']}" if p.get("error") else ""
-            return f"notification {what} ({p.get('channel')}, {p.get('outcome')}){error}"
-        case "notification.covered":
-            return (
-                f"notification not sent ({p.get('channel')}, {p.get('outcome')}): "
-                f"job {p.get('by_job')} told the same people of it"
-            )
-        case _:
-            return " ".join(f"{key}={_compact(value)}" for key, value in p.items())
-
-
-def _compact(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def events_table(events: Iterable[EventRecord], origin: float | None) -> Table:

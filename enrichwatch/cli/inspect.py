@@ -16,10 +16,9 @@ from rich.text import Text
 from enrichwatch.cli.context import VENDOR, CliContext, json_option, require_database
 from enrichwatch.cli.ids import INBOX_ID, JOB_ID
 from enrichwatch.config import Settings
+from enrichwatch.describe import calls_text, event_summary
 from enrichwatch.display import (
-    calls_text,
     duration_text,
-    event_summary,
     events_table,
     jobs_table,
     make_console,

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
-from enrichwatch.display import STATE_STYLES, calls_text, event_summary, progress_counts
+from enrichwatch.describe import calls_text, event_summary
+from enrichwatch.display import STATE_STYLES, progress_counts
 from enrichwatch.models import JobState
 from enrichwatch.store import EventRecord, JobRecord
 

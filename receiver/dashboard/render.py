@@ -3,14 +3,15 @@ few formats the pages share (times, durations, vendor calls, progress)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from enrichwatch.describe import event_summary
 from enrichwatch.models import VendorName
+from enrichwatch.store import EventRecord
 
 TEMPLATES = web.AppKey("dashboard_templates", jinja2.Environment)
 # Scripts and styles come only from our own static files, so an injected tag cannot run.
@@ -45,7 +46,7 @@ def environment() -> jinja2.Environment:
         iso=iso,
         duration=duration,
         calls=calls,
-        details=details,
+        summary=summary,
         vendor_name=VENDOR_NAMES.__getitem__,
     )
     return env
@@ -86,10 +87,7 @@ def calls(count: float) -> str:
     return f"{count:.2f}".rstrip("0").rstrip(".")
 
 
-def details(payload: dict[str, Any], limit: int = 240) -> str:
-    """An event's payload on one line, cut short; the API has it whole."""
-    text = ", ".join(
-        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
-        for key, value in payload.items()
-    )
+def summary(event: EventRecord, limit: int = 240) -> str:
+    """What the event means on one line, cut short; the API has its payload whole."""
+    text = event_summary(event)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -44,3 +44,6 @@ async def test_the_job_list_and_the_job_page_show_failed_checks(world):  # noqa:
         '<dt>Checks failing since</dt><dd class="error" data-failing-since>'
         f'<time datetime="{iso(began)}">{when(began)}</time>'
     ) in await page(world, f"/jobs/{failing.id}")
+    # The timeline says what each failed check was, in the words the CLI uses.
+    timeline = await page(world, f"/jobs/{failing.id}")
+    assert timeline.count('<td class="details">status call failed: ecore: ') == 3
