@@ -52,6 +52,9 @@ def event_summary(event: EventRecord) -> str:
             what = "dead-lettered" if p.get("dead") else event.type.split(".", 1)[1]
             error = f": {p['error']}" if p.get("error") else ""
             return f"notification {what} ({p.get('channel')}, {p.get('outcome')}){error}"
+        case "job.check_requested":
+            scope = " (for every open job at the vendor)" if p.get("scope") == "vendor" else ""
+            return f"check requested{scope}: due now"
         case "notification.covered":
             return (
                 f"notification not sent ({p.get('channel')}, {p.get('outcome')}): "

@@ -268,6 +268,21 @@ async def check_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]), status=202)
 
 
+async def check_vendor_jobs(request: web.Request) -> web.Response:
+    """Make every open job at the vendor due now; the reconciler checks them at once (with
+    one list call where the vendor has one). Answers the jobs made due."""
+    services = request.config_dict[SERVICES]
+    raw = request.match_info["vendor"]
+    try:
+        vendor = VendorName(raw)
+    except ValueError:
+        raise ApiError(404, "not_found", f"no vendor named {raw!r}") from None
+    jobs = await services.store.request_vendor_checks(vendor)
+    services.due_now.set()
+    public_url = request.config_dict[PUBLIC_URL]
+    return web.json_response({"jobs": [job_json(job, public_url) for job in jobs]}, status=202)
+
+
 async def _acting(action: Awaitable[JobRecord]) -> JobRecord:
     """An action's refusals as JSON errors: not offered, or refused by the vendor for this job
     or these options (409); the vendor failing (502)."""

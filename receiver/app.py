@@ -47,6 +47,7 @@ def create_app(services: Services, public_url: str | None = None) -> web.Applica
     api_app.router.add_post("/jobs/{job_id}/resume", api.resume_job)
     api_app.router.add_post("/jobs/{job_id}/reprocess", api.reprocess_job)
     api_app.router.add_post("/jobs/{job_id}/fetch", api.fetch_results_again)
+    api_app.router.add_post("/vendors/{vendor}/check", api.check_vendor_jobs)
     notifications.add_routes(api_app)
     app.add_subapp("/api/", api_app)
     add_dashboard(app)

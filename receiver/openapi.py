@@ -108,6 +108,12 @@ class SubmittedJobs(_Answer):
     jobs: list[Job]
 
 
+class VendorCheck(_Answer):
+    """The vendor's open jobs, each due for a check now."""
+
+    jobs: list[Job]
+
+
 class Notification(_Answer):
     """A notification as `enrichwatch.notify.serialize.notification_json` writes it: one per
     job, outcome and channel."""
@@ -360,6 +366,21 @@ OPERATIONS: tuple[Operation, ...] = (
         },
     ),
     Operation(
+        "post",
+        "/api/vendors/{vendor}/check",
+        "Ask the vendor about every open job of ours there now, say once a refused key is "
+        "mended at the vendor, rather than when each job's next check comes.",
+        {
+            202: Response(
+                "Recorded on each job; every one is due for a check now (the reconciler asks "
+                "with one list call where the vendor has one).",
+                VendorCheck,
+            ),
+            401: _UNAUTHORIZED,
+            404: Response("No vendor of that name.", Error),
+        },
+    ),
+    Operation(
         "get",
         "/api/notifications",
         "Notifications, newest first: pending, sent or dead-lettered (with the last error).",
@@ -549,15 +570,15 @@ def _header(header: Header) -> dict[str, Any]:
     return {"description": header.description, "required": True, "schema": schema}
 
 
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}
+_PATH_SCHEMAS = {"vendor": {"type": "string", "enum": [vendor.value for vendor in VendorName]}}
+
+
 def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """Each `{name}` in the path: a row id, or a vendor's name."""
     names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
     return [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
-        }
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, _ID)}
         for name in names
     ]
 

@@ -4,8 +4,8 @@ receiver; only the CLI composes the two into one process."""
 
 from __future__ import annotations
 
-from reconciler.checks import check_job_now
+from reconciler.checks import check_job_now, check_vendor_now
 from reconciler.scheduler import reconcile_once, running
 from reconciler.state import Reconciler
 
-__all__ = ["Reconciler", "check_job_now", "reconcile_once", "running"]
+__all__ = ["Reconciler", "check_job_now", "check_vendor_now", "reconcile_once", "running"]

@@ -242,6 +242,16 @@ async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:
     return await rc.services.store.get_job(job_id)
 
 
+async def check_vendor_now(rc: Reconciler, vendor: VendorName) -> list[JobRecord]:
+    """Check every open job at the vendor at once (a forced check of them all), as passes
+    do: one list call for many where the vendor has one. Returns them as they are now."""
+    store = rc.services.store
+    jobs = await store.request_vendor_checks(vendor)
+    while await check_due_jobs(rc, vendor) == BATCH:
+        pass
+    return [await store.get_job(job.id) for job in jobs]
+
+
 async def _history(rc: Reconciler, vendor: VendorName) -> DurationModel:
     """The vendor's durations as learned from its completed jobs in the event log."""
     past = await rc.services.store.durations(vendor)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import pytest
 
 from tests.conftest import snapshot, track
@@ -86,12 +89,42 @@ async def test_unknown_job_is_404_json(server, http, auth, path):
         assert (await response.json())["error"]["code"] == "not_found"
 
 
+async def test_checking_a_vendor_makes_its_open_jobs_due_and_an_unknown_one_is_404(
+    settings, server, http, auth
+):
+    ecore = [await track(http, server, "ecore", f"e-{n}") for n in (1, 2)]
+    await track(http, server, "reprompt", "r-1")
+    before = snapshot(settings.db)
+    async with http.post(server + "/api/vendors/nope/check", headers=auth) as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+    assert snapshot(settings.db) == before
+
+    async with http.post(server + "/api/vendors/ecore/check", headers=auth) as response:
+        assert response.status == 202
+        answered = (await response.json())["jobs"]
+    assert [job["id"] for job in answered] == [job["id"] for job in ecore]
+    for job in answered:
+        due = datetime.fromisoformat(job["next_check_at"]).timestamp()
+        assert due <= time.time()
+        async with http.get(f"{server}/api/jobs/{job['id']}/events", headers=auth) as response:
+            events = (await response.json())["events"]
+        assert events[-1]["type"] == "job.check_requested"
+        assert events[-1]["payload"] == {"scope": "vendor"}
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdA=="}],
 )
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/1")]
+    ("method", "path"),
+    [
+        ("GET", "/api/jobs"),
+        ("POST", "/api/jobs"),
+        ("GET", "/api/jobs/1"),
+        ("POST", "/api/vendors/ecore/check"),
+    ],
 )
 async def test_api_without_the_token_is_401_and_changes_nothing(
     settings, server, http, headers, method, path

@@ -486,6 +486,28 @@ async def test_check_makes_exactly_one_status_call_and_prints_the_job(world):
     assert world.sim.stats.count() == before + 2
 
 
+async def test_check_vendor_asks_about_every_open_job_there_with_one_list_call(world):
+    jobs = [await world.submit(VendorName.ECORE) for _ in range(3)]
+    await world.sim.advance(30)
+    before = world.sim.stats.count()
+
+    code, out, err = await world.cli("check", "--vendor", "ecore", "--json")
+
+    assert code == 0, err
+    assert world.sim.stats.count() == before + 1
+    assert world.sim.stats.count("ecore", "GET /api/v1/enrichment/status/") == 1
+    shown = json.loads(out)
+    assert [job["id"] for job in shown] == [job.id for job in jobs]
+    for job in jobs:
+        checked = await world.job(job.id)
+        assert checked.state is JobState.RUNNING
+        assert (await world.events(job.id)).count("vendor.polled") == 1
+    # Nothing open at a vendor: said so, and nothing asked.
+    code, out, err = await world.cli("check", "--vendor", "crustdata")
+    assert (code, out, err.strip()) == (0, "", "no open jobs at crustdata")
+    assert world.sim.stats.count() == before + 1
+
+
 async def test_reprocess_options_reprompt_would_refuse_are_refused_before_asking(world):
     job = await world.submit(VendorName.REPROMPT)
     await settle(world.sim, world.services, world.rc)

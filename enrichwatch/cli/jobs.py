@@ -175,26 +175,38 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=JOB_ID)
+@click.argument("job_id", type=JOB_ID, required=False)
+@click.option("--vendor", type=VENDOR, help="Every open job at this vendor instead.")
 @json_option
 @click.pass_obj
-def check(obj: CliContext, job_id: int, as_json: bool) -> None:
-    """Ask the vendor about a job now, whatever its schedule."""
+def check(obj: CliContext, job_id: int | None, vendor: str | None, as_json: bool) -> None:
+    """Ask the vendor about a job (or all of a vendor's open jobs) now, whatever its
+    schedule."""
     from enrichwatch.store.holders import LeaseHolder
-    from reconciler import Reconciler, check_job_now
+    from reconciler import Reconciler, check_job_now, check_vendor_now
 
+    if job_id is not None and vendor is not None:
+        raise click.UsageError("give JOB or --vendor, not both")
+    if job_id is None and vendor is None:
+        raise click.UsageError("missing JOB (or --vendor for all of a vendor's open jobs)")
     settings = obj.settings()
 
-    async def work(services: Services) -> JobRecord:
-        # A lease holder like any reconciler: one starting meanwhile leaves this call's job be.
+    async def work(services: Services) -> list[JobRecord]:
+        # A lease holder like any reconciler: one starting meanwhile leaves this call's jobs be.
         rc = Reconciler(services)
         holder = LeaseHolder.acquire(services.store.path, rc.owner)
         try:
-            return await check_job_now(rc, job_id)
+            if vendor is not None:
+                return await check_vendor_now(rc, VendorName(vendor))
+            assert job_id is not None
+            return [await check_job_now(rc, job_id)]
         finally:
             holder.release()
 
-    print_jobs([obj.run(settings, work)], settings, as_json)
+    jobs = obj.run(settings, work)
+    if not jobs and not as_json:
+        click.echo(f"no open jobs at {vendor}", err=True)
+    print_jobs(jobs, settings, as_json)
 
 
 @click.command()

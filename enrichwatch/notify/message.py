@@ -207,15 +207,17 @@ def _problem(
         f"(or POST {base_url}/api/jobs/{job.id}/resume)."
     )
     reason = job.error or job.vendor_status or "no reason given"
-    check_now = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)."
+    vendor = job.vendor.value
+    check_all = (
+        f"`enrichwatch check --vendor {vendor}` (or POST {base_url}/api/vendors/{vendor}/check)."
+    )
     match outcome:
         case Outcome.COMPLETED:
             return None
         case Outcome.NEEDS_ACTION:
             return (
-                f"Action needed: {job.vendor.value} paused the job ({reason}). Top up the "
-                f"account's credits (or settle what the vendor asks) at {job.vendor.value}, "
-                + resume
+                f"Action needed: {vendor} paused the job ({reason}). Top up the account's "
+                f"credits (or settle what the vendor asks) at {vendor}, " + resume
             )
         case Outcome.PARTIAL:
             return "The job is paused; these are the results so far. To get the rest, " + resume
@@ -231,23 +233,21 @@ def _problem(
                 "instead. Check the webhook settings at the vendor."
             )
         case Outcome.CHECKS_REFUSED:
-            vendor = job.vendor.value
             return (
                 f"Action needed: {detail or reason}. Mend it at {vendor} (the account's key "
                 f"or credits) or in enrichwatch's settings for {vendor} (its API key, its base "
                 "URL); until then the job is checked only now and then, and it expires at its "
                 "maximum age. A restart with new settings checks every open job at once; "
-                f"otherwise check this one now: {check_now}" + _others(job, trouble)
+                f"otherwise check them all now: {check_all}" + _others(job, trouble)
             )
         case Outcome.CHECKS_FAILING:
-            vendor = job.vendor.value
             since = f" for {_duration(at - trouble.failing_since)}" if trouble else ""
             return (
                 f"{vendor} has not answered this job's status checks{since}, longer than any "
                 f"open job should go unchecked; the last error: {detail or reason}. enrichwatch "
                 "keeps trying, and fetches the results once it answers. If it lasts, see the "
                 f"vendor's status page, or the base URL in enrichwatch's settings for {vendor}. "
-                f"To check now: {check_now}" + _others(job, trouble)
+                f"To check every open job at {vendor} now: {check_all}" + _others(job, trouble)
             )
         case _:
             return f"Error: {reason}"

@@ -464,17 +464,30 @@ class CheckWrites:
                 # A fetch of the earlier run, waiting or under way, ends here: its pages and
                 # its end must not land in the new run (see `store_results`, `finish_fetch`).
                 fetches.end_fetches(conn, job_id, "superseded by a reprocess", now)
-            # An operator asks for the vendor's word now: even a job sent moments ago is no
-            # longer fresh (see `plan_first_check`), so its check makes the call. A finished
-            # job (not reopened) is never checked again, so it gets no next check.
-            conn.execute(
-                f"""UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
-                       next_check_at = {NEXT_CHECK_IF_OPEN},
-                       last_checked_at = COALESCE(last_checked_at, created_at)
-                   WHERE id = ?""",  # noqa: S608 (a constant)
-                (vendor_calls, now, *next_check_if_open_params(now), job_id),
-            )
+            _due_now(conn, job_id, now, vendor_calls=vendor_calls)
             return fetch_job(conn, job_id)
+
+        return await self._writer.run(op)
+
+    async def request_vendor_checks(self, vendor: VendorName) -> list[JobRecord]:
+        """An operator asks the vendor about every open job of ours there now: once a refused
+        key is mended at the vendor, say, rather than when each job's next check comes."""
+        now = self.clock()
+        placeholders = ",".join("?" * len(OPEN_STATES))
+
+        def op(conn: sqlite3.Connection) -> list[JobRecord]:
+            rows = conn.execute(
+                f"""SELECT id FROM jobs WHERE vendor = ? AND state IN ({placeholders})
+                      AND vendor_job_id IS NOT NULL ORDER BY id""",  # noqa: S608
+                (vendor.value, *OPEN_STATES),
+            ).fetchall()
+            jobs = []
+            for (job_id,) in rows:
+                payload = {"scope": "vendor"}
+                append_event(conn, job_id, "job.check_requested", EventSource.API, payload, now=now)
+                _due_now(conn, job_id, now, vendor_calls=0)
+                jobs.append(fetch_job(conn, job_id))
+            return jobs
 
         return await self._writer.run(op)
 
@@ -495,6 +508,19 @@ class CheckWrites:
             return None if row is None else JobRecord.from_row(row)
 
         return await self._writer.run(op)
+
+
+def _due_now(conn: sqlite3.Connection, job_id: int, now: float, *, vendor_calls: int) -> None:
+    """Due for a check now, at an operator's word: even a job sent moments ago is no longer
+    fresh (see `plan_first_check`), so its check makes the call. A finished job is never
+    checked again, so it gets no next check."""
+    conn.execute(
+        f"""UPDATE jobs SET vendor_calls = vendor_calls + ?, updated_at = ?,
+               next_check_at = {NEXT_CHECK_IF_OPEN},
+               last_checked_at = COALESCE(last_checked_at, created_at)
+           WHERE id = ?""",  # noqa: S608 (a constant)
+        (vendor_calls, now, *next_check_if_open_params(now), job_id),
+    )
 
 
 def _record_stale_answer(

@@ -83,7 +83,12 @@ async def test_actions_on_an_unknown_job_or_with_bad_options_change_nothing(worl
         result = await world.cli(command, "999")
         assert assert_one_line_error(result) == "Error: no job with id 999"
         result = await world.cli(command)
-        assert "Missing argument 'JOB_ID'" in assert_one_line_error(result, code=2)
+        missing = "missing JOB (or --vendor" if command == "check" else "Missing argument 'JOB_ID'"
+        assert missing in assert_one_line_error(result, code=2)
+    result = await world.cli("check", "1", "--vendor", "ecore")
+    assert "give JOB or --vendor, not both" in assert_one_line_error(result, code=2)
+    result = await world.cli("check", "--vendor", "acme")
+    assert "'acme' is not one of" in assert_one_line_error(result, code=2)
     reprompt = world.jobs[VendorName.REPROMPT]
     result = await world.cli("reprocess", str(reprompt.id), "-o", "failed_only")
     assert "KEY=VALUE" in assert_one_line_error(result, code=2)

@@ -13,12 +13,14 @@ from pydantic import SecretStr
 from enrichwatch.models import VendorName
 from enrichwatch.serialize import iso
 from enrichwatch.sim import JobProfile, SimConfig
+from reconciler import reconcile_once
 from tests.conftest import query
 from tests.notify.conftest import SECRET
 from tests.notify.servers import SlackEndpoint
 from tests.test_reconciler import INPUTS
 
 HOUR = 3600.0
+ECORE_LIST = "GET /api/v1/enrichment/status/"
 
 
 def slow_ecore() -> SimConfig:
@@ -98,9 +100,17 @@ async def test_a_job_with_its_own_target_is_told_there_and_a_new_refusal_is_news
                 assert len(slack.messages()) == revocation
                 assert len(own.messages()) == revocation
                 assert told(world, apart, "slack") == ["checks_refused"] * revocation
-                # Mended: every job is checked with the key again before the next revocation.
+                # Mended, and asked for: every job is checked with the key at once, by one list
+                # call, not an hour later at its planned retry.
                 settings.api_key = key
-                await world.passes(until=lambda: settled(world, jobs, failing=False))
+                lists = world.sim.stats.count("ecore", ECORE_LIST)
+                now = world.sim.clock.now()
+                answer = await world.api("POST", "/api/vendors/ecore/check", status=202)
+                assert sorted(job["id"] for job in answer["jobs"]) == sorted(jobs)
+                await reconcile_once(world.rc)
+                assert world.sim.clock.now() == now
+                assert settled(world, jobs, failing=False)
+                assert world.sim.stats.count("ecore", ECORE_LIST) == lists + 1
             assert [world.job(job)["state"] for job in jobs] == ["running"] * 3
             # The job apart shares no target with the others, so its message counts them too.
             assert "2 other open jobs at ecore wait on the same." in str(own.messages()[0])

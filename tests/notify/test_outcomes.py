@@ -130,8 +130,8 @@ async def test_a_revoked_key_is_notified_once_with_what_to_mend(open_world, slac
             f"Action needed: the vendor refuses our checks: ecore job {job['id']}"
         )
         assert "HTTP 401: Invalid token." in text
-        assert f"`enrichwatch check {job['id']}`" in text
-        assert f"{world.url}/api/jobs/{job['id']}/check" in text
+        assert "`enrichwatch check --vendor ecore`" in text
+        assert f"{world.url}/api/vendors/ecore/check" in text
 
         settings.api_key = key
         await world.passes(until=lambda: sent(world, job["id"]).get("completed") == "done")
