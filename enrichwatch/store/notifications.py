@@ -199,6 +199,7 @@ def enqueue(
         if outcome in CHECK_TROUBLE and channel in PEOPLE:
             told_by = _told_by(conn, job, outcome, channel, targets)
             if told_by is not None:
+                # Said once per run of failures, however many checks fail in it.
                 append_event(
                     conn,
                     job_id,
@@ -206,6 +207,7 @@ def enqueue(
                     EventSource.SYSTEM,
                     {"outcome": outcome.value, "channel": channel, "by_job": told_by},
                     now=now,
+                    dedupe_key=_unique_key(job_id, outcome, channel, episode),
                 )
                 continue
         payload: dict[str, Any] = {

@@ -154,6 +154,24 @@ async def test_a_vendor_that_stops_answering_is_told_once_it_has_outlasted_the_s
         assert "HTTP 503" in text
         assert "1 other open job at ecore waits on the same." in text
 
+        # The other job's failures go on; that they were told of is recorded once.
+        (other,) = [job for job in jobs if job != teller]
+        failed = world.job(other)["check_failures"]
+        await world.passes(until=lambda: world.job(other)["check_failures"] >= failed + 3)
+        covered = world.events(other, "notification.covered")
+        assert [(event["outcome"], event["by_job"]) for event in covered] == [
+            ("checks_failing", teller)
+        ]
+        assert len(slack.messages()) == 1
+
+        failures = [
+            row["created_at"]
+            for row in query(
+                world.db,
+                "SELECT created_at FROM events WHERE job_id = ? AND type = ? ORDER BY seq",
+                (teller, "vendor.poll_failed"),
+            )
+        ]
         shown = await world.api("GET", f"/api/jobs/{teller}")
         assert shown["check_failures"] == len(failures)
         assert shown["failing_since"] == iso(began)
