@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+
+from enrichwatch.models import TERMINAL_STATES, JobState, VendorName
+from enrichwatch.store import OpenJobs
+from enrichwatch.store.fetches import FETCH_WORK
+from enrichwatch.store.notifications import NOTIFY_WORK
+from enrichwatch.store.submissions import SUBMIT_WORK
+
+OPEN_STATES = [state for state in JobState if state not in TERMINAL_STATES]
+WORK_KINDS = (FETCH_WORK, NOTIFY_WORK, SUBMIT_WORK)
 
 
 class Metrics:
@@ -60,6 +69,33 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Read from the database at each scrape (see `observe_backlog`).
+        self.open_jobs = Gauge(
+            "enrichwatch_open_jobs",
+            "Jobs not finished yet, by vendor and state.",
+            ["vendor", "state"],
+            registry=self.registry,
+        )
+        self.jobs_failing_checks = Gauge(
+            "enrichwatch_jobs_failing_checks",
+            "Open jobs whose latest status check failed, by vendor.",
+            ["vendor"],
+            registry=self.registry,
+        )
+        self.checks_failing_seconds = Gauge(
+            "enrichwatch_checks_failing_seconds",
+            "How long the oldest run of failed status checks at the vendor has lasted; 0 "
+            "while every open job's latest check was answered.",
+            ["vendor"],
+            registry=self.registry,
+        )
+        self.work_items = Gauge(
+            "enrichwatch_work_items",
+            "Outbox rows (fetch, notify, submit) waiting (pending) or dead-lettered (dead).",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+
         self._requests = _Children(self.http_requests)
         self._latencies = _Children(self.http_latency)
         self._callbacks = _Children(self.callbacks)
@@ -70,6 +106,28 @@ class Metrics:
 
     def callback_stored(self, vendor: str, duplicate: bool) -> None:
         self._callbacks.get(vendor, "duplicate" if duplicate else "accepted").inc()
+
+    def observe_backlog(
+        self, jobs: list[OpenJobs], work: dict[tuple[str, str], int], now: float
+    ) -> None:
+        """Set the gauges to the database as it is now. Every vendor, state and kind has its
+        series, 0 when there is nothing, so an alert or a graph never sees one vanish."""
+        for vendor in VendorName:
+            for state in OPEN_STATES:
+                self.open_jobs.labels(vendor.value, state.value).set(0)
+            self.jobs_failing_checks.labels(vendor.value).set(0)
+            self.checks_failing_seconds.labels(vendor.value).set(0)
+        oldest: dict[VendorName, float] = {}
+        for group in jobs:
+            self.open_jobs.labels(group.vendor.value, group.state.value).set(group.count)
+            self.jobs_failing_checks.labels(group.vendor.value).inc(group.failing)
+            if group.failing_since is not None:
+                oldest[group.vendor] = min(oldest.get(group.vendor, now), group.failing_since)
+        for vendor, since in oldest.items():
+            self.checks_failing_seconds.labels(vendor.value).set(max(now - since, 0.0))
+        for kind in WORK_KINDS:
+            for waiting in ("pending", "dead"):
+                self.work_items.labels(kind, waiting).set(work.get((kind, waiting), 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

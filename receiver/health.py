@@ -28,5 +28,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.config_dict[SERVICES].metrics.render()
+    services = request.config_dict[SERVICES]
+    store = services.store
+    services.metrics.observe_backlog(
+        await store.open_jobs(), await store.unfinished_work(), store.clock()
+    )
+    body = services.metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -1,5 +1,6 @@
-"""`/metrics` counts every vendor call, and each failed one by what came back: the alert an
-operator needs when a key is revoked or a vendor is down. Against the simulator over real
+"""`/metrics` counts every vendor call, and each failed one by what came back, and reads how
+many jobs are open and failing their checks from the database: the alerts an operator needs
+when a key is revoked or a vendor is down. Against the simulator over real
 HTTP, on its manual clock."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AnyHttpUrl, SecretStr
 
 from enrichwatch.models import VendorName
@@ -77,3 +79,51 @@ async def test_no_answer_and_an_answer_that_is_no_json_are_counted_too(world):  
     text = await metrics(world)
     assert f'enrichwatch_vendor_call_failures_total{{answer="unreadable",{STATUS}}} 1.0' in text
     assert f'enrichwatch_vendor_call_failures_total{{answer="network",{STATUS}}} 1.0' in text
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Each sample of the exposition, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def ecore(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, tuple(sorted({"vendor": "ecore", **labels}.items())))
+
+
+async def test_open_jobs_and_failing_checks_are_read_from_the_database_at_each_scrape(world):  # noqa: F811
+    jobs = [await world.submit(VendorName.ECORE) for _ in range(2)]
+    before = samples(await metrics(world))
+    assert before[ecore("enrichwatch_open_jobs", state="submitted")] == 2
+    assert before[ecore("enrichwatch_open_jobs", state="running")] == 0
+    assert before[ecore("enrichwatch_jobs_failing_checks")] == 0
+    assert before[ecore("enrichwatch_checks_failing_seconds")] == 0
+    assert before[("enrichwatch_work_items", (("kind", "notify"), ("state", "pending")))] == 0
+    # Every vendor has its series, at 0.
+    assert before[("enrichwatch_jobs_failing_checks", (("vendor", "crustdata"),))] == 0
+
+    settings = world.services.settings.ecore
+    right_key, settings.api_key = settings.api_key, SecretStr("revoked")
+    await check_job_now(world.rc, jobs[0].id)
+    world.sim.clock.advance(600)
+    await check_job_now(world.rc, jobs[1].id)
+    failing = samples(await metrics(world))
+    assert failing[ecore("enrichwatch_jobs_failing_checks")] == 2
+    assert failing[ecore("enrichwatch_checks_failing_seconds")] == 600
+    # One notice for both jobs, waiting to be sent (the console's).
+    assert failing[("enrichwatch_work_items", (("kind", "notify"), ("state", "pending")))] == 1
+
+    settings.api_key = right_key
+    for job in jobs:
+        await check_job_now(world.rc, job.id)
+    mended = samples(await metrics(world))
+    assert mended[ecore("enrichwatch_jobs_failing_checks")] == 0
+    assert mended[ecore("enrichwatch_checks_failing_seconds")] == 0
+    states = [(await world.job(job.id)).state for job in jobs]
+    for state in ("submitted", "queued", "running", "needs_action"):
+        expected = sum(checked.value == state for checked in states)
+        assert mended[ecore("enrichwatch_open_jobs", state=state)] == expected
+    assert (ecore("enrichwatch_open_jobs", state="completed")) not in mended

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enrichwatch.store.checks import CheckOutcome
 from enrichwatch.store.records import EventRecord, InboxRecord, JobRecord, WorkItem
 from enrichwatch.store.rows import append_event
-from enrichwatch.store.store import CallbackOutcome, InboundDelivery, Store
+from enrichwatch.store.store import CallbackOutcome, InboundDelivery, OpenJobs, Store
 
 __all__ = [
     "CallbackOutcome",
@@ -14,6 +14,7 @@ __all__ = [
     "InboundDelivery",
     "InboxRecord",
     "JobRecord",
+    "OpenJobs",
     "Store",
     "WorkItem",
     "append_event",

@@ -23,7 +23,7 @@ from enrichwatch import jsontext
 from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.checks import DUE_JOB, CheckWrites, due_job_params
+from enrichwatch.store.checks import DUE_JOB, OPEN_STATES, CheckWrites, due_job_params
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.fetches import FetchWrites
@@ -75,6 +75,19 @@ class CallbackOutcome:
     job_id: int
     inbox_id: int
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class OpenJobs:
+    """A vendor's open jobs in one state (what `/metrics` reports of them)."""
+
+    vendor: VendorName
+    state: JobState
+    count: int
+    failing: int
+    """Of them, those whose latest status check failed."""
+    failing_since: float | None
+    """When the oldest of those runs of failed checks began."""
 
 
 class Store(
@@ -369,6 +382,36 @@ class Store(
             (vendor.value, *vendor_job_ids),
         )
         return {row["vendor_job_id"] for row in rows}
+
+    async def open_jobs(self) -> list[OpenJobs]:
+        """Open jobs by vendor and state, with how many of them fail their checks."""
+        rows = await self._fetchall(
+            f"""SELECT vendor, state, count(*) AS jobs, count(failing_since) AS failing,
+                       min(failing_since) AS failing_since
+                  FROM jobs WHERE state IN ({",".join("?" * len(OPEN_STATES))})
+                 GROUP BY vendor, state""",  # noqa: S608 (placeholders only)
+            OPEN_STATES,
+        )
+        return [
+            OpenJobs(
+                VendorName(row["vendor"]),
+                JobState(row["state"]),
+                row["jobs"],
+                row["failing"],
+                row["failing_since"],
+            )
+            for row in rows
+        ]
+
+    async def unfinished_work(self) -> dict[tuple[str, str], int]:
+        """Outbox rows (fetches, notifications, held-back submissions) waiting or
+        dead-lettered, by (kind, state)."""
+        rows = await self._fetchall(
+            """SELECT kind, state, count(*) AS items FROM work
+                WHERE state IN ('pending', 'dead') GROUP BY kind, state""",
+            (),
+        )
+        return {(row["kind"], row["state"]): row["items"] for row in rows}
 
     async def known_job(self, vendor: VendorName, *, besides: int) -> JobRecord | None:
         """Another of the vendor's jobs that it has known under our key (sent by us, or
