@@ -8,13 +8,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from enrichwatch.models import TERMINAL_STATES, JobState, VendorName
+from enrichwatch.models import OPEN_STATES, VendorName
 from enrichwatch.store import OpenJobs
 from enrichwatch.store.fetches import FETCH_WORK
 from enrichwatch.store.notifications import NOTIFY_WORK
 from enrichwatch.store.submissions import SUBMIT_WORK
 
-OPEN_STATES = [state for state in JobState if state not in TERMINAL_STATES]
 WORK_KINDS = (FETCH_WORK, NOTIFY_WORK, SUBMIT_WORK)
 
 

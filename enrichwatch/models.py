@@ -28,6 +28,7 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED})
+OPEN_STATES = tuple(state for state in JobState if state not in TERMINAL_STATES)
 
 
 class EventSource(StrEnum):

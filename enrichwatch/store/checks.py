@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from enrichwatch.models import TERMINAL_STATES, EventSource, JobState, VendorName
+from enrichwatch.models import OPEN_STATES, EventSource, JobState, VendorName
 from enrichwatch.store import fetches, notifications
 from enrichwatch.store.notifications import NotifyRoutes, Outcome
 from enrichwatch.store.records import JobRecord
@@ -16,7 +16,6 @@ from enrichwatch.store.rows import append_event, fetch_job
 from enrichwatch.store.writer import Writer
 from enrichwatch.vendors.base import StatusSnapshot
 
-OPEN_STATES = tuple(state.value for state in JobState if state not in TERMINAL_STATES)
 DUE_JOB = f"""next_check_at <= ? AND vendor_job_id IS NOT NULL
     AND state IN ({",".join("?" * len(OPEN_STATES))})
     AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"""

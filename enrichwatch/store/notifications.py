@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from enrichwatch import jsontext
 from enrichwatch.errors import StoreError
-from enrichwatch.models import TERMINAL_STATES, EventSource, JobState
+from enrichwatch.models import OPEN_STATES, EventSource, JobState
 from enrichwatch.store import work
 from enrichwatch.store.records import JobRecord, Record, WorkItem
 from enrichwatch.store.rows import append_event, fetch_job
@@ -56,7 +56,7 @@ them at once. Each is news once per run of failed checks (not once per run of th
 people are told once for all the vendor's jobs (see `_told_by`); a system listening on the
 webhook gets every job's event, to act on each."""
 PEOPLE = frozenset({"slack", "email", "console"})
-_OPEN = "state NOT IN ({})".format(", ".join(f"'{state.value}'" for state in TERMINAL_STATES))
+_OPEN = f"state IN ({','.join('?' * len(OPEN_STATES))})"
 
 
 class JobTargets(BaseModel):
@@ -255,7 +255,7 @@ def _told_by(
     rows = conn.execute(
         f"""SELECT id, notify, failing_since FROM jobs
              WHERE vendor = ? AND id != ? AND failing_since IS NOT NULL AND {_OPEN}""",  # noqa: S608
-        (job.vendor.value, job.id),
+        (job.vendor.value, job.id, *OPEN_STATES),
     ).fetchall()
     mine = getattr(targets, channel, None)
     for row in rows:
@@ -272,7 +272,7 @@ def _open_jobs_besides(conn: sqlite3.Connection, job: JobRecord) -> int:
     """How many other open jobs the vendor has: the trouble is theirs too."""
     (count,) = conn.execute(
         f"SELECT count(*) FROM jobs WHERE vendor = ? AND id != ? AND {_OPEN}",  # noqa: S608
-        (job.vendor.value, job.id),
+        (job.vendor.value, job.id, *OPEN_STATES),
     ).fetchone()
     return int(count)
 

@@ -21,9 +21,9 @@ import aiosqlite
 
 from enrichwatch import jsontext
 from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
-from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.models import OPEN_STATES, EventSource, JobState, VendorName
 from enrichwatch.store import work
-from enrichwatch.store.checks import DUE_JOB, OPEN_STATES, CheckWrites, due_job_params
+from enrichwatch.store.checks import DUE_JOB, CheckWrites, due_job_params
 from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.fetches import FetchWrites

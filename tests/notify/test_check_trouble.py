@@ -44,6 +44,17 @@ def told(world, job_id: int, channel: str) -> list[str]:
     return [row["outcome"] for row in world.notifications(job_id) if row["channel"] == channel]
 
 
+def failed_at(world, job_id: int) -> list[float]:
+    """When each of the job's status checks failed, oldest first."""
+    rows = query(
+        world.db,
+        "SELECT created_at FROM events WHERE job_id = ? AND type = 'vendor.poll_failed' "
+        "ORDER BY seq",
+        (job_id,),
+    )
+    return [row["created_at"] for row in rows]
+
+
 def settled(world, job_ids: list[int], failing: bool) -> bool:
     """Every job's last check failed (or succeeded), and nothing is left to send."""
     jobs_done = all((world.job(job_id)["check_failures"] > 0) is failing for job_id in job_ids)
@@ -131,14 +142,7 @@ async def test_a_vendor_that_stops_answering_is_told_once_it_has_outlasted_the_s
 
         (teller,) = [job for job in jobs if told(world, job, "slack") == ["checks_failing"]]
         (notice,) = world.notifications(teller)
-        failures = [
-            row["created_at"]
-            for row in query(
-                world.db,
-                "SELECT created_at FROM events WHERE job_id = ? AND type = ? ORDER BY seq",
-                (teller, "vendor.poll_failed"),
-            )
-        ]
+        failures = failed_at(world, teller)
         began = world.job(teller)["failing_since"]
         assert began == failures[0]
         # Told at the first failure an hour (eCore's longest poll interval) after the first.
@@ -164,14 +168,7 @@ async def test_a_vendor_that_stops_answering_is_told_once_it_has_outlasted_the_s
         ]
         assert len(slack.messages()) == 1
 
-        failures = [
-            row["created_at"]
-            for row in query(
-                world.db,
-                "SELECT created_at FROM events WHERE job_id = ? AND type = ? ORDER BY seq",
-                (teller, "vendor.poll_failed"),
-            )
-        ]
+        failures = failed_at(world, teller)
         shown = await world.api("GET", f"/api/jobs/{teller}")
         assert shown["check_failures"] == len(failures)
         assert shown["failing_since"] == iso(began)
