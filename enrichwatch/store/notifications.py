@@ -53,7 +53,7 @@ class Outcome(StrEnum):
 CHECK_TROUBLE = frozenset({Outcome.CHECKS_REFUSED, Outcome.CHECKS_FAILING})
 """Outcomes about the vendor's account or API more than the job: every open job there meets
 them at once. Each is news once per run of failed checks (not once per run of the job), and
-people are told once for all the vendor's jobs (see `_told_by`); a system listening on the
+people are told once for all the vendor's jobs (see `_covered`); a system listening on the
 webhook gets every job's event, to act on each."""
 PEOPLE = frozenset({"slack", "email", "console"})
 _OPEN = f"state IN ({','.join('?' * len(OPEN_STATES))})"
@@ -190,26 +190,18 @@ def enqueue(
     if outcome in CHECK_TROUBLE:
         assert job.failing_since is not None, "check trouble is told while checks fail"
         episode = _failing_run(job.failing_since)
-        others = _open_jobs_besides(conn, job)
     else:
         # The first run keeps the key it always had, so an upgrade never sends twice.
         episode = "" if job.run_started_at is None else f":run:{job.run_started_at!r}"
     created = 0
     for channel in sorted(routes.channels | targets.channels):
-        if outcome in CHECK_TROUBLE and channel in PEOPLE:
-            told_by = _told_by(conn, job, outcome, channel, targets)
-            if told_by is not None:
-                # Said once per run of failures, however many checks fail in it.
-                append_event(
-                    conn,
-                    job_id,
-                    "notification.covered",
-                    EventSource.SYSTEM,
-                    {"outcome": outcome.value, "channel": channel, "by_job": told_by},
-                    now=now,
-                    dedupe_key=_unique_key(job_id, outcome, channel, episode),
-                )
-                continue
+        key = _unique_key(job_id, outcome, channel, episode)
+        if (
+            outcome in CHECK_TROUBLE
+            and channel in PEOPLE
+            and _covered(conn, job, outcome, channel, targets, key, now)
+        ):
+            continue
         payload: dict[str, Any] = {
             "outcome": outcome.value,
             "channel": channel,
@@ -220,7 +212,7 @@ def enqueue(
         if detail is not None:
             payload["detail"] = detail
         if outcome in CHECK_TROUBLE:
-            payload |= {"failing_since": job.failing_since, "others": others}
+            payload |= {"failing_since": job.failing_since, "others": _open_jobs_besides(conn, job)}
         created += conn.execute(
             """INSERT INTO work (kind, job_id, payload, next_attempt_at, unique_key,
                                  created_at, updated_at)
@@ -230,7 +222,7 @@ def enqueue(
                 job_id,
                 jsontext.dumps(payload),
                 now,
-                _unique_key(job_id, outcome, channel, episode),
+                key,
                 now,
                 now,
             ),
@@ -246,26 +238,51 @@ def _failing_run(failing_since: float) -> str:
     return f":failing:{failing_since!r}"
 
 
-def _told_by(
-    conn: sqlite3.Connection, job: JobRecord, outcome: Outcome, channel: str, targets: JobTargets
-) -> int | None:
-    """Another open job of the vendor whose checks are failing now and whose notice of
-    `outcome` for this run of failures went to the same `channel` target: its message is the
-    one these people need, so this job's would repeat it."""
+def _covered(
+    conn: sqlite3.Connection,
+    job: JobRecord,
+    outcome: Outcome,
+    channel: str,
+    targets: JobTargets,
+    key: str,
+    now: float,
+) -> bool:
+    """Whether another open job of the vendor, whose checks are failing now, told the same
+    `channel` target of `outcome` in its own run of failures: its message is the one these
+    people need, so this job's would repeat it. If so, the job's log says which job, once
+    per run of failures (under `key`).
+
+    Every failed check of the run asks again, so the job that covered the last one is asked
+    about first, and the others are read only if it no longer does."""
+    covered_before = conn.execute(
+        "SELECT json_extract(payload, '$.by_job') FROM events WHERE job_id = ? AND dedupe_key = ?",
+        (job.id, key),
+    ).fetchone()
     rows = conn.execute(
         f"""SELECT id, notify, failing_since FROM jobs
-             WHERE vendor = ? AND id != ? AND failing_since IS NOT NULL AND {_OPEN}""",  # noqa: S608
-        (job.vendor.value, job.id, *OPEN_STATES),
-    ).fetchall()
+             WHERE vendor = ? AND id != ? AND failing_since IS NOT NULL AND {_OPEN}
+             ORDER BY id IS ? DESC""",  # noqa: S608
+        (job.vendor.value, job.id, *OPEN_STATES, covered_before and covered_before[0]),
+    )
     mine = getattr(targets, channel, None)
     for row in rows:
         theirs = JobTargets.model_validate_json(row["notify"]) if row["notify"] else JobTargets()
         if getattr(theirs, channel, None) != mine:
             continue
-        key = _unique_key(row["id"], outcome, channel, _failing_run(row["failing_since"]))
-        if conn.execute("SELECT 1 FROM work WHERE unique_key = ?", (key,)).fetchone():
-            return int(row["id"])
-    return None
+        told = _unique_key(row["id"], outcome, channel, _failing_run(row["failing_since"]))
+        if conn.execute("SELECT 1 FROM work WHERE unique_key = ?", (told,)).fetchone():
+            payload = {"outcome": outcome.value, "channel": channel, "by_job": row["id"]}
+            append_event(
+                conn,
+                job.id,
+                "notification.covered",
+                EventSource.SYSTEM,
+                payload,
+                now=now,
+                dedupe_key=key,
+            )
+            return True
+    return False
 
 
 def _open_jobs_besides(conn: sqlite3.Connection, job: JobRecord) -> int:
