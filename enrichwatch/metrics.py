@@ -69,6 +69,12 @@ class Metrics:
         )
 
         # Read from the database at each scrape (see `observe_backlog`).
+        self.database_up = Gauge(
+            "enrichwatch_database_up",
+            "1 when this scrape read the open jobs and the outbox from the database; 0 when it "
+            "could not, and their gauges are left out.",
+            registry=self.registry,
+        )
         self.open_jobs = Gauge(
             "enrichwatch_open_jobs",
             "Jobs not finished yet, by vendor and state.",
@@ -94,6 +100,12 @@ class Metrics:
             ["kind", "state"],
             registry=self.registry,
         )
+        self._backlog = (
+            self.open_jobs,
+            self.jobs_failing_checks,
+            self.checks_failing_seconds,
+            self.work_items,
+        )
 
         self._requests = _Children(self.http_requests)
         self._latencies = _Children(self.http_latency)
@@ -111,6 +123,7 @@ class Metrics:
     ) -> None:
         """Set the gauges to the database as it is now. Every vendor, state and kind has its
         series, 0 when there is nothing, so an alert or a graph never sees one vanish."""
+        self.database_up.set(1)
         for vendor in VendorName:
             for state in OPEN_STATES:
                 self.open_jobs.labels(vendor.value, state.value).set(0)
@@ -127,6 +140,12 @@ class Metrics:
         for kind in WORK_KINDS:
             for waiting in ("pending", "dead"):
                 self.work_items.labels(kind, waiting).set(work.get((kind, waiting), 0))
+
+    def database_unreadable(self) -> None:
+        """Leave the backlog out rather than serve the last scrape's figures as today's."""
+        self.database_up.set(0)
+        for gauge in self._backlog:
+            gauge.clear()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -39,3 +39,25 @@ async def test_metrics_count_callbacks_rejections_and_latency(server, http):
     hooks = 'method="POST",route="/hooks/{vendor}/{token}"'
     assert f"enrichwatch_http_request_duration_seconds_count{{{hooks}}} 3.0" in text
     assert job["callback_url"].rsplit("/", 1)[1] not in text
+
+
+async def test_metrics_keep_the_counters_when_the_database_cannot_be_read(services, server, http):
+    """A scrape while the file cannot be read still serves the process's counters, says so in
+    `enrichwatch_database_up`, and leaves the backlog gauges out instead of repeating the last
+    scrape's figures; once the file reads again, so are they."""
+    await track(http, server)
+    await services.store._writer.run(lambda conn: conn.execute("ALTER TABLE work RENAME TO gone"))
+    async with http.get(f"{server}/metrics") as response:
+        assert response.status == 200
+        unreadable = await response.text()
+    assert "enrichwatch_database_up 0.0" in unreadable
+    assert 'enrichwatch_http_requests_total{method="POST",route="/api/jobs"' in unreadable
+    assert "enrichwatch_open_jobs{" not in unreadable
+    assert "enrichwatch_work_items{" not in unreadable
+
+    await services.store._writer.run(lambda conn: conn.execute("ALTER TABLE gone RENAME TO work"))
+    async with http.get(f"{server}/metrics") as response:
+        readable = await response.text()
+    assert "enrichwatch_database_up 1.0" in readable
+    assert 'enrichwatch_open_jobs{state="submitted",vendor="crustdata"} 1.0' in readable
+    assert 'enrichwatch_work_items{kind="notify",state="pending"} 0.0' in readable

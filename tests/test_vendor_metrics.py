@@ -97,6 +97,7 @@ def ecore(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 async def test_open_jobs_and_failing_checks_are_read_from_the_database_at_each_scrape(world):  # noqa: F811
     jobs = [await world.submit(VendorName.ECORE) for _ in range(2)]
     before = samples(await metrics(world))
+    assert before[("enrichwatch_database_up", ())] == 1
     assert before[ecore("enrichwatch_open_jobs", state="submitted")] == 2
     assert before[ecore("enrichwatch_open_jobs", state="running")] == 0
     assert before[ecore("enrichwatch_jobs_failing_checks")] == 0

@@ -7,10 +7,29 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from enrichwatch.errors import MigrationError, StoreError
+from enrichwatch.errors import MigrationError, StoreError, StoreUnavailableError
 from enrichwatch.store.rows import sha256_int64
 
 BUSY_TIMEOUT_MS = 5000
+
+_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+}
+"""Result codes that say the file cannot be used now, whatever was asked."""
+
+
+def as_store_error(exc: sqlite3.Error, doing: str) -> StoreError:
+    """SQLite's error as ours: `StoreUnavailableError` when the file cannot be used now (a
+    caller may try again), `StoreError` otherwise. `doing` is "read" or "write to"."""
+    # Errors the sqlite3 module raises itself carry no result code; extended codes keep their
+    # primary code in the low byte.
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE:
+        return StoreUnavailableError(f"could not {doing} the event log: {exc}")
+    return StoreError(f"could not {doing} the event log: {exc}")
 
 
 def connect(path: Path, *, checkpoint_at: int | None = None) -> sqlite3.Connection:

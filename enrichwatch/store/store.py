@@ -24,7 +24,7 @@ from enrichwatch.errors import AlreadyTrackedError, StoreError, UnknownJobError
 from enrichwatch.models import OPEN_STATES, EventSource, JobState, VendorName
 from enrichwatch.store import work
 from enrichwatch.store.checks import DUE_JOB, CheckWrites, due_job_params
-from enrichwatch.store.connection import BUSY_TIMEOUT_MS, latest_version
+from enrichwatch.store.connection import BUSY_TIMEOUT_MS, as_store_error, latest_version
 from enrichwatch.store.dashboard_reads import DashboardReads
 from enrichwatch.store.fetches import FetchWrites
 from enrichwatch.store.inspect_reads import InspectReads
@@ -506,11 +506,17 @@ class Store(
 
     async def _fetchone(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
         assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        try:
+            async with self._reader.execute(sql, params) as cursor:
+                row: sqlite3.Row | None = await cursor.fetchone()
+                return row
+        except sqlite3.Error as exc:
+            raise as_store_error(exc, "read") from exc
 
     async def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        try:
+            async with self._reader.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise as_store_error(exc, "read") from exc

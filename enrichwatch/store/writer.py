@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from enrichwatch.errors import StoreError, StoreUnavailableError
+from enrichwatch.errors import StoreUnavailableError
 from enrichwatch.store.checkpointer import WAL_CHECKPOINT_BYTES, Checkpointer
-from enrichwatch.store.connection import BUSY_TIMEOUT_MS, connect, migrate
+from enrichwatch.store.connection import BUSY_TIMEOUT_MS, as_store_error, connect, migrate
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], T]
@@ -179,21 +179,5 @@ class _OpFailed(Exception):
     """An op raised during an un-isolated group; the group is rolled back and run again."""
 
 
-_UNAVAILABLE = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_READONLY,
-}
-"""Result codes that say the file cannot take writes now, whatever was asked."""
-
-
 def _as_store_error(exc: BaseException) -> BaseException:
-    if not isinstance(exc, sqlite3.Error):
-        return exc
-    # Errors the sqlite3 module raises itself carry no result code; extended codes keep their
-    # primary code in the low byte.
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE:
-        return StoreUnavailableError(f"could not write to the event log: {exc}")
-    return StoreError(f"could not write to the event log: {exc}")
+    return as_store_error(exc, "write to") if isinstance(exc, sqlite3.Error) else exc

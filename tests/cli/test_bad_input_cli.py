@@ -318,3 +318,14 @@ async def test_track_refuses_vendor_job_ids_no_vendor_issues(world: World):
     result = await world.cli("track", "crustdata", f"  {longest}\n", "--json")
     assert result.code == 0, result.err
     assert f'"vendor_job_id": "{longest}"' in result.out
+
+
+async def test_a_database_that_cannot_be_read_is_one_line_naming_the_cause(world: World):
+    """A file whose tables are not what this version wrote (a failing disk, a hand edit) is a
+    refusal naming what could not be read, not a traceback."""
+    job = world.jobs[VendorName.ECORE]
+    await world.services.store._writer.run(
+        lambda conn: conn.execute("ALTER TABLE events RENAME TO gone")
+    )
+    line = assert_one_line_error(await world.cli("show", str(job.id)))
+    assert "could not read the event log: no such table: events" in line
