@@ -38,6 +38,7 @@ def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
         "last_checked_at": iso(job.last_checked_at),
         "check_failures": job.check_failures,
         "failing_since": iso(job.failing_since),
+        "paused_at": iso(job.paused_at),
         "finished_at": iso(job.finished_at),
     }
 

@@ -78,6 +78,9 @@ class Job(_Answer):
     """Status checks in a row that failed."""
     failing_since: datetime | None
     """When those failures began; null while checks are answered."""
+    paused_at: datetime | None
+    """When the job was found paused, waiting on a person; null while it is not. It expires
+    `ENRICHWATCH_MAX_JOB_AGE` after this unless resumed."""
     finished_at: datetime | None
 
 

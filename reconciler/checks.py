@@ -268,13 +268,7 @@ def _just_submitted(job: JobRecord) -> bool:
 
 async def _plan_without_calling(rc: Reconciler, job: JobRecord, history: DurationModel) -> None:
     now = rc.now()
-    view = JobView(
-        submitted_at=job.run_start,
-        state=job.state,
-        size=job.input_rows,
-        expects_callback=job.expects_callback,
-    )
-    plan = next_check(view, now, rc.policies[job.vendor], history, rc.rng)
+    plan = next_check(_base_view(job), now, rc.policies[job.vendor], history, rc.rng)
     # The first real call, whatever the plan, comes within the safety net of submission.
     await rc.services.store.plan_first_check(job, max(plan.at, now))
 
@@ -329,7 +323,7 @@ async def _record(
         )
         if plan.reason is CheckReason.EXPIRED:
             await rc.services.store.end_job(
-                job.id, JobState.EXPIRED, "older than the maximum age", vendor_calls=cost
+                job.id, JobState.EXPIRED, _outlived(view), vendor_calls=cost
             )
             return
         next_at, late = plan.at, plan.late_webhook
@@ -350,12 +344,12 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         await store.charge_calls(job.id, cost)
         await store.defer_checks([job.id], until)
         return
-    policy = rc.policies[job.vendor]
-    if now - job.run_start >= policy.max_age:
+    policy, view = rc.policies[job.vendor], _base_view(job)
+    if now >= view.expires_at(policy.max_age):
         await store.end_job(
             job.id,
             JobState.EXPIRED,
-            f"older than the maximum age, and its last check failed: {exc}",
+            f"{_outlived(view)}, and its last check failed: {exc}",
             vendor_calls=cost,
         )
         return
@@ -381,6 +375,24 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
     )
 
 
+def _outlived(view: JobView) -> str:
+    """Why a job past its `expires_at` is expired."""
+    if view.paused_at is not None:
+        return "paused for longer than the maximum age, and not resumed"
+    return "older than the maximum age"
+
+
+def _base_view(job: JobRecord) -> JobView:
+    """The job as the policy sees it from its record alone, before any call."""
+    return JobView(
+        submitted_at=job.age_start,
+        state=job.state,
+        size=job.input_rows,
+        expects_callback=job.expects_callback,
+        paused_at=job.paused_at,
+    )
+
+
 def _view(
     job: JobRecord,
     snapshot: StatusSnapshot,
@@ -388,16 +400,19 @@ def _view(
     samples: list[tuple[float, int, int]],
 ) -> JobView:
     """The job as the policy sees it right after this check."""
+    state = snapshot.state if snapshot.state is not JobState.SUBMITTED else job.state
+    paused_at, paused_seconds = job.pauses_after(state, now)
     progress = [ProgressSample(job.run_start, 0, samples[0][2])] if samples else []
     progress += [ProgressSample(at, done, total) for at, done, total in samples]
     if snapshot.done is not None and snapshot.total:
         progress.append(ProgressSample(now, snapshot.done, snapshot.total))
     return JobView(
-        submitted_at=job.run_start,
-        state=snapshot.state if snapshot.state is not JobState.SUBMITTED else job.state,
+        submitted_at=job.run_start + paused_seconds,
+        state=state,
         size=snapshot.total or job.progress_total or job.input_rows,
         samples=tuple(progress),
         last_check_at=now,
         expects_callback=job.expects_callback,
         callback_at=job.last_callback_at,
+        paused_at=paused_at,
     )

@@ -135,6 +135,34 @@ async def test_jobs_failing_their_checks_before_the_upgrade_fail_since_their_las
     assert jobs["healthy"].failing_since is None
 
 
+async def test_jobs_paused_before_the_upgrade_paused_when_last_found_so(tmp_path):
+    path = tmp_path / "v13.db"
+    conn = database_at(path, 13)
+    conn.executemany(
+        """INSERT INTO jobs (vendor, vendor_job_id, callback_token, callback_key, created_at,
+                             updated_at, state)
+           VALUES ('ecore', ?, ?, ?, 10, 90, ?)""",
+        [
+            ("paused", "t1", "k1", "needs_action"),
+            ("unlogged", "t2", "k2", "needs_action"),
+            ("running", "t3", "k3", "running"),
+        ],
+    )
+    conn.executemany(
+        """INSERT INTO events (job_id, type, source, payload, created_at)
+           VALUES (1, 'job.state_changed', 'poll', ?, ?)""",
+        [('{"to": "needs_action"}', 20), ('{"to": "running"}', 30), ('{"to": "needs_action"}', 40)],
+    )
+    conn.close()
+
+    async with Store.open(path) as store:
+        jobs = {job.vendor_job_id: job for job in await store.list_jobs()}
+    assert jobs["paused"].paused_at == 40
+    assert jobs["unlogged"].paused_at == 90
+    assert jobs["running"].paused_at is None
+    assert {job.paused_seconds for job in jobs.values()} == {0}
+
+
 async def test_a_schema_newer_than_the_code_refuses_to_start(tmp_path):
     path = tmp_path / "future.db"
     conn = sqlite3.connect(path)

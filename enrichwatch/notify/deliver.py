@@ -44,6 +44,7 @@ async def deliver(
         at=item.payload["at"],
         detail=item.payload.get("detail"),
         trouble=trouble,
+        max_job_age=settings.max_job_age,
     )
     webhook_id = item.payload["webhook_id"]
     match channel:

@@ -166,8 +166,10 @@ def build_message(
     at: float,
     detail: str | None,
     trouble: CheckTrouble | None,
+    max_job_age: float,
 ) -> Message:
-    """What to say about `outcome` of `job`; `base_url` is the service's public URL."""
+    """What to say about `outcome` of `job`; `base_url` is the service's public URL, and
+    `max_job_age` how long a paused job waits to be resumed before it expires."""
     enriched: int | None = None
     if job.progress_done is not None:
         enriched = job.progress_done - (job.progress_failed or 0)
@@ -187,7 +189,7 @@ def build_message(
         results_stored=job.results_count,
         duration_s=max(end - job.created_at, 0.0),
         vendor_calls=job.vendor_calls,
-        problem=_problem(job, outcome, base_url, detail, trouble, at),
+        problem=_problem(job, outcome, base_url, detail, trouble, at, max_job_age),
         results_url=f"{base_url}/api/jobs/{job.id}/results",
         dashboard_url=f"{base_url}/jobs/{job.id}",
         occurred_at=at,
@@ -201,11 +203,14 @@ def _problem(
     detail: str | None,
     trouble: CheckTrouble | None,
     at: float,
+    max_job_age: float,
 ) -> str | None:
     resume = (
         f"then resume it: `enrichwatch resume {job.id}` "
         f"(or POST {base_url}/api/jobs/{job.id}/resume)."
     )
+    if job.paused_at is not None:
+        resume += f" Not resumed by {_utc(job.paused_at + max_job_age)}, it expires."
     reason = job.error or job.vendor_status or "no reason given"
     vendor = job.vendor.value
     check_all = (
@@ -258,6 +263,10 @@ def _others(job: JobRecord, trouble: CheckTrouble | None) -> str:
         return ""
     jobs, wait = ("job", "waits") if trouble.others == 1 else ("jobs", "wait")
     return f" {trouble.others} other open {jobs} at {job.vendor.value} {wait} on the same."
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _count(value: int | None) -> str:

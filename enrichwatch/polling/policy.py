@@ -110,6 +110,10 @@ class JobView:
     vendor's `Retry-After` / `x-ratelimit-reset` from the last failure, in seconds after it.
     `expects_callback` is true when the job was submitted with our callback URL to a vendor
     that sends callbacks; `callback_at` is when the latest callback for it arrived.
+
+    `submitted_at` is where the job's age counts from: its run's start, moved on by the
+    pauses that have ended, since a pause waits on a person and not on the vendor.
+    `paused_at` is when the current pause began (None while the job is not paused).
     """
 
     submitted_at: float
@@ -121,6 +125,13 @@ class JobView:
     retry_after: float | None = None
     expects_callback: bool = False
     callback_at: float | None = None
+    paused_at: float | None = None
+
+    def expires_at(self, max_age: float) -> float:
+        """When the job has outlived `max_age`: that long into its run, or, while it is
+        paused, that long after the pause began, so a person always has the whole of it to
+        act and a job resumed late is not expired halfway through its run."""
+        return (self.submitted_at if self.paused_at is None else self.paused_at) + max_age
 
     @property
     def anchor(self) -> float:
@@ -156,7 +167,7 @@ def next_check(
     """
     if job.state.is_terminal:
         raise ValueError(f"job is {job.state}; nothing left to check")
-    if now - job.submitted_at >= policy.max_age:
+    if now >= job.expires_at(policy.max_age):
         return CheckPlan(now, CheckReason.EXPIRED)
     wanted = _wanted(job, now, policy, durations, rng)
     return _bounded(wanted, job, now, policy, budget_ready_at)
@@ -235,7 +246,7 @@ def _bounded(
 ) -> CheckPlan:
     last = job.last_check_at if job.last_check_at is not None else job.submitted_at
     at, reason = plan.at, plan.reason
-    latest = min(last + policy.max_interval, job.submitted_at + policy.max_age)
+    latest = min(last + policy.max_interval, job.expires_at(policy.max_age))
     if at > latest:
         at, reason = latest, CheckReason.SAFETY_NET
     at = max(at, last + policy.min_interval, now)

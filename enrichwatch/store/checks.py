@@ -285,8 +285,10 @@ class CheckWrites:
                 next_check_at = None
             elif _woken(claimed, job):
                 next_check_at = job.next_check_at
+            paused_at, paused_seconds = job.pauses_after(state, now)
             conn.execute(
                 """UPDATE jobs SET state = ?, vendor_status = ?, error = COALESCE(?, error),
+                       paused_at = ?, paused_seconds = ?,
                        progress_done = COALESCE(?, progress_done),
                        progress_failed = COALESCE(?, progress_failed),
                        progress_total = COALESCE(?, progress_total),
@@ -302,6 +304,8 @@ class CheckWrites:
                     state.value,
                     snap.vendor_status,
                     snap.error,
+                    paused_at,
+                    paused_seconds,
                     snap.done,
                     snap.failed,
                     snap.total,
@@ -424,12 +428,13 @@ class CheckWrites:
             notifications.on_state_change(
                 conn, job_id, state, routes, results_coming=False, now=now
             )
+            paused_at, paused_seconds = job.pauses_after(state, now)
             conn.execute(
                 """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
-                       vendor_calls = vendor_calls + ?
+                       vendor_calls = vendor_calls + ?, paused_at = ?, paused_seconds = ?
                    WHERE id = ?""",
-                (state.value, reason, now, now, vendor_calls, job_id),
+                (state.value, reason, now, now, vendor_calls, paused_at, paused_seconds, job_id),
             )
             fetches.settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
@@ -456,7 +461,8 @@ class CheckWrites:
                 conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
                 conn.execute(
                     """UPDATE jobs SET state = 'running', finished_at = NULL, error = NULL,
-                           results_state = NULL, results_count = 0, run_started_at = ?
+                           results_state = NULL, results_count = 0, run_started_at = ?,
+                           paused_at = NULL, paused_seconds = 0
                        WHERE id = ?""",
                     (now, job_id),
                 )

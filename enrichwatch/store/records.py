@@ -46,6 +46,10 @@ class JobRecord(Record):
     finished_at: float | None
     run_started_at: float | None
     """When the latest reprocess began the vendor's current run; None: the submission did."""
+    paused_at: float | None
+    """When the job was found paused, waiting on a person; None while it is not paused."""
+    paused_seconds: float
+    """How long the current run's ended pauses lasted: no part of its age or duration."""
     send_started_at: float | None
     """A submit call under way since then, or cut off by a stop (see `Store.begin_send`)."""
     send_owner: str | None
@@ -63,6 +67,20 @@ class JobRecord(Record):
     def run_start(self) -> float:
         """When the vendor's current run of the job began (its age counts from here)."""
         return self.created_at if self.run_started_at is None else self.run_started_at
+
+    @property
+    def age_start(self) -> float:
+        """Where the current run's age counts from: its start, moved on by its ended pauses."""
+        return self.run_start + self.paused_seconds
+
+    def pauses_after(self, state: JobState, now: float) -> tuple[float | None, float]:
+        """(`paused_at`, `paused_seconds`) once the job is in `state` at `now`: a pause
+        begins when the job is found needing action, and ends when it is found otherwise."""
+        if state is JobState.NEEDS_ACTION:
+            return (now if self.paused_at is None else self.paused_at), self.paused_seconds
+        if self.paused_at is None:
+            return None, self.paused_seconds
+        return None, self.paused_seconds + max(now - self.paused_at, 0.0)
 
     def callback_url(self, public_url: str) -> str:
         """The URL to register with the vendor for this job's callbacks."""

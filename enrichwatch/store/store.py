@@ -462,11 +462,12 @@ class Store(
     async def durations(
         self, vendor: VendorName, limit: int = 500
     ) -> list[tuple[int | None, float]]:
-        """(size, seconds from the start of its latest run to completion) of the vendor's
-        latest completed jobs: a reprocessed job's run starts at the reprocess."""
+        """(size, seconds from the start of its latest run to completion, less its pauses) of
+        the vendor's latest completed jobs: a reprocessed job's run starts at the reprocess."""
         rows = await self._fetchall(
             """SELECT COALESCE(progress_total, input_rows) AS size,
-                      finished_at - COALESCE(run_started_at, created_at) AS duration
+                      finished_at - COALESCE(run_started_at, created_at) - paused_seconds
+                          AS duration
                  FROM jobs WHERE vendor = ? AND state = 'completed' AND finished_at IS NOT NULL
                 ORDER BY finished_at DESC LIMIT ?""",
             (vendor.value, limit),

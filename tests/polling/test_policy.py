@@ -133,6 +133,23 @@ def test_expired_after_the_maximum_age():
     assert before.at <= 86_400.0
 
 
+def test_a_paused_job_expires_the_maximum_age_after_its_pause_not_its_start():
+    """A pause waits on a person: whenever it began, they have the whole maximum age to act,
+    and the job is still looked at once more before it is given up."""
+    policy = replace(POLICY, max_age=86_400.0, max_interval=30_000.0)
+    job = JobView(
+        submitted_at=0.0, state=JobState.NEEDS_ACTION, last_check_at=80_000.0, paused_at=80_000.0
+    )
+    waiting = next_check(job, 140_000.0, policy, MODEL, random.Random(0))
+    assert waiting.reason is not CheckReason.EXPIRED
+    last = next_check(
+        replace(job, last_check_at=150_000.0), 150_000.0, policy, MODEL, random.Random(0)
+    )
+    assert last.at == 166_400.0
+    expired = next_check(job, 166_400.0, policy, MODEL, random.Random(0))
+    assert expired.reason is CheckReason.EXPIRED
+
+
 def test_terminal_jobs_have_nothing_to_check():
     for state in (JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED):
         with pytest.raises(ValueError, match="nothing left"):
