@@ -311,7 +311,7 @@ async def _record(
             job,
             snapshot,
             now,
-            await rc.services.store.progress_samples(job.id, since=job.run_start),
+            await rc.services.store.progress_samples(job),
         )
         plan = next_check(
             view,
@@ -402,12 +402,16 @@ def _view(
     """The job as the policy sees it right after this check."""
     state = snapshot.state if snapshot.state is not JobState.SUBMITTED else job.state
     paused_at, paused_seconds = job.pauses_after(state, now)
-    progress = [ProgressSample(job.run_start, 0, samples[0][2])] if samples else []
+    if job.paused_at is not None and paused_at is None:
+        samples = []  # counts from before the pause that just ended tell no rate
+    # The start on a clock that stops while the job is paused, so counts over time are a rate.
+    started = job.run_start + paused_seconds
+    progress = [ProgressSample(started, 0, samples[0][2])] if samples else []
     progress += [ProgressSample(at, done, total) for at, done, total in samples]
     if snapshot.done is not None and snapshot.total:
         progress.append(ProgressSample(now, snapshot.done, snapshot.total))
     return JobView(
-        submitted_at=job.run_start + paused_seconds,
+        submitted_at=started,
         state=state,
         size=snapshot.total or job.progress_total or job.input_rows,
         samples=tuple(progress),

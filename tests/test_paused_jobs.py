@@ -146,3 +146,36 @@ async def test_a_person_has_the_whole_maximum_age_after_the_pause_to_resume(worl
     assert notified(world.db, job.id)[-1] == "expired"
     _, _, page = await get(world, f"/jobs/{job.id}", LOGGED_IN)
     assert "Paused since" not in page.decode()
+
+
+async def test_a_resumed_job_is_noticed_finishing_by_its_rate_of_work_not_the_safety_net(world):
+    """An influencers.club batch paused for credits halfway, for five hours, then resumed:
+    its progress counts from before the pause are no rate of work. Read as one, the pause
+    made hours of slow work, and the end was noticed by the safety net 36 minutes late, four
+    times the detection target of its working time; now it is noticed about on target (the
+    bound leaves room for the policy's 1 % of misses)."""
+    profile = world.sim.config.influencers_club.profile
+    profile.base_seconds, profile.credit_pause_rate, profile.credit_pause_at = 3 * HOUR, 1.0, 0.5
+    job = await world.submit(VendorName.INFLUENCERS_CLUB)
+
+    async def paused() -> bool:
+        return (await world.job(job.id)).state is JobState.NEEDS_ACTION
+
+    await step_until(world, paused)
+    paused_at = (await world.job(job.id)).paused_at
+    assert paused_at is not None
+    await wait_until(world, paused_at + 5 * HOUR)
+    await resume(world.services, job.id)
+
+    async def completed() -> bool:
+        return (await world.job(job.id)).state is JobState.COMPLETED
+
+    await step_until(world, completed)
+    done = await world.job(job.id)
+    assert done.finished_at is not None
+    ended = world.sim.influencers_club.batches[job.vendor_job_id or ""].job.terminal_at()
+    assert ended is not None
+    working = ended - done.created_at - done.paused_seconds
+    assert working < 4 * HOUR
+    policy = world.rc.policies[VendorName.INFLUENCERS_CLUB]
+    assert 0 <= done.finished_at - ended <= 2 * policy.detection_target(working)

@@ -442,15 +442,25 @@ class Store(
         return [JobRecord.from_row(row) for row in rows]
 
     async def progress_samples(
-        self, job_id: int, *, since: float, limit: int = 20
+        self, job: JobRecord, *, limit: int = 20
     ) -> list[tuple[float, int, int]]:
-        """The job's latest progress counts since `since` (its run's start: a reprocess
-        counts anew) as (time, done, total), oldest first."""
+        """The job's latest progress counts in its current run (a reprocess counts anew) as
+        (time, done, total), oldest first. Counts from before its latest pause ended are left
+        out: the pause would read as a stretch of slow work."""
+        since = job.run_start
+        if job.paused_seconds:
+            row = await self._fetchone(
+                """SELECT MAX(created_at) FROM events
+                    WHERE job_id = ? AND type = 'job.state_changed'
+                      AND json_extract(payload, '$.from') = 'needs_action'""",
+                (job.id,),
+            )
+            since = max(since, row[0] or since) if row is not None else since
         rows = await self._fetchall(
             """SELECT created_at, payload FROM events
                 WHERE job_id = ? AND type = 'job.progressed' AND created_at >= ?
                 ORDER BY seq DESC LIMIT ?""",
-            (job_id, since, limit),
+            (job.id, since, limit),
         )
         samples = []
         for row in reversed(rows):
