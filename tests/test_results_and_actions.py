@@ -508,6 +508,30 @@ async def test_check_vendor_asks_about_every_open_job_there_with_one_list_call(w
     assert world.sim.stats.count() == before + 1
 
 
+async def test_a_check_the_vendor_does_not_answer_is_an_error_after_the_jobs(world):
+    """The jobs are printed as the checks left them, then one `Error:` line and exit 1: a
+    script running `enrichwatch check` must not take a refused key for an answer."""
+    jobs = [await world.submit(VendorName.ECORE) for _ in range(2)]
+    await world.sim.advance(30)
+    world.env = world.env | {"ENRICHWATCH_ECORE__API_KEY": "revoked"}
+
+    code, out, err = await world.cli("check", str(jobs[0].id))
+    assert code == 1
+    assert out.startswith(f"job {jobs[0].id}  ecore  {jobs[0].vendor_job_id}  submitted")
+    (error,) = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: the check failed; job {jobs[0].id}: ecore: ")
+    assert error.endswith("HTTP 401: Invalid token.")
+
+    code, out, err = await world.cli("check", "--vendor", "ecore")
+    assert code == 1
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("job ")] == [
+        str(job.id) for job in jobs
+    ]
+    (error,) = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: 2 of 2 checks failed; job {jobs[0].id}: ecore: ")
+    assert error.endswith("HTTP 401: Invalid token.")
+
+
 async def test_reprocess_options_reprompt_would_refuse_are_refused_before_asking(world):
     job = await world.submit(VendorName.REPROMPT)
     await settle(world.sim, world.services, world.rc)

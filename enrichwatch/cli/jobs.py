@@ -16,6 +16,7 @@ from enrichwatch.cli.context import (
     json_option,
     parse_options,
     print_jobs,
+    require_database,
 )
 from enrichwatch.cli.ids import JOB_ID
 from enrichwatch.cli.notifications import notify_options, targets_from_options
@@ -140,6 +141,7 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
     from enrichwatch import export
 
     settings = obj.settings()
+    require_database(settings)
 
     async def work(services: Services) -> int:
         job = await services.store.get_job(job_id)
@@ -190,23 +192,45 @@ def check(obj: CliContext, job_id: int | None, vendor: str | None, as_json: bool
     if job_id is None and vendor is None:
         raise click.UsageError("missing JOB (or --vendor for all of a vendor's open jobs)")
     settings = obj.settings()
+    require_database(settings)
 
-    async def work(services: Services) -> list[JobRecord]:
+    async def work(services: Services) -> tuple[list[JobRecord], list[str]]:
         # A lease holder like any reconciler: one starting meanwhile leaves this call's jobs be.
         rc = Reconciler(services)
         holder = LeaseHolder.acquire(services.store.path, rc.owner)
+        began = services.store.clock()
         try:
             if vendor is not None:
-                return await check_vendor_now(rc, VendorName(vendor))
-            assert job_id is not None
-            return [await check_job_now(rc, job_id)]
+                jobs = await check_vendor_now(rc, VendorName(vendor))
+            else:
+                assert job_id is not None
+                jobs = [await check_job_now(rc, job_id)]
         finally:
             holder.release()
+        return jobs, [
+            f"job {job.id}: {error}"
+            for job in jobs
+            if (error := await _failed(services, job, began))
+        ]
 
-    jobs = obj.run(settings, work)
+    jobs, failures = obj.run(settings, work)
     if not jobs and not as_json:
         click.echo(f"no open jobs at {vendor}", err=True)
     print_jobs(jobs, settings, as_json)
+    if failures:
+        # The jobs are printed as they are; the vendor not answering is still an error.
+        checks = "the check" if len(jobs) == 1 else f"{len(failures)} of {len(jobs)} checks"
+        raise click.ClickException(f"{checks} failed; {failures[0]}")
+
+
+async def _failed(services: Services, job: JobRecord, since: float) -> str | None:
+    """The error of the job's status call made since `since`, if it failed."""
+    for event in reversed(await services.store.latest_events(job.id, 10)):
+        if event.created_at < since or event.type == "vendor.polled":
+            return None
+        if event.type == "vendor.poll_failed":
+            return str(event.payload.get("error"))
+    return None
 
 
 @click.command()
@@ -256,6 +280,7 @@ def _act(
 ) -> None:
     """Run an operator action and print the job as it left it."""
     settings = obj.settings()
+    require_database(settings)
     print_jobs([obj.run(settings, action)], settings, as_json)
 
 

@@ -150,8 +150,23 @@ async def test_a_directory_as_database_is_one_line_naming_it(args, tmp_path):
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("args", [["jobs"], ["stats"], ["notifications"]])
-async def test_a_reading_command_never_creates_a_database(args, tmp_path):
+ABOUT_JOBS_THERE = [
+    ["jobs"],
+    ["stats"],
+    ["notifications"],
+    ["results", "1"],
+    ["check", "1"],
+    ["check", "--vendor", "ecore"],
+    ["resume", "1"],
+    ["reprocess", "1"],
+    ["fetch", "1"],
+]
+
+
+@pytest.mark.parametrize("args", ABOUT_JOBS_THERE, ids=" ".join)
+async def test_a_command_about_jobs_already_there_never_creates_a_database(args, tmp_path):
+    """A mistaken path would otherwise be a new, empty database answering "no job with id 1"
+    or "no open jobs", as if the jobs were gone."""
     missing = tmp_path / "missing.db"
     result = await run_cli(clean_env(db=str(missing)), *args)
     assert assert_one_line_error(result) == (
