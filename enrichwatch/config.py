@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import json
 import os
 import re
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AnyHttpUrl,
@@ -22,11 +24,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from enrichwatch.errors import SettingsError
@@ -287,6 +291,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    file_values: ClassVar[dict[str, Any]] = {}
+    """What the TOML file gave, parsed once by `load_settings`."""
+
     db: Path = Path("enrichwatch.db")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -363,7 +370,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the TOML file, as a deployment overrides a checked-in config.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, cls.file_values))
 
     @property
     def base_url(self) -> str:
@@ -395,13 +402,12 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
-    """Build the one Settings object; a bad value raises SettingsError naming the setting."""
-    if config_file is not None and not config_file.is_file():
-        what = "is not a regular file" if config_file.exists() else "does not exist"
-        raise SettingsError(f"config file {config_file} {what}")
+    """Build the one Settings object; a bad value raises SettingsError naming the setting, and
+    the TOML file when the value came from there."""
+    from_file = {} if config_file is None else _read_config_file(config_file)
 
     class _FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=config_file)
+        file_values: ClassVar[dict[str, Any]] = from_file
 
     misspelt = _misspelt_variables(os.environ)
     if misspelt:
@@ -409,11 +415,32 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
     try:
         return _FileSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
-    except ValueError as exc:  # a malformed TOML file or an unparsable nested JSON variable
+        env_values = EnvSettingsSource(_FileSettings)()
+        given = {**env_values, **overrides}
+        raise SettingsError(_describe(exc, given, from_file, config_file)) from None
+    except ValueError as exc:  # an unparsable nested JSON variable
         raise SettingsError(
             f"could not read settings: {exc} (a list or table given in a variable must be "
             """JSON, e.g. ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS='["files.example.com"]')"""
+        ) from None
+
+
+def _read_config_file(config_file: Path) -> dict[str, Any]:
+    if not config_file.is_file():
+        what = "is not a regular file" if config_file.exists() else "does not exist"
+        raise SettingsError(f"config file {config_file} {what}")
+    try:
+        with config_file.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+        raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"config file {config_file} is not valid TOML: not UTF-8 text (byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"could not read config file {config_file}: {exc.strerror or exc}"
         ) from None
 
 
@@ -444,18 +471,143 @@ def _misspelt_variables(environ: Mapping[str, str]) -> list[str]:
     return found
 
 
-_SECRET_WORDS = ("secret", "password", "slack_webhook_url")
+Loc = tuple[str | int, ...]
+
+_SECRET_NAME = re.compile(r"secret|passw|token|key|credential", re.IGNORECASE)
+"""Names that mark a setting as holding a secret, whatever its type (and however misspelt a
+key it is said of)."""
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(
+    exc: ValidationError,
+    given: Mapping[str, Any],
+    file_values: Mapping[str, Any],
+    config_file: Path | None,
+) -> str:
+    """One line per error, naming the setting as the user gave it: the variable, or the key
+    in the TOML file when neither the environment nor an override (`given`, which win) gives
+    it. A value is quoted only when it can hold no secret."""
     lines = []
     for error in exc.errors():
-        path = [str(part) for part in error["loc"]]
-        if not path:  # a rule across settings
+        loc: Loc = error["loc"]
+        if not loc:  # a rule across settings
             lines.append(f"invalid settings: {error['msg']}")
             continue
-        env_name = ENV_PREFIX + "__".join(part.upper() for part in path)
-        secret = "api_key" in path or any(word in path[-1] for word in _SECRET_WORDS)
-        value = "" if secret else f" (got {error['input']!r})"
-        lines.append(f"invalid setting {env_name} / {'.'.join(path)}: {error['msg']}{value}")
+        in_file = _written(file_values, loc) if _written(given, loc) is None else None
+        if in_file is not None:
+            name = f"{_toml_key(in_file)} in {config_file}"
+        else:
+            name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {name}: {_suggestion(loc, in_file is not None)}")
+            continue
+        if in_file is None:
+            name += " / " + ".".join(str(part) for part in loc)
+        got = "" if _is_secret(loc) or not _plain(error["input"]) else f" (got {error['input']!r})"
+        lines.append(f"invalid setting {name}: {error['msg']}{got}")
     return "\n".join(lines)
+
+
+def _written(values: Mapping[str, Any], loc: Loc) -> Loc | None:
+    """The path to `loc` in `values` as written there (table keys may differ in case from a
+    setting's name), or None when `values` does not give it."""
+    found: list[str | int] = []
+    value: Any = values
+    for part in loc:
+        if isinstance(part, int):
+            if not isinstance(value, list) or not -len(value) <= part < len(value):
+                return None
+            value = value[part]
+            found.append(part)
+            continue
+        if not isinstance(value, Mapping):
+            return None
+        keys = [part] if part in value else [k for k in value if k.lower() == part.lower()]
+        if not keys:
+            return None
+        value = value[keys[0]]
+        found.append(keys[0])
+    return tuple(found)
+
+
+def _toml_key(loc: Loc) -> str:
+    """A dotted key as TOML would write it."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            bare = re.fullmatch(r"[A-Za-z0-9_-]+", part)
+            key += ("." if key else "") + (part if bare else json.dumps(part))
+    return key
+
+
+def _suggestion(loc: Loc, in_file: bool) -> str:
+    """The known key nearest an unknown one, as the user would write it."""
+    section = _fields_along(loc[:-1])
+    if len(section) < len(loc) - 1:  # inside a table that is itself unknown
+        return "no such setting"
+    model = _model_of(section[-1]) if section else Settings
+    if model is None:
+        return "no such setting"
+    known = {
+        (field.alias or name).lower(): field.alias or name
+        for name, field in model.model_fields.items()
+    }
+    close = difflib.get_close_matches(str(loc[-1]).lower(), known, n=1, cutoff=0.6)
+    if not close:
+        return "no such setting"
+    path = (*(str(part) for part in loc[:-1]), known[close[0]])
+    if in_file:
+        return f"did you mean {_toml_key(path)}?"
+    return f"did you mean {ENV_PREFIX}{'__'.join(part.upper() for part in path)}?"
+
+
+def _fields_along(loc: Loc) -> list[FieldInfo]:
+    """The settings fields `loc` passes through, as far as it names known ones."""
+    fields: list[FieldInfo] = []
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if model is None or not isinstance(part, str):
+            break
+        field = next(
+            (
+                field
+                for name, field in model.model_fields.items()
+                if part.lower() in (name.lower(), (field.alias or name).lower())
+            ),
+            None,
+        )
+        if field is None:
+            break
+        fields.append(field)
+        model = _model_of(field)
+    return fields
+
+
+def _model_of(field: FieldInfo) -> type[BaseModel] | None:
+    """The section model a field holds, if it holds one."""
+    for kind in (field.annotation, *get_args(field.annotation)):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
+
+
+def _holds_secret(kind: Any) -> bool:
+    return kind is SecretStr or any(_holds_secret(arg) for arg in get_args(kind))
+
+
+def _is_secret(loc: Loc) -> bool:
+    """Whether the value at `loc` is, or may be, a secret: a SecretStr setting, one inside it,
+    or one whose name says so."""
+    return any(_holds_secret(field.annotation) for field in _fields_along(loc)) or any(
+        isinstance(part, str) and _SECRET_NAME.search(part) for part in loc
+    )
+
+
+def _plain(value: object) -> bool:
+    """A value fit to quote: a scalar or a list of them. A table (a whole section, which may
+    hold secrets) is not."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return True
+    return isinstance(value, Sequence) and all(_plain(item) for item in value)

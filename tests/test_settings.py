@@ -1,9 +1,35 @@
 from __future__ import annotations
 
-import pytest
+import os
+import subprocess
+import sys
+from typing import get_args
 
-from enrichwatch.config import load_settings
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from enrichwatch.config import Settings, load_settings
 from enrichwatch.errors import SettingsError
+
+
+def clear_settings_env(monkeypatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("ENRICHWATCH_"):
+            monkeypatch.delenv(name)
+
+
+def secret_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """The dotted key of every SecretStr setting, however deep."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        kinds = (field.annotation, *get_args(field.annotation))
+        if SecretStr in kinds:
+            keys.append(key)
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                keys += secret_keys(kind, key + ".")
+    return keys
 
 
 def test_defaults_need_no_configuration(monkeypatch):
@@ -155,3 +181,166 @@ def test_a_blank_or_short_credential_is_refused(monkeypatch, variable, value):
     with pytest.raises(SettingsError) as error:
         load_settings()
     assert variable in str(error.value)
+
+
+SECRET = "s3cr3t-d0-not-print"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "secret"),
+    [
+        # Too short: the validator refuses the token itself.
+        ({"ENRICHWATCH_API_TOKEN": "mynewtoken123"}, "ENRICHWATCH_API_TOKEN", "mynewtoken123"),
+        # A rule on a section: its whole input, secrets and all, was the value refused.
+        (
+            {
+                "ENRICHWATCH_CRUSTDATA__API_KEY": SECRET,
+                "ENRICHWATCH_CRUSTDATA__MIN_POLL_INTERVAL": "1e9",
+            },
+            "ENRICHWATCH_CRUSTDATA",
+            SECRET,
+        ),
+        (
+            {
+                "ENRICHWATCH_NOTIFY__SLACK_WEBHOOK_URL": f"https://hooks.slack.com/{SECRET}",
+                "ENRICHWATCH_NOTIFY__WEBHOOK_URL": "https://hooks.example.com/in",
+            },
+            "ENRICHWATCH_NOTIFY",
+            SECRET,
+        ),
+        # A misspelt key: its value is still the secret the user meant to set.
+        ({"ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRT": SECRET}, "WEBHOOK_SECRT", SECRET),
+        ({"ENRICHWATCH_NOTIFY__WEBHOOK_SECRT": SECRET}, "WEBHOOK_SECRT", SECRET),
+        ({"ENRICHWATCH_NOTIFY__SLACK_WEBHOK_URL": SECRET}, "SLACK_WEBHOK_URL", SECRET),
+        ({"ENRICHWATCH_SMTP__PASSWRD": SECRET}, "PASSWRD", SECRET),
+        ({"ENRICHWATCH_ECORE__APIKEY": SECRET}, "APIKEY", SECRET),
+    ],
+)
+def test_no_message_shows_a_secret_value(monkeypatch, variables, named, secret):
+    clear_settings_env(monkeypatch)
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert named in str(error.value)
+    assert secret not in str(error.value)
+
+
+def test_no_secret_setting_in_the_toml_file_has_its_value_shown(tmp_path, monkeypatch):
+    """Every SecretStr setting, found from the model so a new one is covered too; the
+    number is refused (not a string) and would otherwise be quoted back."""
+    clear_settings_env(monkeypatch)
+    keys = secret_keys()
+    assert {"api_token", "crustdata.api_key", "smtp.password"} <= set(keys)
+    config = tmp_path / "enrichwatch.toml"
+    for key in keys:
+        *section, name = key.split(".")
+        table = f"[{section[0]}]\n" if section else ""
+        config.write_text(f"{table}{name} = 987654321987\n")
+        with pytest.raises(SettingsError) as error:
+            load_settings(config)
+        assert f"{key} in {config}" in str(error.value)
+        assert "987654321987" not in str(error.value), key
+
+
+def test_a_short_token_is_refused_by_the_cli_without_showing_it(tmp_path):
+    """What the user ran: one `Error:` line naming the variable, and not the token."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ENRICHWATCH_")}
+    env |= {"ENRICHWATCH_API_TOKEN": "mynewtoken123", "ENRICHWATCH_DB": str(tmp_path / "x.db")}
+    result = subprocess.run(
+        [sys.executable, "-m", "enrichwatch", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: invalid setting ENRICHWATCH_API_TOKEN / api_token: Value error, must be at "
+        "least 16 characters (or unset)"
+    ], result.stderr
+    assert "mynewtoken123" not in result.stdout + result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "meant"),
+    [
+        (
+            '[crustdata]\nwebhok_secret = "x"\n',
+            "crustdata.webhok_secret",
+            "crustdata.webhook_secret",
+        ),
+        ("prot = 1\n", "prot", "port"),
+        ('[smtp]\nfrm = "a@example.com"\n', "smtp.frm", "smtp.from"),
+        # Keys inside a section are case-sensitive; the key is named as written.
+        ("[ecore]\nMAX_POLL_INTERVAL = 60\n", "ecore.MAX_POLL_INTERVAL", "ecore.max_poll_interval"),
+        (
+            '[notify]\n"slack webhook url" = "x"\n',
+            'notify."slack webhook url"',
+            "notify.slack_webhook_url",
+        ),
+    ],
+)
+def test_an_unknown_key_in_the_toml_file_is_named_there_with_the_nearest(
+    tmp_path, monkeypatch, toml, key, meant
+):
+    clear_settings_env(monkeypatch)
+    config = tmp_path / "enrichwatch.toml"
+    config.write_text(toml)
+    with pytest.raises(SettingsError) as error:
+        load_settings(config)
+    assert str(error.value) == f"unknown setting {key} in {config}: did you mean {meant}?"
+
+
+def test_a_misspelt_key_in_a_sectioned_variable_gets_the_nearest(monkeypatch):
+    clear_settings_env(monkeypatch)
+    monkeypatch.setenv("ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRT", "k")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value) == (
+        "unknown setting ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRT: did you mean "
+        "ENRICHWATCH_CRUSTDATA__WEBHOOK_SECRET?"
+    )
+
+
+def test_a_bad_value_is_named_where_it_was_given(tmp_path, monkeypatch):
+    """The file's key when the file gave it; the variable when the environment overrode it."""
+    clear_settings_env(monkeypatch)
+    config = tmp_path / "enrichwatch.toml"
+    config.write_text('port = "eighty"\n[crustdata]\nbase_url = "nope"\n')
+    monkeypatch.setenv("ENRICHWATCH_CRUSTDATA__BASE_URL", "nope either")
+    with pytest.raises(SettingsError) as error:
+        load_settings(config)
+    lines = str(error.value).splitlines()
+    assert lines[0].startswith(f"invalid setting port in {config}: Input should be a valid integer")
+    assert lines[0].endswith("(got 'eighty')")
+    assert lines[1].startswith(
+        "invalid setting ENRICHWATCH_CRUSTDATA__BASE_URL / crustdata.base_url:"
+    )
+    assert lines[1].endswith("(got 'nope either')")
+
+
+def test_a_toml_syntax_error_names_the_file_and_where(tmp_path, monkeypatch):
+    clear_settings_env(monkeypatch)
+    config = tmp_path / "enrichwatch.toml"
+    config.write_text('[crustdata]\nwebhook_secret "x"\n')
+    with pytest.raises(SettingsError) as error:
+        load_settings(config)
+    assert str(error.value) == (
+        f"config file {config} is not valid TOML: Expected '=' after a key in a key/value pair "
+        "(at line 2, column 16)"
+    )
+    config.write_bytes(b'host = "caf\xe9"\n')
+    with pytest.raises(SettingsError) as error:
+        load_settings(config)
+    assert str(error.value) == f"config file {config} is not valid TOML: not UTF-8 text (byte 11)"
+
+
+def test_a_malformed_variable_still_says_it_must_be_json(monkeypatch):
+    clear_settings_env(monkeypatch)
+    monkeypatch.setenv("ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS", "[oops")
+    with pytest.raises(SettingsError, match="must be JSON"):
+        load_settings()
