@@ -14,18 +14,26 @@ def calls_text(calls: float) -> str:
     return f"{calls:g}" if calls == int(calls) else f"{calls:.1f}"
 
 
+def counted(count: object, one: str, many: str) -> str:
+    """`count` and the noun that goes with it: `one` for exactly 1, `many` otherwise (an
+    unknown count too, shown as it is)."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def event_summary(event: EventRecord) -> str:
     """One line saying what the event means; unknown types show their payload."""
     p = event.payload
     match event.type:
         case "submit.requested":
-            return f"submit requested: {p.get('rows')} rows"
+            return f"submit requested: {counted(p.get('rows'), 'row', 'rows')}"
         case "job.submitted":
             return f"accepted by the vendor as {p.get('vendor_job_id')}"
         case "job.tracked":
             return f"tracking {p.get('vendor_job_id')}"
         case "vendor.polled":
-            return f"status call: {p.get('vendor_status')} ({calls_text(p.get('cost', 0))} call)"
+            cost = p.get("cost", 0)
+            calls = f"{calls_text(cost)} {'call' if cost == 1 else 'calls'}"
+            return f"status call: {p.get('vendor_status')} ({calls})"
         case "vendor.poll_failed":
             return f"status call failed: {p.get('error')}"
         case "job.state_changed":
@@ -47,7 +55,7 @@ def event_summary(event: EventRecord) -> str:
             return "callback late: checking by polling instead"
         case "results.stored":
             partial = " (partial)" if p.get("partial") else ""
-            return f"results stored: {p.get('count')} records{partial}"
+            return f"results stored: {counted(p.get('count'), 'record', 'records')}{partial}"
         case "notification.sent" | "notification.failed":
             what = "dead-lettered" if p.get("dead") else event.type.split(".", 1)[1]
             error = f": {p['error']}" if p.get("error") else ""

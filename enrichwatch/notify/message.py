@@ -212,6 +212,8 @@ def _problem(
     if job.paused_at is not None:
         resume += f" Not resumed by {_utc(job.paused_at + max_job_age)}, it expires."
     reason = job.error or job.vendor_status or "no reason given"
+    # What went wrong ends a sentence of ours; the vendor's own words may have ended it already.
+    error = _sentence(detail or reason)
     vendor = job.vendor.value
     check_all = (
         f"`enrichwatch check --vendor {vendor}` (or POST {base_url}/api/vendors/{vendor}/check)."
@@ -221,16 +223,16 @@ def _problem(
             return None
         case Outcome.NEEDS_ACTION:
             return (
-                f"Action needed: {vendor} paused the job ({reason}). Top up the account's "
-                f"credits (or settle what the vendor asks) at {vendor}, " + resume
+                f"Action needed: {vendor} paused the job ({_bare(reason)}). Top up the "
+                f"account's credits (or settle what the vendor asks) at {vendor}, " + resume
             )
         case Outcome.PARTIAL:
             return "The job is paused; these are the results so far. To get the rest, " + resume
         case Outcome.FETCH_FAILED:
             return (
-                f"Error: {reason}. Once the cause is mended (the vendor serves them again, "
-                f"or the settings allow them), fetch them again: `enrichwatch fetch {job.id}` "
-                f"(or POST {base_url}/api/jobs/{job.id}/fetch)."
+                f"Error: {_sentence(reason)} Once the cause is mended (the vendor serves them "
+                "again, or the settings allow them), fetch them again: "
+                f"`enrichwatch fetch {job.id}` (or POST {base_url}/api/jobs/{job.id}/fetch)."
             )
         case Outcome.WEBHOOK_LATE:
             return (
@@ -239,7 +241,7 @@ def _problem(
             )
         case Outcome.CHECKS_REFUSED:
             return (
-                f"Action needed: {detail or reason}. Mend it at {vendor} (the account's key "
+                f"Action needed: {error} Mend it at {vendor} (the account's key "
                 f"or credits) or in enrichwatch's settings for {vendor} (its API key, its base "
                 "URL); until then the job is checked only now and then, and it expires at its "
                 "maximum age. A restart with new settings checks every open job at once; "
@@ -249,7 +251,7 @@ def _problem(
             since = f" for {_duration(at - trouble.failing_since)}" if trouble else ""
             return (
                 f"{vendor} has not answered this job's status checks{since}, longer than any "
-                f"open job should go unchecked; the last error: {detail or reason}. enrichwatch "
+                f"open job should go unchecked; the last error: {error} enrichwatch "
                 "keeps trying, and fetches the results once it answers. If it lasts, see the "
                 f"vendor's status page, or the base URL in enrichwatch's settings for {vendor}. "
                 f"To check every open job at {vendor} now: {check_all}" + _others(job, trouble)
@@ -263,6 +265,19 @@ def _others(job: JobRecord, trouble: CheckTrouble | None) -> str:
         return ""
     jobs, wait = ("job", "waits") if trouble.others == 1 else ("jobs", "wait")
     return f" {trouble.others} other open {jobs} at {job.vendor.value} {wait} on the same."
+
+
+def _sentence(text: str) -> str:
+    """`text` (an error, a vendor's reason) ending a sentence: a full stop added unless it
+    ends with its own, so "Invalid token." is not followed by a second one."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _bare(text: str) -> str:
+    """`text` inside a sentence, in parentheses: without a full stop of its own."""
+    text = text.rstrip()
+    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
 
 
 def _utc(at: float) -> str:

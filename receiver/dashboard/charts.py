@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 _UNITS = ((7200.0, 3600.0, "h"), (120.0, 60.0, "min"), (0.0, 1.0, "s"))
+_SINGULAR = {"calls": "call"}
+"""Units that are counted nouns, and their singular; symbols (h, min, s) stay as they are."""
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,20 @@ def time_series(
         return HEIGHT - BOTTOM - value / top_value * plot_height
 
     points = [
-        Point(x_of(at), y_of(value), f"{name}: {_number(value)} {unit}")
+        Point(x_of(at), y_of(value), f"{name}: {_amount(value, unit)}")
         for at, value, name in samples
     ]
     y_ticks = [
         Tick(y_of(top_value * step / 4), f"{_number(top_value * step / 4)}") for step in range(5)
     ]
     x_ticks = [Tick(x_of(at), _time_label(at, end - start)) for at in sorted({start, end})]
-    if samples:
-        values = [value for _, value, _ in samples]
+    values = [value for _, value, _ in samples]
+    if len(samples) == 1:
+        summary = f"1 job, finished {_time_label(start, 86400)}: {_amount(values[0], unit)}."
+    elif samples:
         summary = (
             f"{len(samples)} jobs from {_time_label(start, 86400)} to {_time_label(end, 86400)}; "
-            f"lowest {_number(min(values))} {unit}, highest {_number(max(values))} {unit}."
+            f"lowest {_amount(min(values), unit)}, highest {_amount(max(values), unit)}."
         )
     else:
         summary = "No finished jobs yet."
@@ -105,6 +109,12 @@ def _number(value: float) -> str:
     digits = 2 if value < 10 else 1 if value < 100 else 0
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if digits else text
+
+
+def _amount(value: float, unit: str) -> str:
+    """A value and its unit, a counted unit in the singular for exactly 1 ("1 call")."""
+    number = _number(value)
+    return f"{number} {_SINGULAR.get(unit, unit) if number == '1' else unit}"
 
 
 def _time_label(at: float, span: float) -> str:

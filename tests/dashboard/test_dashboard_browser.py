@@ -95,6 +95,7 @@ async def test_jobs_job_page_results_and_vendor_page(world, page, artifacts):
         chart = page.get_by_role("img", name=re.compile(name))
         await expect(chart).to_be_visible()
         await expect(chart.locator("circle")).to_have_count(1)
+        await expect(chart).to_have_accessible_name(re.compile(rf"^{name}.* 1 job, finished "))
     never = page.get_by_role("table", name="Jobs without a callback, latest first")
     await expect(never.get_by_role("link", name=f"Job {lost.id}")).to_be_visible()
     # It was late too, but a callback that never came is listed once, as never.
