@@ -81,11 +81,16 @@ def notifications(
     require_database(settings)
 
     async def work(services: Services) -> list[NotificationRecord]:
+        if job_id is not None:
+            await services.store.get_job(job_id)  # an unknown job is an error, not an empty list
         return await services.store.list_notifications(state=state, job_id=job_id, limit=limit)
 
     records = obj.run(settings, work)
     if as_json:
         click.echo(json.dumps([notification_json(record) for record in records], indent=2))
+        return
+    if not records:
+        click.echo("no notifications")
         return
     for record in records:
         click.echo(_line(record))
