@@ -81,6 +81,14 @@ class Services:
     due_now: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a callback makes a job due, so an in-process reconciler looks at once."""
 
+    async def public_url(self) -> str:
+        """The base URL of callback, results and dashboard links: `ENRICHWATCH_PUBLIC_URL`
+        when set, else where the receiver serving this database last listened (a CLI or a
+        separate reconciler cannot know the port `serve` was given), else HOST:PORT."""
+        if self.settings.public_url is not None:
+            return self.settings.base_url
+        return await self.store.service_url() or self.settings.base_url
+
     def adapter(
         self,
         vendor: VendorName,

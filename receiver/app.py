@@ -64,6 +64,7 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
     bound_url = f"http://{host}:{sock.getsockname()[1]}"
     settings = services.settings
     public_url = settings.base_url if settings.public_url is not None else bound_url
+    await services.store.record_service_url(public_url)
     runner = web.AppRunner(
         create_app(services, public_url),
         handle_signals=False,

@@ -28,6 +28,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print as JSO
 class CliContext:
     def __init__(self, config_file: Path | None) -> None:
         self.config_file = config_file
+        self._public_url: str | None = None
+
+    @property
+    def public_url(self) -> str:
+        """The base URL of callback and result links, as `run` found it: the service on the
+        same database may listen where this process's settings do not say."""
+        assert self._public_url is not None, "no command has run yet"
+        return self._public_url
 
     def settings(self, **overrides: Any) -> Settings:
         try:
@@ -46,6 +54,7 @@ class CliContext:
 
         async def main() -> T:
             async with open_services(settings) as services:
+                self._public_url = await services.public_url()
                 return await work(services)
 
         try:
@@ -86,13 +95,13 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-def print_jobs(jobs: list[JobRecord], settings: Settings, as_json: bool) -> None:
+def print_jobs(jobs: list[JobRecord], public_url: str, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps([job_json(job, settings.base_url) for job in jobs], indent=2))
+        click.echo(json.dumps([job_json(job, public_url) for job in jobs], indent=2))
         return
     for job in jobs:
         click.echo(
             f"job {job.id}  {job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}  "
             f"{job.state.value}  {job.name or ''}".rstrip()
         )
-        click.echo(f"  callback URL: {job.callback_url(settings.base_url)}")
+        click.echo(f"  callback URL: {job.callback_url(public_url)}")

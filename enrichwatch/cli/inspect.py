@@ -15,7 +15,6 @@ from rich.text import Text
 
 from enrichwatch.cli.context import VENDOR, CliContext, json_option, require_database
 from enrichwatch.cli.ids import INBOX_ID, JOB_ID
-from enrichwatch.config import Settings
 from enrichwatch.describe import calls_text, event_summary
 from enrichwatch.display import (
     duration_text,
@@ -60,7 +59,7 @@ def jobs(obj: CliContext, vendor: str | None, state: str | None, limit: int, as_
 
     found = obj.run(settings, work)
     if as_json:
-        click.echo(json.dumps([job_json(job, settings.base_url) for job in found], indent=2))
+        click.echo(json.dumps([job_json(job, obj.public_url) for job in found], indent=2))
         return
     console = make_console()
     if not found:
@@ -86,7 +85,7 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
 
     job, inbox, events = obj.run(settings, work)
     if as_json:
-        body = job_json(job, settings.base_url) | {
+        body = job_json(job, obj.public_url) | {
             "input_rows": job.input_rows,
             "expects_callback": job.expects_callback,
             "last_callback_at": iso(job.last_callback_at),
@@ -98,7 +97,7 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
         click.echo(json.dumps(body, indent=2))
         return
     console = make_console()
-    console.print(_job_fields(job, settings, time.time()))
+    console.print(_job_fields(job, obj.public_url, time.time()))
     if inbox:
         console.print()
         console.print(_inbox_table(inbox))
@@ -107,7 +106,7 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
     console.print(events_table(events, job.created_at))
 
 
-def _job_fields(job: JobRecord, settings: Settings, now: float) -> Table:
+def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -120,7 +119,7 @@ def _job_fields(job: JobRecord, settings: Settings, now: float) -> Table:
         ("Results", results_text(job)),
         ("Vendor calls", calls_text(job.vendor_calls)),
         ("Callbacks", f"{job.callbacks_received} received" + _callback_note(job)),
-        ("Callback URL", job.callback_url(settings.base_url)),
+        ("Callback URL", job.callback_url(public_url)),
         (
             "Created",
             f"{timestamp_text(job.created_at)} ({duration_text(now - job.created_at)} ago)",
@@ -266,7 +265,7 @@ def replay(obj: CliContext, inbox_id: int, bypass_dedupe: bool, as_json: bool) -
             "replay_of": inbox_id,
             "job_id": job.id,
             "duplicate": outcome.duplicate,
-            "job": job_json(job, settings.base_url),
+            "job": job_json(job, obj.public_url),
         }
         click.echo(json.dumps(body, indent=2))
         return

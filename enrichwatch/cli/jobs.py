@@ -76,7 +76,7 @@ def submit(
             services,
             vendor_name,
             request,
-            public_url=settings.base_url,
+            public_url=obj.public_url,
             source=EventSource.API,
             notify=notify,
         )
@@ -87,9 +87,9 @@ def submit(
     except click.ClickException as exc:
         cause = exc.__context__
         if isinstance(cause, SubmissionError) and cause.jobs:
-            print_jobs(cause.jobs, settings, as_json)
+            print_jobs(cause.jobs, obj.public_url, as_json)
         raise
-    print_jobs(jobs, settings, as_json)
+    print_jobs(jobs, obj.public_url, as_json)
 
 
 @click.command()
@@ -123,7 +123,7 @@ def track(
         )
         return job
 
-    print_jobs([obj.run(settings, work)], settings, as_json)
+    print_jobs([obj.run(settings, work)], obj.public_url, as_json)
 
 
 @click.command()
@@ -216,7 +216,7 @@ def check(obj: CliContext, job_id: int | None, vendor: str | None, as_json: bool
     jobs, failures = obj.run(settings, work)
     if not jobs and not as_json:
         click.echo(f"no open jobs at {vendor}", err=True)
-    print_jobs(jobs, settings, as_json)
+    print_jobs(jobs, obj.public_url, as_json)
     if failures:
         # The jobs are printed as they are; the vendor not answering is still an error.
         checks = "the check" if len(jobs) == 1 else f"{len(failures)} of {len(jobs)} checks"
@@ -281,7 +281,7 @@ def _act(
     """Run an operator action and print the job as it left it."""
     settings = obj.settings()
     require_database(settings)
-    print_jobs([obj.run(settings, action)], settings, as_json)
+    print_jobs([obj.run(settings, action)], obj.public_url, as_json)
 
 
 def _reprocess_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ async def deliver(
     message = build_message(
         job,
         Outcome(item.payload["outcome"]),
-        base_url=settings.base_url,
+        base_url=await services.public_url(),
         at=item.payload["at"],
         detail=item.payload.get("detail"),
         trouble=trouble,

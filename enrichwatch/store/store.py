@@ -45,6 +45,7 @@ _INSERT_INBOX = """INSERT INTO inbox (vendor, job_id, received_at, method, heade
                                     body, verification, dedupe_key, dedupe_hash, duplicate_of)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _API_TOKEN_KEY = "api_token_sha256"  # noqa: S105 (a meta key, not a secret)
+_SERVICE_URL_KEY = "service_url"
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,21 @@ class Store(
             return cursor.rowcount == 1
 
         return await self._writer.run(op)
+
+    async def record_service_url(self, url: str) -> None:
+        """The base URL the receiver serving this file listens at, for the processes that
+        share the file and have no public URL configured (see `Services.public_url`)."""
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_SERVICE_URL_KEY, url),
+            )
+        )
+
+    async def service_url(self) -> str | None:
+        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", (_SERVICE_URL_KEY,))
+        return None if row is None else str(row["value"])
 
     async def probe_writable(self) -> None:
         """Take the write lock and write one row; raises if the file cannot be written."""

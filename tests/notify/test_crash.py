@@ -21,7 +21,7 @@ import aiohttp
 import pytest_asyncio
 
 from enrichwatch.sim import SimConfig, SimServer
-from tests.conftest import eventually, query, started
+from tests.conftest import eventually, free_port, query, started
 from tests.notify.conftest import MAIL_PASSWORD, MAIL_USER, SECRET
 from tests.notify.servers import HANG
 from tests.test_reconciler_crash import AUTH, api, serve_env
@@ -60,7 +60,8 @@ async def test_kill_9_between_claim_and_send_then_restart_delivers_every_channel
     mail_server.handler.hang.set()
     crust = sim.crustdata.add_job(30)
     await sim.advance_to(crust.job.terminal_at() + 1)
-    env = serve_env(sim, db, **notify_env(slack, receiver, mail_tls, mail_port))
+    # One port for both starts: the message's links name where the service listens.
+    env = serve_env(sim, db, port=free_port(), **notify_env(slack, receiver, mail_tls, mail_port))
 
     def rows() -> list:
         return query(db, "SELECT * FROM work WHERE kind = 'notify' ORDER BY id")

@@ -1,0 +1,50 @@
+"""The links a CLI prints and a notification carries name where the service listens. A
+`serve --port` given on its command line, or a port 0 it picked, is nowhere in another
+process's settings: the receiver records its URL in the database they share, and the
+vendor is given a callback URL that reaches it."""
+
+from __future__ import annotations
+
+import json
+
+from enrichwatch.models import VendorName
+from tests.cli.conftest import World
+
+
+async def test_the_cli_prints_and_submits_the_callback_url_of_the_service_on_its_database(
+    world: World, tmp_path
+):
+    assert not world.url.endswith(":8080")
+    job = world.jobs[VendorName.CRUSTDATA]
+    token = job.callback_token
+
+    code, out, err = await world.cli("show", str(job.id), "--json")
+    assert code == 0, err
+    assert json.loads(out)["callback_url"] == f"{world.url}/hooks/crustdata/{token}"
+    code, out, err = await world.cli("jobs", "--json")
+    assert code == 0, err
+    assert {shown["callback_url"].rsplit("/hooks/", 1)[0] for shown in json.loads(out)} == {
+        world.url
+    }
+
+    people = tmp_path / "people.csv"
+    people.write_text("professional_network_profile_urls\nhttps://www.linkedin.com/in/p1/\n")
+    code, out, err = await world.cli("submit", "crustdata", str(people), "--json")
+    assert code == 0, err
+    (submitted,) = json.loads(out)
+    assert submitted["callback_url"].startswith(f"{world.url}/hooks/crustdata/")
+    sent = world.sim.crustdata.jobs[submitted["vendor_job_id"]]
+    assert sent.webhook_url == submitted["callback_url"]
+
+
+async def test_a_configured_public_url_wins(world: World):
+    job = world.jobs[VendorName.ECORE]
+    world.env = world.env | {"ENRICHWATCH_PUBLIC_URL": "https://hooks.example.com/"}
+    code, out, err = await world.cli("show", str(job.id), "--json")
+    assert code == 0, err
+    assert json.loads(out)["callback_url"].startswith("https://hooks.example.com/hooks/ecore/")
+
+
+async def test_notification_links_name_the_bound_port_not_port_0(world: World):
+    assert world.services.settings.port == 8080
+    assert await world.services.public_url() == world.url
