@@ -417,6 +417,14 @@ async def test_reprocess_reopens_a_completed_reprompt_batch_which_finishes_again
         events = await world.events(job.id)
         assert events.count("job.reprocess_requested") == n
         assert events.count("results.stored") == n + 1
+        # The log tells every state the job was in: each run ends, and the next one begins.
+        changes = [
+            (e.payload["from"], e.payload["to"])
+            for e in await world.services.store.list_events(job.id)
+            if e.type == "job.state_changed"
+        ]
+        assert changes[-2:] == [("completed", "running"), ("running", "completed")]
+        assert changes.count(("completed", "running")) == n
         # Each run's results are news: one "completed" per run, on every channel.
         assert notified(world.db, job.id) == ["completed"] * (n + 1)
         # Each fetch started from the status call that found the batch finished: every status

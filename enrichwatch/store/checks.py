@@ -456,8 +456,15 @@ class CheckWrites:
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
+            before = fetch_job(conn, job_id)
             append_event(conn, job_id, event_type, EventSource.API, payload, now=now)
             if reopen:
+                if before.state is not JobState.RUNNING:
+                    action = event_type.removeprefix("job.").removesuffix("_requested")
+                    change = {"from": before.state, "to": JobState.RUNNING, "reason": action}
+                    append_event(
+                        conn, job_id, "job.state_changed", EventSource.API, change, now=now
+                    )
                 conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
                 conn.execute(
                     """UPDATE jobs SET state = 'running', finished_at = NULL, error = NULL,
