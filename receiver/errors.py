@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -14,27 +16,54 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
 
 
 class ApiError(Exception):
-    """Raised by a handler to answer with a JSON error."""
+    """Raised by a handler to answer with a JSON error; `headers` go on the answer, `extra`
+    into its "error" object."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
         self.extra = extra
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, **self.extra)
+        response = error_response(self.status, self.code, self.message, **self.extra)
+        response.headers.update(self.headers)
+        return response
 
 
 def invalid(exc: ValidationError, status: int = 422) -> ApiError:
     """A pydantic failure as an error naming each bad field."""
     fields = [
-        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": error["msg"]}
+        {"field": ".".join(str(part) for part in error["loc"]) or "body", "message": _said(error)}
         for error in exc.errors()
     ]
     names = ", ".join(field["field"] for field in fields)
     return ApiError(status, "invalid_request", f"invalid fields: {names}", fields=fields)
+
+
+_NOT_AN_OBJECT = frozenset({"model_type", "dict_type"})
+"""pydantic's kinds of failure for a value that should have been a JSON object."""
+
+
+def _said(error: ErrorDetails) -> str:
+    """A field's problem in plain words, not pydantic's: a validator's own sentence without
+    the "Value error, " it prefixes, and a value that is not an object said to be one in
+    JSON's terms, not as "a valid dictionary or instance of" a Python class."""
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    if error["type"] in _NOT_AN_OBJECT:
+        return "must be a JSON object" if error["loc"] else "the body must be a JSON object"
+    return error["msg"]
 
 
 HTTP_CODES = {

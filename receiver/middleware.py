@@ -22,6 +22,8 @@ log = structlog.get_logger("enrichwatch.receiver")
 # Unique per process and cheap: a random prefix and a counter (uuid4 costs a urandom call).
 _REQUEST_ID_PREFIX = os.urandom(4).hex()
 _REQUEST_NUMBERS = itertools.count(1)
+BEARER_CHALLENGE = 'Bearer realm="enrichwatch"'
+"""`WWW-Authenticate` on the API's 401s."""
 
 
 def _route(request: web.Request) -> str:
@@ -117,8 +119,17 @@ async def require_api_token(request: web.Request, handler: Handler) -> web.Strea
     # "surrogatepass") to bytes no configured token, a proper string, ever encodes to.
     digest = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
     expected = request.config_dict[SERVICES].api_token_digest
-    if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(digest, expected):
+    bearer = scheme.lower() == "bearer"
+    if expected is None or not bearer or not hmac.compare_digest(digest, expected):
+        # RFC 6750: the challenge names the scheme; `invalid_token` only when a bearer token
+        # was sent (none, or another scheme, is a request without credentials).
+        challenge = BEARER_CHALLENGE
+        if bearer and token.strip():
+            challenge += ', error="invalid_token"'
         raise ApiError(
-            401, "unauthorized", "missing or wrong API token (Authorization: Bearer <token>)"
+            401,
+            "unauthorized",
+            "missing or wrong API token (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": challenge},
         )
     return await handler(request)

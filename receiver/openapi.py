@@ -33,6 +33,7 @@ from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.store.notifications import Outcome
 from enrichwatch.store.rows import MAX_ROW_ID
 from receiver.api import CreateJob, EventQuery, JobQuery, ResultsQuery
+from receiver.middleware import BEARER_CHALLENGE
 from receiver.notifications import NotificationQuery
 
 DOCUMENT_PATH = "/api/openapi.json"
@@ -200,7 +201,17 @@ class Operation:
     """No bearer token needed (only the document itself)."""
 
 
-_UNAUTHORIZED = Response("No or wrong API token (`Authorization: Bearer <token>`).", Error)
+_UNAUTHORIZED = Response(
+    "No or wrong API token (`Authorization: Bearer <token>`).",
+    Error,
+    headers={
+        "WWW-Authenticate": Header(
+            'The bearer challenge (RFC 6750); `error="invalid_token"` when a bearer token was '
+            "sent but is not the API token.",
+            (BEARER_CHALLENGE, f'{BEARER_CHALLENGE}, error="invalid_token"'),
+        )
+    },
+)
 _NO_JOB = Response("No job with this id.", Error)
 _STORE_UNAVAILABLE = Response(
     "The event log could not take the write now (another process held its lock too long, or "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime
 
@@ -113,9 +114,17 @@ async def test_checking_a_vendor_makes_its_open_jobs_due_and_an_unknown_one_is_4
         assert events[-1]["payload"] == {"scope": "vendor"}
 
 
+CHALLENGE = 'Bearer realm="enrichwatch"'
+
+
 @pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdA=="}],
+    ("headers", "challenge"),
+    [
+        ({}, CHALLENGE),
+        ({"Authorization": "Bearer wrong"}, CHALLENGE + ', error="invalid_token"'),
+        ({"Authorization": "Bearer "}, CHALLENGE),
+        ({"Authorization": "Basic dGVzdA=="}, CHALLENGE),
+    ],
 )
 @pytest.mark.parametrize(
     ("method", "path"),
@@ -126,16 +135,26 @@ async def test_checking_a_vendor_makes_its_open_jobs_due_and_an_unknown_one_is_4
         ("POST", "/api/vendors/ecore/check"),
     ],
 )
-async def test_api_without_the_token_is_401_and_changes_nothing(
-    settings, server, http, headers, method, path
+async def test_api_without_the_token_is_401_with_a_bearer_challenge_and_changes_nothing(
+    settings, server, http, headers, challenge, method, path
 ):
+    """RFC 6750: the 401 names the Bearer scheme, and says `invalid_token` only when a bearer
+    token was sent (none, or another scheme, is a request without credentials)."""
     before = snapshot(settings.db)
     async with http.request(
         method, server + path, json={"vendor": "ecore", "vendor_job_id": "x"}, headers=headers
     ) as response:
         assert response.status == 401
+        assert response.headers.getall("WWW-Authenticate") == [challenge]
         assert (await response.json())["error"]["code"] == "unauthorized"
     assert snapshot(settings.db) == before
+
+
+async def test_the_dashboards_401_has_no_bearer_challenge(server, http):
+    """The dashboard logs in with a form and a cookie, not a bearer token."""
+    async with http.get(f"{server}/dashboard/jobs") as response:
+        assert response.status == 401
+        assert "WWW-Authenticate" not in response.headers
 
 
 @pytest.mark.parametrize(
@@ -169,6 +188,101 @@ async def test_invalid_track_request_names_the_field_and_changes_nothing(
         error = (await response.json())["error"]
     if fields is not None:
         assert [field["field"] for field in error["fields"]] == fields
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "problems"),
+    [
+        ("/api/jobs", b'["a list"]', {"body": "the body must be a JSON object"}),
+        ("/api/jobs", b'"text"', {"body": "the body must be a JSON object"}),
+        ("/api/jobs", b"null", {"body": "the body must be a JSON object"}),
+        (
+            "/api/jobs",
+            b'{"vendor": "ecore", "vendor_job_id": "   "}',
+            {"vendor_job_id": "must not be blank"},
+        ),
+        (
+            "/api/jobs",
+            b'{"vendor": "ecore", "submit": [1]}',
+            {"submit": "must be a JSON object"},
+        ),
+        (
+            "/api/jobs",
+            b'{"vendor": "ecore", "submit": {"rows": [["a"]]}}',
+            {"submit.rows.0": "must be a JSON object"},
+        ),
+        (
+            "/api/jobs",
+            b'{"vendor": "ecore", "vendor_job_id": "1", "notify": 3}',
+            {"notify": "must be a JSON object"},
+        ),
+        ("/api/jobs/1/reprocess", b"[1]", {"body": "the body must be a JSON object"}),
+        (
+            "/api/jobs/1/reprocess",
+            b'{"attributes": ["a"], "attribute_set": "core"}',
+            {"body": "give attribute_set or attributes, not both"},
+        ),
+    ],
+)
+async def test_field_messages_are_plain_english(settings, server, http, auth, path, body, problems):
+    """What is wrong with each field, without pydantic's "Value error, " prefix or its
+    "valid dictionary or instance of <class>"."""
+    before = snapshot(settings.db)
+    async with http.post(
+        f"{server}{path}", data=body, headers={**auth, "Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 422
+        error = (await response.json())["error"]
+    assert error["code"] == "invalid_request"
+    assert {field["field"]: field["message"] for field in error["fields"]} == problems
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/jobs/1/reprocess"])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_the_limit_is_413_naming_the_limit(
+    settings, server, http, auth, path, chunked
+):
+    """As a callback's is: the message says how many bytes a body may have."""
+    await track(http, server, "reprompt", "r-1")
+    before = snapshot(settings.db)
+    too_big = b" " * (settings.max_body_bytes + 1)
+
+    async def chunks():
+        yield too_big
+
+    async with http.post(
+        f"{server}{path}",
+        data=chunks() if chunked else io.BytesIO(too_big),
+        headers={**auth, "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 413
+        error = (await response.json())["error"]
+    assert error["code"] == "payload_too_large"
+    assert error["message"] == f"request body exceeds {settings.max_body_bytes} bytes"
+    assert snapshot(settings.db) == before
+
+
+async def test_rows_without_the_fields_a_vendor_needs_are_named_as_fields(
+    settings, server, http, auth
+):
+    """Rows sent as JSON have no header: the refusal names the fields they lack."""
+    before = snapshot(settings.db)
+    rows = [{"place_id": "p-1", "name": "Shop", "full_address": "1 Main St"}]
+    async with http.post(
+        f"{server}/api/jobs",
+        json={"vendor": "reprompt", "submit": {"rows": rows}},
+        headers=auth,
+    ) as response:
+        assert response.status == 422
+        error = (await response.json())["error"]
+    assert error["code"] == "invalid_input"
+    assert error["message"] == (
+        "reprompt: the rows lack the fields latitude, longitude; "
+        "Reprompt takes place_id,name,full_address,latitude,longitude"
+    )
+    assert "header" not in error["message"]
     assert snapshot(settings.db) == before
 
 

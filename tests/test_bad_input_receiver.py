@@ -260,6 +260,8 @@ async def test_a_bearer_token_that_is_not_utf8_is_401(settings, server, authoriz
 
     assert answer.status == 401
     assert answer.json()["error"]["code"] == "unauthorized"
+    invalid = ', error="invalid_token"' if authorization.startswith(b"Bearer ") else ""
+    assert answer.all("WWW-Authenticate") == ['Bearer realm="enrichwatch"' + invalid]
     assert snapshot(settings.db) == before
 
 
@@ -286,6 +288,7 @@ async def test_a_fragment_with_a_cookie_that_is_not_utf8_is_401(settings, server
 
     assert answer.status == 401
     assert answer.json()["error"]["code"] == "unauthorized"
+    assert answer.all("WWW-Authenticate") == []
     assert snapshot(settings.db) == before
 
 
