@@ -302,7 +302,7 @@ class EventLogMachine(RuleBasedStateMachine):
             if kind == "job.state_changed":
                 folded = JobState(next_state)
             elif kind == REOPENS:
-                folded, last_reopen = JobState.RUNNING, seq
+                last_reopen = seq
         assert job.state is folded
         before = self.last_state[job.id]
         if last_reopen == self.reopened_at.get(job.id, 0):
