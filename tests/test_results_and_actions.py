@@ -163,7 +163,7 @@ async def test_results_api_and_cli_exports_match_the_stored_records(world, tmp_p
             out = tmp_path / f"job-{job.id}{suffix}"
             code, _, err = await world.cli("results", str(job.id), "-o", str(out))
             assert code == 0, err
-            assert f"{len(records)} records written" in err
+            assert err.splitlines() == [f"{len(records)} records written to {out}"]
             matches(out.read_bytes(), records)
         code, stdout, err = await world.cli("results", str(job.id))
         assert code == 0, err
@@ -190,9 +190,19 @@ async def test_results_refusals_and_an_empty_job(world, tmp_path):
     code, _, err = await world.cli("results", str(job.id), "-o", str(tmp_path / "e.jsonl"))
     assert code == 0, err
     assert (tmp_path / "e.jsonl").read_bytes() == b""
+    # An empty file is not passed off as a job without results: it has none yet.
+    assert err.splitlines() == [
+        f"0 records written to {tmp_path / 'e.jsonl'}",
+        f"Note: job {job.id} is submitted: it has no results yet",
+    ]
     code, _, err = await world.cli("results", str(job.id), "-o", str(tmp_path / "e.csv"))
     assert code == 0, err
     assert (tmp_path / "e.csv").read_bytes() == b"position,input_id,status,data\r\n"
+
+    await world.services.store.end_job(job.id, JobState.EXPIRED, "older than the maximum age")
+    code, out, err = await world.cli("results", str(job.id))
+    assert (code, out) == (0, "")
+    assert err.strip() == f"Note: job {job.id} ended (expired) without results"
 
     code, _, err = await world.cli("results", "9999", "-o", str(tmp_path / "none.csv"))
     assert code == 1

@@ -143,7 +143,7 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
     settings = obj.settings()
     require_database(settings)
 
-    async def work(services: Services) -> int:
+    async def work(services: Services) -> JobRecord:
         job = await services.store.get_job(job_id)
         chunks = export.csv_rows if output and output.suffix.lower() == ".csv" else export.jsonl
         try:
@@ -160,20 +160,44 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
             if output:
                 with contextlib.suppress(OSError):  # flushed above; only a failure is left
                     sink.close()
-        return job.results_count
+        return job
 
     # A file this export creates is removed if it fails part-way, so no half-written file is
     # left looking like a finished one; a file that was there already (or a device) is kept.
     created = output is not None and not output.exists()
     try:
-        count = obj.run(settings, work)
+        job = obj.run(settings, work)
     except BaseException:
         if output is not None and created:
             with contextlib.suppress(OSError):
                 output.unlink()
         raise
     if output:
-        click.echo(f"{count} records written to {output}", err=True)
+        records = "record" if job.results_count == 1 else "records"
+        click.echo(f"{job.results_count} {records} written to {output}", err=True)
+    if (note := _results_note(job)) is not None:
+        click.echo(f"Note: {note}", err=True)
+
+
+def _results_note(job: JobRecord) -> str | None:
+    """Why an export holds fewer than all of the job's results, if it may: an empty file
+    should not pass for a job without results when they are merely not in yet."""
+    match job.results_state:
+        case "stored" if job.state.is_terminal:
+            return None
+        case "stored":
+            return f"job {job.id} is {job.state.value}: these are its results so far"
+        case "pending" | "fetching":
+            return f"job {job.id}'s results are still being fetched"
+        case "fetch_failed":
+            return (
+                f"fetching job {job.id}'s results failed ({job.error}); "
+                f"`enrichwatch fetch {job.id}` tries again"
+            )
+        case _ if job.state.is_terminal:
+            return f"job {job.id} ended ({job.state.value}) without results"
+        case _:
+            return f"job {job.id} is {job.state.value}: it has no results yet"
 
 
 @click.command()
