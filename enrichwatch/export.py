@@ -58,9 +58,16 @@ async def csv_rows(store: Store, job_id: int) -> AsyncIterator[bytes]:
 
     The columns are every record's fields, whichever page they first appear on: a first read
     gathers their names (the names only, never the records), and the rows written stop at
-    the last record that read saw, so results stored meanwhile cannot add a row the header
-    does not describe. A field named like one of the record's own columns (Reprompt's and
-    BrightLocal's `status`) gets no second column of that name: it is in the data."""
+    the last record that read saw, so results stored meanwhile after it add no row. (A
+    BrightLocal record stored meanwhile before it, as its jobs finish in any order, is
+    written: a field of it the header lacks is only in `data`.) The header is the names
+    sorted, the same whatever the page size or the order records come in.
+
+    Only fields of an object are columns: a record whose data is not one (null, as a failed
+    record's is, or a number, a string, a list) adds none, its field cells are blank, and its
+    data is in the `data` column as JSON (`null`). A field named like one of the record's own
+    columns (Reprompt's and BrightLocal's `status`) gets no second column of that name: it is
+    in the data."""
     columns, last = await _columns(store, job_id)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -95,22 +102,32 @@ async def _columns(store: Store, job_id: int) -> tuple[list[str], int | None]:
     return sorted(names - {*FIXED_COLUMNS, DATA_COLUMN}), last
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A record as one text cell per leaf, named by its dotted path (`address.city`): the
-    CSV columns, and the dashboard's preview columns."""
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}{key}."))
-        return flat
-    text = value if isinstance(value, str) else json.dumps(value)
-    return {prefix.rstrip(".") or "value": text}
+def flatten(value: Any) -> dict[str, str]:
+    """A record's data as one text cell per field, named by its dotted path (`address.city`):
+    the CSV columns, and the dashboard's preview columns.
+
+    Only an object has fields. Data that is not one (null, as a failed record's is; a number,
+    a string, a list) gives no cell at all, so it adds no column: it is whole in the export's
+    `data` column, and no name made up for it can take the place of a real field's (a field
+    named `value` is a field like any other). Inside an object, every value but an object is
+    one cell: a string as it is, anything else (null, a number, a list) as JSON."""
+    return {
+        name: item if isinstance(item, str) else json.dumps(item) for name, item in _leaves(value)
+    }
 
 
-def leaf_names(value: Any, prefix: str = "") -> Iterator[str]:
+def leaf_names(value: Any) -> Iterator[str]:
     """The names `flatten` gives a record's cells, without making the cells."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaf_names(item, f"{prefix}{key}.")
-    else:
-        yield prefix.rstrip(".") or "value"
+    return (name for name, _ in _leaves(value))
+
+
+def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Each field under an object (none for anything else) with its dotted name, nested
+    objects walked into."""
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        if isinstance(item, dict):
+            yield from _leaves(item, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", item
