@@ -18,6 +18,7 @@ from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services, open_services
 from enrichwatch.serialize import job_json
 from enrichwatch.store import JobRecord
+from enrichwatch.vendors import adapter_class
 
 T = TypeVar("T")
 VENDOR = click.Choice([vendor.value for vendor in VendorName])
@@ -104,4 +105,5 @@ def print_jobs(jobs: list[JobRecord], public_url: str, as_json: bool) -> None:
             f"job {job.id}  {job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}  "
             f"{job.state.value}  {job.name or ''}".rstrip()
         )
-        click.echo(f"  callback URL: {job.callback_url(public_url)}")
+        if adapter_class(job.vendor).supports_webhooks:  # the others have nowhere to put it
+            click.echo(f"  callback URL: {job.callback_url(public_url)}")

@@ -30,6 +30,7 @@ from enrichwatch.models import JobState, VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.serialize import event_json, iso, job_json
 from enrichwatch.store import EventRecord, InboxRecord, JobRecord
+from enrichwatch.vendors import adapter_class
 
 STATE = click.Choice([state.value for state in JobState])
 RECENT_EVENTS = 10
@@ -119,7 +120,12 @@ def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
         ("Results", results_text(job)),
         ("Vendor calls", calls_text(job.vendor_calls)),
         ("Callbacks", f"{job.callbacks_received} received" + _callback_note(job)),
-        ("Callback URL", job.callback_url(public_url)),
+        (
+            "Callback URL",
+            job.callback_url(public_url)
+            if adapter_class(job.vendor).supports_webhooks
+            else "- (the vendor sends no callbacks)",
+        ),
         (
             "Created",
             f"{timestamp_text(job.created_at)} ({duration_text(now - job.created_at)} ago)",

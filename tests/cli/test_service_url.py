@@ -6,6 +6,7 @@ vendor is given a callback URL that reaches it."""
 from __future__ import annotations
 
 import json
+import re
 
 from enrichwatch.models import VendorName
 from tests.cli.conftest import World
@@ -48,3 +49,20 @@ async def test_a_configured_public_url_wins(world: World):
 async def test_notification_links_name_the_bound_port_not_port_0(world: World):
     assert world.services.settings.port == 8080
     assert await world.services.public_url() == world.url
+
+
+async def test_a_callback_url_is_shown_only_for_vendors_that_send_callbacks(world: World):
+    code, out, err = await world.cli("track", "crustdata", "b-77")
+    assert code == 0, err
+    assert (
+        out.splitlines()[1]
+        == f"  callback URL: {world.url}/hooks/crustdata/" + (out.splitlines()[1].rsplit("/", 1)[1])
+    )
+    code, out, err = await world.cli("track", "ecore", "e-77")
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    assert "callback" not in out
+    ecore = world.jobs[VendorName.ECORE]
+    code, out, err = await world.cli("show", str(ecore.id))
+    assert code == 0, err
+    assert re.search(r"Callback URL +- \(the vendor sends no callbacks\)", out)
