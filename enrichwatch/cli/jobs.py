@@ -117,13 +117,15 @@ def track(
     except VendorJobIdError as exc:
         raise click.BadParameter(str(exc), param_hint="VENDOR_JOB_ID") from None
 
-    async def work(services: Services) -> JobRecord:
-        job, _ = await services.store.track_job(
+    async def work(services: Services) -> tuple[JobRecord, bool]:
+        return await services.store.track_job(
             VendorName(vendor), vendor_job_id, name, source=EventSource.API, notify=notify
         )
-        return job
 
-    print_jobs([obj.run(settings, work)], obj.public_url, as_json)
+    job, created = obj.run(settings, work)
+    print_jobs([job], obj.public_url, as_json)
+    if not created:
+        click.echo(f"Note: already tracked as job {job.id}; it is left as it was", err=True)
 
 
 @click.command()

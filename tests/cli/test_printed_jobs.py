@@ -1,7 +1,8 @@
-"""The links a CLI prints and a notification carries name where the service listens. A
-`serve --port` given on its command line, or a port 0 it picked, is nowhere in another
-process's settings: the receiver records its URL in the database they share, and the
-vendor is given a callback URL that reaches it."""
+"""What the CLI prints about jobs. The links name where the service listens: a `serve --port`
+given on its command line, or a port 0 it picked, is nowhere in another process's settings,
+so the receiver records its URL in the database they share, and the vendor is given a
+callback URL that reaches it. A callback URL is shown only where a vendor can use one, and
+tracking a job twice says so."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ async def test_a_callback_url_is_shown_only_for_vendors_that_send_callbacks(worl
     code, out, err = await world.cli("show", str(ecore.id))
     assert code == 0, err
     assert re.search(r"Callback URL +- \(the vendor sends no callbacks\)", out)
+
+
+async def test_tracking_a_tracked_job_again_says_so(world: World):
+    code, out, err = await world.cli("track", "ecore", "e-78", "--name", "first")
+    assert (code, err) == (0, "")
+    job_id = out.split()[1]
+    code, out, err = await world.cli("track", "ecore", "e-78", "--name", "second")
+    assert code == 0, err
+    assert out.startswith(f"job {job_id}  ecore  e-78  submitted  first")
+    assert err.strip() == f"Note: already tracked as job {job_id}; it is left as it was"
