@@ -157,6 +157,7 @@ async def test_a_job_gone_while_the_vendor_answers_for_another_expires_at_once(
     # Its own call and the one that found the other batch known, both charged to it.
     assert world.sim.stats.count("influencers_club", status) - calls_before == 2
     assert row.vendor_calls == 2
+    assert row.last_checked_at == row.finished_at is not None  # checked, not merely closed
     assert (await world.job(known.id)).state is not JobState.EXPIRED
 
 

@@ -432,9 +432,21 @@ class CheckWrites:
             conn.execute(
                 """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,
-                       vendor_calls = vendor_calls + ?, paused_at = ?, paused_seconds = ?
+                       vendor_calls = vendor_calls + ?, paused_at = ?, paused_seconds = ?,
+                       last_checked_at = CASE WHEN ? > 0 THEN ? ELSE last_checked_at END
                    WHERE id = ?""",
-                (state.value, reason, now, now, vendor_calls, paused_at, paused_seconds, job_id),
+                (
+                    state.value,
+                    reason,
+                    now,
+                    now,
+                    vendor_calls,
+                    paused_at,
+                    paused_seconds,
+                    vendor_calls,
+                    now,
+                    job_id,
+                ),
             )
             fetches.settle_unfetched(conn, job_id, now)
             return fetch_job(conn, job_id)
