@@ -58,7 +58,7 @@ INTERRUPTED_EXIT = 130
 def demo(obj: CliContext, db: Path, port: int, keep_running: bool, timeout: float) -> None:
     """Run the whole flow against the built-in vendor simulator: no configuration, no vendor
     account. A sample batch goes to each of the five vendors; one callback is lost on purpose
-    so the late-callback fallback shows; it ends when every result is stored (about a
+    so the late-callback fallback shows; it ends when every result is stored (well under a
     minute), printing how to export them."""
     settings = obj.settings(db=db, port=port)
     try:
@@ -164,8 +164,10 @@ def _report(outcome: DemoOutcome, keep_running: bool) -> None:
     _echo(f"  ENRICHWATCH_DB={db} enrichwatch jobs")
     _echo(f"  ENRICHWATCH_DB={db} enrichwatch events {lost[0] if lost else first}")
     _echo(f"  ENRICHWATCH_DB={db} enrichwatch stats")
-    when = "" if keep_running else " (up while the demo runs; --keep-running keeps it)"
-    _echo(f"Dashboard: {outcome.url}/{when}")
+    if keep_running:
+        _echo(f"Dashboard: {outcome.url}/")
+    else:
+        _echo("Dashboard: it closes with the demo; `enrichwatch demo --keep-running` keeps it up")
     if outcome.api_token is not None:
         _echo(f"API token for this demo: {outcome.api_token}")
     _echo(f"Service log: {log_path(outcome.db)}")
