@@ -116,7 +116,7 @@ async def create_job(request: web.Request) -> web.Response:
             services, body.vendor, submit, public_url=public_url, notify=notify
         )
     except InputError as exc:
-        raise ApiError(422, "invalid_input", _of_rows(exc), row=exc.row) from None
+        raise ApiError(422, "invalid_input", str(exc), row=exc.row) from None
     except SubmissionError as exc:
         status, code = (422, "vendor_rejected") if exc.rejected else (502, "vendor_error")
         raise ApiError(
@@ -180,20 +180,6 @@ async def _json_body(request: web.Request) -> Any:
         raise ApiError(400, "invalid_body", f"could not read the request body: {exc}") from None
     except (ValueError, LookupError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not JSON: {exc}") from None
-
-
-_CSV_WORDING = {"the header lacks ": "the rows lack the fields "}
-"""Input errors said of a CSV file's header, and the same said of rows sent as JSON."""
-
-
-def _of_rows(exc: InputError) -> str:
-    """The input error as said of the rows a request sent: the vendors' checks word it for
-    the CSV file the CLI reads, whose header row these rows do not have."""
-    for csv_words, row_words in _CSV_WORDING.items():
-        if exc.message.startswith(csv_words):
-            reworded = row_words + exc.message.removeprefix(csv_words)
-            return str(InputError(exc.vendor, reworded, row=exc.row))
-    return str(exc)
 
 
 def _query(model: type[QueryT], request: web.Request) -> QueryT:

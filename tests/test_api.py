@@ -267,7 +267,7 @@ async def test_a_body_over_the_limit_is_413_naming_the_limit(
 async def test_rows_without_the_fields_a_vendor_needs_are_named_as_fields(
     settings, server, http, auth
 ):
-    """Rows sent as JSON have no header: the refusal names the fields they lack."""
+    """Rows sent as JSON have no header: the refusal speaks of the input, not of a header."""
     before = snapshot(settings.db)
     rows = [{"place_id": "p-1", "name": "Shop", "full_address": "1 Main St"}]
     async with http.post(
@@ -279,7 +279,7 @@ async def test_rows_without_the_fields_a_vendor_needs_are_named_as_fields(
         error = (await response.json())["error"]
     assert error["code"] == "invalid_input"
     assert error["message"] == (
-        "reprompt: the rows lack the fields latitude, longitude; "
+        "reprompt: the input lacks the columns latitude, longitude; "
         "Reprompt takes place_id,name,full_address,latitude,longitude"
     )
     assert "header" not in error["message"]

@@ -439,7 +439,7 @@ def _identifier_column(vendor: str, rows: list[dict[str, str]], endpoint: Endpoi
         raise InputError(
             vendor,
             f"{endpoint.kind} enrichment takes exactly one identifier column, one of "
-            f"{', '.join(endpoint.identifier_types)}; the header has "
+            f"{', '.join(endpoint.identifier_types)}; the input has "
             f"{', '.join(columns) or 'no columns'}",
         )
     return usable[0]

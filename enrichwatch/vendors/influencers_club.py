@@ -252,7 +252,7 @@ def _single_column(vendor: str, rows: list[dict[str, str]]) -> str:
     if len(columns) != 1:
         raise InputError(
             vendor,
-            "the upload takes exactly one column (handle or email); the header has "
+            "the upload takes exactly one column (handle or email); the input has "
             f"{', '.join(columns) or 'no columns'}",
         )
     return columns[0]

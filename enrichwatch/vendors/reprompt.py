@@ -87,7 +87,8 @@ class RepromptAdapter(HttpAdapter):
         if missing:
             raise InputError(
                 self.name,
-                f"the header lacks {', '.join(missing)}; Reprompt takes {','.join(PLACE_COLUMNS)}",
+                f"the input lacks the columns {', '.join(missing)}; "
+                f"Reprompt takes {','.join(PLACE_COLUMNS)}",
             )
         require_filled(self.name, request.rows, ["place_id"])
         first_seen: dict[str, int] = {}

@@ -68,7 +68,7 @@ REFUSED: list[tuple[VendorName, list[dict[str, str]], dict[str, Any], int | None
         {},
         None,
         "person enrichment takes exactly one identifier column, one of "
-        "professional_network_profile_urls, business_emails; the header has "
+        "professional_network_profile_urls, business_emails; the input has "
         "professional_network_profile_urls, business_emails",
     ),
     (
@@ -77,7 +77,7 @@ REFUSED: list[tuple[VendorName, list[dict[str, str]], dict[str, Any], int | None
         {"endpoint": "company"},
         None,
         "one of names, domains, professional_network_profile_urls, crustdata_company_ids; "
-        "the header has website",
+        "the input has website",
     ),
     (CRUST, blank(crust_rows(5), 3, PROFILE), {}, 3, f"{PROFILE} is empty"),
     (CRUST, [{"domains": "a.co"}, {}], {"endpoint": "company"}, 2, "domains is empty"),
@@ -98,7 +98,7 @@ REFUSED: list[tuple[VendorName, list[dict[str, str]], dict[str, Any], int | None
         [{"email": "a@b.co"}, {"handle": "ada"}],
         BASIC,
         None,
-        "the upload takes exactly one column (handle or email); the header has email, handle",
+        "the upload takes exactly one column (handle or email); the input has email, handle",
     ),
     (CLUB, blank(emails(4), 2, "email"), BASIC, 2, "email is empty"),
     (
@@ -114,7 +114,7 @@ REFUSED: list[tuple[VendorName, list[dict[str, str]], dict[str, Any], int | None
         [{"place_id": "p", "name": "n", "full_address": "a"}],
         {},
         None,
-        "the header lacks latitude, longitude; "
+        "the input lacks the columns latitude, longitude; "
         "Reprompt takes place_id,name,full_address,latitude,longitude",
     ),
     (REPROMPT, blank(places(3), 2, "place_id"), {}, 2, "place_id is empty"),
