@@ -48,6 +48,16 @@ async def world(tmp_path):
             yield World(sim, services, url, Reconciler(services), _cli_env(sim, db))
 
 
+async def reached(world: World, job_id: int, state: JobState):
+    """Reconcile, the clock moving on, until the job is in `state`; the job then."""
+
+    async def in_state() -> bool:
+        return (await world.job(job_id)).state is state
+
+    await step_until(world, in_state)
+    return await world.job(job_id)
+
+
 async def paused_job(world: World, *, hours_of_work: float, after: float):
     """An eCore job of about `hours_of_work` hours, paused `after` seconds into its run and
     found paused."""
@@ -60,12 +70,7 @@ async def paused_job(world: World, *, hours_of_work: float, after: float):
     await step_until(world, running_long_enough)
     assert (await world.job(job.id)).state is JobState.RUNNING
     await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
-
-    async def found_paused() -> bool:
-        return (await world.job(job.id)).state is JobState.NEEDS_ACTION
-
-    await step_until(world, found_paused)
-    return await world.job(job.id)
+    return await reached(world, job.id, JobState.NEEDS_ACTION)
 
 
 async def wait_until(world: World, when: float) -> None:
@@ -87,12 +92,7 @@ async def test_a_job_resumed_late_runs_to_its_end_and_its_pause_is_not_its_durat
     assert (await world.job(job.id)).state is JobState.NEEDS_ACTION
 
     await resume(world.services, job.id)
-
-    async def completed() -> bool:
-        return (await world.job(job.id)).state is JobState.COMPLETED
-
-    await step_until(world, completed)
-    done = await world.job(job.id)
+    done = await reached(world, job.id, JobState.COMPLETED)
     assert done.finished_at is not None
     assert done.finished_at - done.created_at > MAX_AGE
     assert done.paused_at is None
@@ -135,11 +135,7 @@ async def test_a_person_has_the_whole_maximum_age_after_the_pause_to_resume(worl
         f'<dt>Paused since</dt><dd data-paused-at><time datetime="{iso(job.paused_at)}">'
     ) in page.decode()
 
-    async def expired() -> bool:
-        return (await world.job(job.id)).state is JobState.EXPIRED
-
-    await step_until(world, expired)
-    gone = await world.job(job.id)
+    gone = await reached(world, job.id, JobState.EXPIRED)
     assert gone.finished_at is not None
     assert MAX_AGE <= gone.finished_at - job.paused_at < MAX_AGE + 1
     assert gone.error == "paused for longer than the maximum age, and not resumed"
@@ -158,20 +154,11 @@ async def test_a_resumed_job_is_noticed_finishing_by_its_rate_of_work_not_the_sa
     profile.base_seconds, profile.credit_pause_rate, profile.credit_pause_at = 3 * HOUR, 1.0, 0.5
     job = await world.submit(VendorName.INFLUENCERS_CLUB)
 
-    async def paused() -> bool:
-        return (await world.job(job.id)).state is JobState.NEEDS_ACTION
-
-    await step_until(world, paused)
-    paused_at = (await world.job(job.id)).paused_at
+    paused_at = (await reached(world, job.id, JobState.NEEDS_ACTION)).paused_at
     assert paused_at is not None
     await wait_until(world, paused_at + 5 * HOUR)
     await resume(world.services, job.id)
-
-    async def completed() -> bool:
-        return (await world.job(job.id)).state is JobState.COMPLETED
-
-    await step_until(world, completed)
-    done = await world.job(job.id)
+    done = await reached(world, job.id, JobState.COMPLETED)
     assert done.finished_at is not None
     ended = world.sim.influencers_club.batches[job.vendor_job_id or ""].job.terminal_at()
     assert ended is not None
