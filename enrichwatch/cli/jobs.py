@@ -20,6 +20,7 @@ from enrichwatch.cli.context import (
 )
 from enrichwatch.cli.ids import JOB_ID
 from enrichwatch.cli.notifications import notify_options, targets_from_options
+from enrichwatch.describe import counted
 from enrichwatch.errors import EnrichwatchError, VendorJobIdError
 from enrichwatch.inputs import check_vendor_job_id
 from enrichwatch.models import EventSource, VendorName
@@ -175,8 +176,8 @@ def results(obj: CliContext, job_id: int, output: Path | None) -> None:
                 output.unlink()
         raise
     if output:
-        records = "record" if job.results_count == 1 else "records"
-        click.echo(f"{job.results_count} {records} written to {output}", err=True)
+        written = counted(job.results_count, "record", "records")
+        click.echo(f"{written} written to {output}", err=True)
     if (note := _results_note(job)) is not None:
         click.echo(f"Note: {note}", err=True)
 

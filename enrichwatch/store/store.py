@@ -303,34 +303,32 @@ class Store(
     async def record_service_url(self, url: str) -> None:
         """The base URL the receiver serving this file listens at, for the processes that
         share the file and have no public URL configured (see `Services.public_url`)."""
+        await self._set_meta(_SERVICE_URL_KEY, url)
+
+    async def service_url(self) -> str | None:
+        return await self._meta(_SERVICE_URL_KEY)
+
+    async def probe_writable(self) -> None:
+        """Take the write lock and write one row; raises if the file cannot be written."""
+        await self._set_meta("ready_probe", str(self.clock()))
+
+    async def _set_meta(self, key: str, value: str) -> None:
         await self._writer.run(
             lambda conn: conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_SERVICE_URL_KEY, url),
+                (key, value),
             )
         )
 
-    async def service_url(self) -> str | None:
-        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", (_SERVICE_URL_KEY,))
+    async def _meta(self, key: str) -> str | None:
+        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row["value"])
-
-    async def probe_writable(self) -> None:
-        """Take the write lock and write one row; raises if the file cannot be written."""
-        now = self.clock()
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(now),),
-            )
-        )
 
     # -- reads --------------------------------------------------------------------------------
 
     async def api_token_digest(self) -> str | None:
-        row = await self._fetchone("SELECT value FROM meta WHERE key = ?", (_API_TOKEN_KEY,))
-        return None if row is None else str(row["value"])
+        return await self._meta(_API_TOKEN_KEY)
 
     async def schema_version(self) -> int:
         row = await self._fetchone("PRAGMA user_version", ())
@@ -471,7 +469,8 @@ class Store(
                       AND json_extract(payload, '$.from') = 'needs_action'""",
                 (job.id,),
             )
-            since = max(since, row[0] or since) if row is not None else since
+            assert row is not None  # an aggregate always gives a row
+            since = max(since, row[0] or since)
         rows = await self._fetchall(
             """SELECT created_at, payload FROM events
                 WHERE job_id = ? AND type = 'job.progressed' AND created_at >= ?
