@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from aiohttp import web
 
 from enrichwatch.runtime import Services
+from enrichwatch.store.holders import LeaseHolder, owner_id, running_notes
 from receiver import api, health, hooks, notifications, openapi
 from receiver.dashboard import add_dashboard
 from receiver.errors import answering_errors_in_json
 from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.middleware import observe, require_api_token
+
+log = structlog.get_logger("enrichwatch.receiver")
+_ROLE = "receiver"
 
 
 def create_app(services: Services, public_url: str | None = None) -> web.Application:
@@ -64,29 +70,48 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
     bound_url = f"http://{host}:{sock.getsockname()[1]}"
     settings = services.settings
     public_url = settings.base_url if settings.public_url is not None else bound_url
-    await services.store.record_service_url(public_url)
     runner = web.AppRunner(
         create_app(services, public_url),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
     )
-    await runner.setup()
-    server = runner.server
-    assert server is not None  # set by setup()
-    try:
-        # Our own listener rather than a SockSite, so each connection can answer in JSON even
-        # what aiohttp answers by itself.
-        listener = await asyncio.get_running_loop().create_server(
-            lambda: answering_errors_in_json(server()), sock=sock, backlog=128
-        )
+    with contextlib.ExitStack() as held:
+        held.callback(sock.close)
+        await services.store.record_service_url(public_url)
+        _warn_of_other_receivers(services, bound_url)
+        holder = LeaseHolder.acquire(services.store.path, f"{_ROLE}:{owner_id()}", bound_url)
+        held.callback(holder.release)
+        await runner.setup()
+        server = runner.server
+        assert server is not None  # set by setup()
         try:
-            yield bound_url
+            # Our own listener rather than a SockSite, so each connection can answer in JSON
+            # even what aiohttp answers by itself.
+            listener = await asyncio.get_running_loop().create_server(
+                lambda: answering_errors_in_json(server()), sock=sock, backlog=128
+            )
+            try:
+                yield bound_url
+            finally:
+                listener.close()
         finally:
-            listener.close()
-    finally:
-        await runner.cleanup()
-        sock.close()
+            await runner.cleanup()
+
+
+def _warn_of_other_receivers(services: Services, bound_url: str) -> None:
+    """Two services on one file are a mistake the README warns of, but nothing stops them
+    working: say so at start rather than refuse, so a rolling restart still goes through."""
+    others = running_notes(services.store.path, _ROLE)
+    if others:
+        log.warning(
+            "another_receiver_running",
+            db=str(services.store.path),
+            other_urls=others,
+            url=bound_url,
+            hint="run one service per database: the last one started names the callback "
+            "URL new jobs are given",
+        )
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -6,6 +6,7 @@ handle each job once, and either process may be started first."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -246,3 +247,26 @@ async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_p
             await eventually(lambda: polls(db, job["id"]) == 2, what="the confirming check")
             await receiver.stop()
             await reconciler.stop()
+
+
+async def test_a_second_service_on_one_file_is_warned_of_naming_the_first(tmp_path):
+    """One service per database: a second `serve` on the file says so at start, naming
+    where the first listens; once that one has stopped (or been killed), a start is quiet."""
+    db = tmp_path / "one.db"
+    async with SimServer(SimConfig(seed=1)) as sim:
+        env = serve_env(sim, db)
+        async with started(["serve"], env, tmp_path / "first.log") as first:
+            async with started(["serve"], env, tmp_path / "second.log") as second:
+                second_log = await second.stop()
+            first_log = await first.stop()
+        async with started(["receiver"], env, tmp_path / "third.log") as third:
+            await third.kill()
+        async with started(["serve"], env, tmp_path / "fourth.log") as fourth:
+            fourth_log = await fourth.stop()
+    (warning,) = [
+        json.loads(line) for line in second_log.splitlines() if "another_receiver_running" in line
+    ]
+    assert warning["other_urls"] == [first.url]
+    assert warning["url"] == second.url
+    assert "another_receiver_running" not in first_log
+    assert "another_receiver_running" not in fourth_log

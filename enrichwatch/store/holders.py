@@ -52,13 +52,15 @@ class LeaseHolder:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, db_path: Path, owner: str) -> LeaseHolder:
+    def acquire(cls, db_path: Path, owner: str, note: str = "") -> LeaseHolder:
+        """`note` is what `running_notes` tells other processes about this one."""
         directory = holders_directory(db_path)
         try:
             directory.mkdir(exist_ok=True)
             # Locked before it takes its name, so no other process ever finds it unlocked.
             fd, draft = tempfile.mkstemp(dir=directory, prefix=_DRAFT)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, note.encode())
             path = _lock_path(db_path, owner)
             os.replace(draft, path)
         except OSError as exc:
@@ -78,6 +80,20 @@ def gone_holders(db_path: Path, owners: Iterable[str]) -> set[str]:
     """Of `owners`, those not running. A holder with no file is gone too: it ended cleanly
     after leaving a lease behind, or ran before holders kept files."""
     return {owner for owner in owners if _gone(_lock_path(db_path, owner))}
+
+
+def running_notes(db_path: Path, role: str) -> list[str]:
+    """The notes of the running holders whose owner is `role:…` (and who left one: a
+    reconciler on a host named like the role leaves none)."""
+    directory = holders_directory(db_path)
+    if not directory.is_dir():
+        return []
+    notes = []
+    for path in sorted(directory.glob(f"{_UNSAFE.sub('_', role)}_*.lock")):
+        if not _gone(path):
+            with contextlib.suppress(FileNotFoundError):  # it ended just now
+                notes.append(path.read_text())
+    return [note for note in notes if note]
 
 
 def clear_gone_holders(db_path: Path) -> int:
