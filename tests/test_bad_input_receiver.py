@@ -418,6 +418,21 @@ async def test_a_login_form_that_cannot_be_read_is_the_login_page_with_a_400(
     assert snapshot(settings.db) == before
 
 
+async def test_a_login_form_over_the_size_limit_is_the_login_page_with_a_413(settings, server):
+    before = snapshot(settings.db)
+    body = b"token=" + b"x" * settings.max_body_bytes
+
+    answer = await send(server, "POST", "/login", [("Content-Type", FORM)], body)
+
+    assert answer.status == 413
+    assert (answer.header("Content-Type") or "").startswith("text/html")
+    page = answer.text()
+    assert 'name="token"' in page
+    assert f"larger than {settings.max_body_bytes} bytes" in page
+    assert answer.all("Set-Cookie") == []
+    assert snapshot(settings.db) == before
+
+
 async def test_a_multipart_login_form_still_logs_in(server):
     body = (
         b'--XYZ\r\nContent-Disposition: form-data; name="token"\r\n\r\n'

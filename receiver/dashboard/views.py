@@ -65,6 +65,15 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     try:
         form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        return html(
+            request,
+            "login.html",
+            status=413,
+            next="/",
+            error=f"The login form is larger than {request.client_max_size} bytes. "
+            "Enter the API token and try again.",
+        )
     except _UNREADABLE_FORM:
         return html(
             request,
