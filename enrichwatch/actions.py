@@ -58,11 +58,12 @@ class ReprocessOptions(BaseModel):
 
 
 async def resume(services: Services, job_id: int) -> JobRecord:
-    """A paused job goes on; so does one that failed mid-run where the vendor resumes those
-    (influencers.club), which reopens it as a new run, like a reprocess."""
+    """A paused job goes on, even one that expired waiting (the vendor still holds it); so
+    does one that failed mid-run where the vendor resumes those (influencers.club), which
+    reopens it as a new run, like a reprocess."""
     job = await _sent_job(services, job_id)
     failed_run = job.state is JobState.FAILED and adapter_class(job.vendor).resumes_failed_runs
-    if job.state.is_terminal and not failed_run:
+    if job.state in (JobState.COMPLETED, JobState.FAILED) and not failed_run:
         # The vendor might resume (and bill) it, but a finished job is never looked at again.
         raise ActionError(f"job {job_id} is {job.state.value}; there is nothing to resume")
     calls = CallTally()

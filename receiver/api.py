@@ -260,12 +260,13 @@ async def fetch_results_again(request: web.Request) -> web.Response:
 
 
 async def check_job(request: web.Request) -> web.Response:
-    """Make the job due now; the reconciler checks it at once. A finished job is never
-    checked again, and one not sent yet has nothing to ask: either is answered as it is,
-    with nothing recorded (as `enrichwatch check` does)."""
+    """Make the job due now; the reconciler checks it at once. An expired job runs once
+    more to be asked about again. One that completed or failed is never checked again, and
+    one not sent yet has nothing to ask: either is answered as it is, with nothing recorded
+    (as `enrichwatch check` does)."""
     services = request.config_dict[SERVICES]
     job = await services.store.get_job(_job_id(request))
-    if job.state.is_terminal or job.vendor_job_id is None:
+    if job.state in (JobState.COMPLETED, JobState.FAILED) or job.vendor_job_id is None:
         return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]))
     job = await services.store.record_action(job.id, "job.check_requested", {}, vendor_calls=0)
     services.due_now.set()

@@ -325,10 +325,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         "/api/jobs/{job_id}/check",
-        "Ask the vendor about this job now rather than when the polling policy would.",
+        "Ask the vendor about this job now rather than when the polling policy would. An "
+        "expired job is watched again (back to running, with a new maximum age).",
         {
             200: Response(
-                "The job as it is, nothing recorded: it has finished (a finished job is not "
+                "The job as it is, nothing recorded: it has completed or failed (and is not "
                 "checked again) or has not been sent yet.",
                 Job,
             ),
@@ -340,8 +341,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         "/api/jobs/{job_id}/resume",
-        "Resume a job the vendor paused (influencers.club, eCore), or an influencers.club "
-        "batch that failed mid-run, which then runs again as a new run.",
+        "Resume a job the vendor paused (influencers.club, eCore), even one that expired "
+        "waiting, or an influencers.club batch that failed mid-run, which then runs again as "
+        "a new run.",
         {
             202: _JOB_ACCEPTED,
             401: _UNAUTHORIZED,

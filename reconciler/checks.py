@@ -234,12 +234,16 @@ async def _not_found(
 
 
 async def check_job_now(rc: Reconciler, job_id: int) -> JobRecord:
-    """Check one job at once (a forced check), whatever its plan; a finished job is returned
-    as it is."""
-    job = await rc.services.store.claim_job(job_id, owner=rc.owner, lease_s=LEASE_S)
+    """Check one job at once (a forced check), whatever its plan. An expired job is asked
+    about again (it runs once more, see `Store.record_action`); one that completed or failed
+    is returned as it is."""
+    store = rc.services.store
+    if (await store.get_job(job_id)).state is JobState.EXPIRED:
+        await store.record_action(job_id, "job.check_requested", {}, vendor_calls=0)
+    job = await store.claim_job(job_id, owner=rc.owner, lease_s=LEASE_S)
     if job is not None:
         await _check_each(rc, job.vendor, [job], await _history(rc, job.vendor), KeyWitness())
-    return await rc.services.store.get_job(job_id)
+    return await store.get_job(job_id)
 
 
 async def check_vendor_now(rc: Reconciler, vendor: VendorName) -> list[JobRecord]:
@@ -323,7 +327,7 @@ async def _record(
         )
         if plan.reason is CheckReason.EXPIRED:
             await rc.services.store.end_job(
-                job.id, JobState.EXPIRED, _outlived(view), vendor_calls=cost
+                job.id, JobState.EXPIRED, view.expiry_reason(), vendor_calls=cost
             )
             return
         next_at, late = plan.at, plan.late_webhook
@@ -349,7 +353,7 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
         await store.end_job(
             job.id,
             JobState.EXPIRED,
-            f"{_outlived(view)}, and its last check failed: {exc}",
+            f"{view.expiry_reason()}, and its last check failed: {exc}",
             vendor_calls=cost,
         )
         return
@@ -373,13 +377,6 @@ async def _record_failure(rc: Reconciler, job: JobRecord, exc: VendorError, cost
     await store.record_check_failure(
         job, str(exc), cost=cost, retry_at=retry_at, retry_after=exc.retry_after, notice=notice
     )
-
-
-def _outlived(view: JobView) -> str:
-    """Why a job past its `expires_at` is expired."""
-    if view.paused_at is not None:
-        return "paused for longer than the maximum age, and not resumed"
-    return "older than the maximum age"
 
 
 def _base_view(job: JobRecord) -> JobView:

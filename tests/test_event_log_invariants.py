@@ -7,8 +7,8 @@ the job moves on. Hypothesis drives the store's own write API
 (on a real SQLite file) through random interleavings of those, and after every step checks
 what must hold whatever the order:
 
-- a job's state is the one its events say, and moves only forward (a reprocess alone starts a
-  new run);
+- a job's state is the one its events say, and moves only forward (a reprocess, or an
+  operator asking again about an expired job, alone starts a new run);
 - an open job always has a next check (none is forgotten), a finished one never;
 - the stored results are what the job's counts say, and a fetch that a later state or a
   reprocess ended writes nothing more: each of its writes is refused;
@@ -83,7 +83,8 @@ class EventLogMachine(RuleBasedStateMachine):
         self.calls: dict[int, float] = {}
         self.last_state: dict[int, JobState] = {}
         self.reopened_at: dict[int, int] = {}
-        """The seq of each job's last reprocess: state may start over after it."""
+        """The seq of each job's last reprocess or return from expiry: state may start over
+        after it."""
 
     def run(self, step: Awaitable[T]) -> T:
         return self.loop.run_until_complete(step)
@@ -295,12 +296,15 @@ class EventLogMachine(RuleBasedStateMachine):
     def state_is_the_event_logs_and_moves_forward(self, job: JobRecord) -> None:
         folded = JobState.SUBMITTED
         last_reopen = 0
-        for seq, kind, next_state in self.db.execute(
-            "SELECT seq, type, payload ->> '$.to' FROM events WHERE job_id = ? ORDER BY seq",
+        for seq, kind, before_state, next_state in self.db.execute(
+            "SELECT seq, type, payload ->> '$.from', payload ->> '$.to' FROM events "
+            "WHERE job_id = ? ORDER BY seq",
             (job.id,),
         ):
             if kind == "job.state_changed":
                 folded = JobState(next_state)
+                if before_state == JobState.EXPIRED:  # asked about again: a new run
+                    last_reopen = seq
             elif kind == REOPENS:
                 last_reopen = seq
         assert job.state is folded

@@ -106,9 +106,9 @@ async def test_the_maximum_age_is_a_setting(tmp_path):
     assert 3600 <= expired.paused_seconds <= 3600 + 1
 
 
-async def test_a_finished_job_cannot_be_resumed(world):  # noqa: F811
-    """A paused job that aged out here is expired; resuming it at the vendor would bill a run
-    nobody looks at."""
+async def test_a_job_expired_paused_is_resumed_at_the_vendor_and_watched_again(world):  # noqa: F811
+    """A paused job that aged out here is expired, but the vendor still holds it: a resume
+    reaches the vendor once and the job is watched again (tests.test_expired_jobs)."""
     job = await world.submit(VendorName.ECORE)
     await world.sim.advance(20)
     await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
@@ -118,10 +118,9 @@ async def test_a_finished_job_cannot_be_resumed(world):  # noqa: F811
     controls = world.sim.stats.count("ecore", "POST /api/v1/enrichment-control/")
 
     status, body = await post(world, f"/api/jobs/{job.id}/resume")
-    assert status == 409
-    assert "nothing to resume" in body["error"]["message"]
-    assert world.sim.stats.count("ecore", "POST /api/v1/enrichment-control/") == controls
-    assert world.view(VendorName.ECORE, job.vendor_job_id).vendor_status == "paused"
+    assert (status, body["state"]) == (202, "running")
+    assert world.sim.stats.count("ecore", "POST /api/v1/enrichment-control/") == controls + 1
+    assert world.view(VendorName.ECORE, job.vendor_job_id).vendor_status != "paused"
 
 
 async def test_the_call_that_finds_a_job_too_old_is_counted(world):  # noqa: F811

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from enrichwatch.polling.policy import EXPIRED_PAUSED
 from enrichwatch.store import JobRecord
 from enrichwatch.store.notifications import Outcome
 
@@ -256,8 +257,20 @@ def _problem(
                 f"vendor's status page, or the base URL in enrichwatch's settings for {vendor}. "
                 f"To check every open job at {vendor} now: {check_all}" + _others(job, trouble)
             )
+        case Outcome.EXPIRED:
+            again = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)"
+            return (
+                f"Error: {_sentence(reason)} enrichwatch no longer asks {vendor} about it. "
+                f"If it may still finish there, ask again: {again} watches it once more"
+                + (f", and `enrichwatch resume {job.id}` resumes it." if _resumes(job) else ".")
+            )
         case _:
             return f"Error: {reason}"
+
+
+def _resumes(job: JobRecord) -> bool:
+    """Whether the job expired waiting on a person to resume it."""
+    return (job.error or "").startswith(EXPIRED_PAUSED)
 
 
 def _others(job: JobRecord, trouble: CheckTrouble | None) -> str:

@@ -99,6 +99,10 @@ class VendorPolicy:
         return max(self.target_floor, self.target_fraction * age)
 
 
+EXPIRED_PAUSED = "paused for longer than the maximum age, and not resumed"
+"""How the reason of a job that expired waiting on a person begins."""
+
+
 @dataclass(frozen=True)
 class JobView:
     """What the policy needs to know about one open job, as the event log has it.
@@ -132,6 +136,10 @@ class JobView:
         paused, that long after the pause began, so a person always has the whole of it to
         act and a job resumed late is not expired halfway through its run."""
         return (self.submitted_at if self.paused_at is None else self.paused_at) + max_age
+
+    def expiry_reason(self) -> str:
+        """Why the job is expired once past `expires_at`."""
+        return EXPIRED_PAUSED if self.paused_at is not None else "older than the maximum age"
 
     @property
     def anchor(self) -> float:

@@ -462,28 +462,34 @@ class CheckWrites:
         vendor_calls: int,
         reopen: bool = False,
     ) -> JobRecord:
-        """An operator's action at the vendor (resume, reprocess): the job is due for a check
-        now. `reopen` (a reprocess, a resumed failed run) returns a finished job to running
-        as a new run and drops its results, which the vendor will produce anew."""
+        """An operator's action (a check, resume, reprocess): the job is due for a check now.
+        `reopen` (a reprocess, a resumed failed run) returns a finished job to running as a
+        new run and drops its results, which the vendor will produce anew. An expired job
+        comes back to running with its results kept: enrichwatch gave up asking, not the
+        vendor, and a person asking again gives it a new maximum age from now."""
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> JobRecord:
             before = fetch_job(conn, job_id)
             append_event(conn, job_id, event_type, EventSource.API, payload, now=now)
-            if reopen:
+            action = event_type.removeprefix("job.").removesuffix("_requested")
+            if reopen or before.state is JobState.EXPIRED:
                 if before.state is not JobState.RUNNING:
-                    action = event_type.removeprefix("job.").removesuffix("_requested")
                     change = {"from": before.state, "to": JobState.RUNNING, "reason": action}
                     append_event(
                         conn, job_id, "job.state_changed", EventSource.API, change, now=now
                     )
-                conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
                 conn.execute(
                     """UPDATE jobs SET state = 'running', finished_at = NULL, error = NULL,
-                           results_state = NULL, results_count = 0, run_started_at = ?,
-                           paused_at = NULL, paused_seconds = 0
+                           run_started_at = ?, paused_at = NULL, paused_seconds = 0
                        WHERE id = ?""",
                     (now, job_id),
+                )
+            if reopen:
+                conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+                conn.execute(
+                    "UPDATE jobs SET results_state = NULL, results_count = 0 WHERE id = ?",
+                    (job_id,),
                 )
                 # A fetch of the earlier run, waiting or under way, ends here: its pages and
                 # its end must not land in the new run (see `store_results`, `finish_fetch`).
