@@ -126,6 +126,7 @@ async def attempt_submit(
         on_created=functools.partial(services.store.record_send_created, job.id),
     )
     await services.store.begin_send(job.id, owner=services.sender.owner())
+    began = services.store.clock()
     try:
         (submitted,) = await adapter.submit(part)
     except (VendorConcurrencyLimitError, VendorBudgetSpentError) as exc:
@@ -135,7 +136,11 @@ async def attempt_submit(
         return queued, True
     except VendorTransientError as exc:
         failures = transient_failures + 1
-        if isinstance(exc, VendorAmbiguousError) or failures >= MAX_TRANSIENT_ATTEMPTS:
+        if isinstance(exc, VendorAmbiguousError):
+            message = f"{exc}; {job.vendor.value} may have taken it: {_look_there(began)}"
+            await services.store.fail_submission(job.id, message, vendor_calls=tally.count)
+            raise
+        if failures >= MAX_TRANSIENT_ATTEMPTS:
             await services.store.fail_submission(job.id, str(exc), vendor_calls=tally.count)
             raise
         delay = exc.retry_after or TRANSIENT_RETRY_S * failures
@@ -172,9 +177,7 @@ async def settle_interrupted_send(services: Services, job: JobRecord) -> JobReco
     stopped = f"the service stopped while sending this part to {job.vendor.value}"
     made = job.send_vendor_job_id
     if made is None:
-        started = datetime.fromtimestamp(job.send_started_at, UTC).isoformat(timespec="seconds")
-        message = f"{stopped}, which may have taken it: look there for a job created at "
-        message += f"{started} before sending these rows again"
+        message = f"{stopped}, which may have taken it: {_look_there(job.send_started_at)}"
         hint, calls = await _untracked_lookalikes(services, job)
         await services.store.fail_submission(job.id, message + hint, vendor_calls=calls)
         raise SendInterruptedError(message + hint)
@@ -238,3 +241,8 @@ async def _queue(
         vendor_calls=calls,
         transient_failures=transient_failures,
     )
+
+
+def _look_there(sent_at: float) -> str:
+    started = datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="seconds")
+    return f"look there for a job created at {started} before sending these rows again"

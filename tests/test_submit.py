@@ -320,3 +320,34 @@ async def test_api_submit_the_vendor_refuses_names_the_failed_job(sim_settings, 
         assert error["code"] == "vendor_error"
         assert error["failed_job"]["state"] == "failed"
         assert error["failed_job"]["vendor"] == "ecore"
+
+
+async def test_a_submit_neither_answered_nor_read_back_is_never_sent_again(sim_settings, sim, http):
+    """The eCore submit fails with a 5xx (the vendor may have taken it) and the job list
+    that would settle it fails too: the part fails, saying where to look, rather than being
+    queued and sent again, which could bill it twice."""
+    from receiver import serving
+
+    submit = "POST /api/v1/enrichment/submit/"
+    async with open_services(sim_settings) as services, serving(services, "127.0.0.1", 0) as url:
+        sim.set_fault("ecore", server_errors=2)
+        body = {
+            "vendor": "ecore",
+            "submit": {"rows": [{"email": "a@example.com"}], "options": {"category": "contact"}},
+        }
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with http.post(f"{url}/api/jobs", json=body, headers=auth) as response:
+            assert response.status == 502
+            error = (await response.json())["error"]
+        assert await send_queued_submissions(services, "test") == 0
+
+    failed = error["failed_job"]
+    assert failed["state"] == "failed"
+    assert "could not be read back" in failed["error"]
+    assert "may have taken it: look there for a job created at" in failed["error"]
+    conn = sqlite3.connect(sim_settings.db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM work WHERE kind = 'submit'").fetchone() == (0,)
+    finally:
+        conn.close()
+    assert sim.stats.count("ecore", submit) == 1

@@ -42,8 +42,9 @@ class FaultPlan:
     """Crustdata: the next N status answers say "completed" without their download links yet."""
     expire_links: bool = False
     """Crustdata/storage: every pre-signed link is treated as expired."""
-    endpoint: str | None = None
-    """Restrict counted faults to one endpoint label, e.g. "GET /batch/{id}"."""
+    endpoint: str | list[str] | None = None
+    """Restrict counted faults to one endpoint label, e.g. "GET /batch/{id}", or to any of
+    a list of them."""
 
 
 class FaultInjector:
@@ -76,7 +77,11 @@ class FaultInjector:
         plan = self._plans.get(target)
         if plan is None or getattr(plan, kind) <= 0:
             return False
-        if plan.endpoint is not None and plan.endpoint != endpoint:
+        if plan.endpoint is not None and endpoint not in _labels(plan.endpoint):
             return False
         setattr(plan, kind, getattr(plan, kind) - 1)
         return True
+
+
+def _labels(endpoint: str | list[str]) -> list[str]:
+    return [endpoint] if isinstance(endpoint, str) else endpoint

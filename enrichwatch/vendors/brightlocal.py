@@ -4,7 +4,6 @@ says when it ends."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -107,8 +106,10 @@ class BrightLocalAdapter(HttpAdapter):
                 job_ids.append(_job_order(added.get("job-id") if isinstance(added, dict) else None))
             await self.commit(batch_id)
         except VendorError as exc:
-            with contextlib.suppress(VendorError):
+            try:
                 await self.delete(batch_id)
+            except VendorError:
+                raise exc from None  # a commit that may have gone through stays unsettled
             if isinstance(exc, VendorAmbiguousError):
                 raise VendorTransientError(self.name, f"{exc.message} (batch deleted)") from exc
             raise
@@ -134,8 +135,9 @@ class BrightLocalAdapter(HttpAdapter):
         """Idempotent: a batch already committed counts as committed."""
         try:
             await self._commit_once(vendor_job_id)
-        except VendorAmbiguousError:
-            if (await self.status(vendor_job_id)).state is JobState.SUBMITTED:
+        except VendorAmbiguousError as exc:
+            snapshot = await self.read_back(exc, self.status(vendor_job_id))
+            if snapshot.state is JobState.SUBMITTED:
                 await self._commit_once(vendor_job_id)
 
     async def _commit_once(self, vendor_job_id: str) -> None:

@@ -184,7 +184,7 @@ class CrustdataAdapter(HttpAdapter):
                     self.name, f"POST {endpoint.route}: accepted, but the answer names no batch_id"
                 )
         except VendorAmbiguousError as exc:
-            matches = await self._recent_matches(endpoint, count, sent_at)
+            matches = await self.read_back(exc, self._recent_matches(endpoint, count, sent_at))
             data = self.adopt(matches, "batch_id", exc)
         return SubmittedJob(vendor_job_id=str(data["batch_id"]), raw=data)
 

@@ -96,7 +96,8 @@ class ECoreAdapter(HttpAdapter):
                     self.name, "POST /submit/: accepted, but the answer names no job_id"
                 )
         except VendorAmbiguousError as exc:
-            data = self.adopt(await self._listed(sent_at, time.time()), "job_id", exc)
+            listed = await self.read_back(exc, self._listed(sent_at, time.time()))
+            data = self.adopt(listed, "job_id", exc)
         if not isinstance(data, dict) or "job_id" not in data:
             raise VendorProtocolError(self.name, "submit answer has no job_id")
         return SubmittedJob(vendor_job_id=str(data["job_id"]), raw=data)

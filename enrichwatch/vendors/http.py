@@ -22,7 +22,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
@@ -73,6 +73,9 @@ Headers = CIMultiDictProxy[str]
 Classifier = Callable[[int, Headers, Any, str], VendorError | None]
 """A vendor's own reading of a failed response (status, headers, parsed body, message);
 returning None falls back to the common mapping."""
+
+
+T = TypeVar("T")
 
 
 class HttpAdapter(VendorAdapter):
@@ -333,6 +336,22 @@ class HttpAdapter(VendorAdapter):
             self._submitted.add(job.vendor_job_id)
             rows += len(part.rows)
         return submitted
+
+    async def read_back(self, failure: VendorAmbiguousError, lookup: Awaitable[T]) -> T:
+        """What `lookup`, a read of the vendor's jobs, says of a submit that may have been
+        taken. A read that fails leaves the submit as unsettled as it was, since sending the
+        part again could create (and bill) it twice; only a 404 passes, for the adapter that
+        reads its own job id back to tell."""
+        try:
+            return await lookup
+        except VendorNotFoundError:
+            raise
+        except VendorError as exc:
+            raise VendorAmbiguousError(
+                self.name,
+                f"{failure.message}; whether it was taken could not be read back: {exc.message}",
+                status=failure.status,
+            ) from exc
 
     def adopt(
         self, candidates: list[dict[str, Any]], id_key: str, failure: VendorAmbiguousError

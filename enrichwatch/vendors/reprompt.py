@@ -145,7 +145,7 @@ class RepromptAdapter(HttpAdapter):
                 )
         except VendorAmbiguousError as exc:
             try:
-                data = await self._batch(batch_id)
+                data = await self.read_back(exc, self._batch(batch_id))
             except VendorNotFoundError:
                 raise VendorTransientError(
                     self.name, f"{exc.message} (no batch {batch_id} was created)"

@@ -20,7 +20,7 @@ from enrichwatch.config import (
 from enrichwatch.models import VendorName
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.vendors import adapter_class
-from enrichwatch.vendors.base import ResultRecord, StatusSnapshot, VendorAdapter
+from enrichwatch.vendors.base import CreatedHook, ResultRecord, StatusSnapshot, VendorAdapter
 
 SETTINGS: dict[VendorName, type[VendorSettings]] = {
     VendorName.CRUSTDATA: CrustdataSettings,
@@ -60,7 +60,7 @@ def make(
     """Build a vendor's adapter pointed at the simulator; keyword arguments override the
     vendor settings (so a test can break the key or the allow-list)."""
 
-    def build(vendor: VendorName, **overrides: Any) -> Any:
+    def build(vendor: VendorName, on_created: CreatedHook | None = None, **overrides: Any) -> Any:
         values: dict[str, Any] = {
             "base_url": sim.base_urls[vendor.value],
             "api_key": sim.api_keys[vendor.value],
@@ -73,7 +73,9 @@ def make(
         def count(name: VendorName, endpoint: str) -> None:
             calls[(name.value, endpoint)] += 1
 
-        adapter: VendorAdapter = adapter_class(vendor)(settings, session, on_call=count)
+        adapter: VendorAdapter = adapter_class(vendor)(
+            settings, session, on_call=count, on_created=on_created
+        )
         return adapter
 
     return build

@@ -4,6 +4,7 @@ import pytest
 
 from enrichwatch.errors import (
     ActionNotSupportedError,
+    VendorAmbiguousError,
     VendorAuthError,
     VendorNotFoundError,
     VendorRejectedError,
@@ -176,3 +177,30 @@ async def test_no_list_and_no_resume(bright):
         await bright.list_status(["17"])
     with pytest.raises(ActionNotSupportedError):
         await bright.resume("17")
+
+
+@pytest.mark.parametrize(
+    ("failing", "error"),
+    [
+        # The commit fails and is read back as still uncommitted: committed again.
+        (["PUT /v4/batch"], None),
+        # Not read back, but deleted: it can never run, so a retry is safe.
+        (["PUT /v4/batch", "GET /v4/batch"], "batch deleted"),
+        # Neither: it may be running and billing, so the submit stays unsettled.
+        (["PUT /v4/batch", "GET /v4/batch", "DELETE /v4/batch"], "could not be read back"),
+    ],
+)
+async def test_an_ambiguous_commit_is_retried_only_once_settled(make, sim, failing, error):
+    async def commit_fails(_batch_id: str) -> None:
+        sim.set_fault("brightlocal", server_errors=len(failing), endpoint=failing)
+
+    bright = make(VendorName.BRIGHTLOCAL, on_created=commit_fails)
+    if error is None:
+        [job] = await bright.submit(SubmitRequest(rows=profiles(1)))
+        assert sim.brightlocal.batches[int(job.vendor_job_id)].run is not None
+        return
+    with pytest.raises(VendorTransientError, match=error) as caught:
+        await bright.submit(SubmitRequest(rows=profiles(1)))
+    [batch] = sim.brightlocal.batches.values()
+    assert batch.deleted == (error == "batch deleted")
+    assert isinstance(caught.value, VendorAmbiguousError) == (error != "batch deleted")

@@ -345,3 +345,11 @@ async def test_rate_limit_headers_are_recorded(crust, sim):
     assert crust.rate_limit.limit == sim.config.crustdata.rpm
     assert crust.rate_limit.remaining is not None
     assert crust.rate_limit.remaining < crust.rate_limit.limit
+
+
+async def test_an_ambiguous_submit_whose_job_list_cannot_be_read_stays_ambiguous(crust, sim):
+    """A retry could bill the part twice: the submit is settled only by a list that answers."""
+    sim.set_fault("crustdata", server_errors=2)
+    with pytest.raises(VendorAmbiguousError, match=r"could not be read back: .*503"):
+        await crust.submit(SubmitRequest(rows=profiles(2)))
+    assert sim.stats.count("crustdata", "GET /batch") == 1

@@ -206,3 +206,11 @@ async def test_ambiguous_submit_adopts_a_job_submitted_meanwhile_once(ecore, sim
     sim.set_fault("ecore", server_errors=1, endpoint="POST /api/v1/enrichment/submit/")
     with pytest.raises(VendorAmbiguousError):
         await ecore.submit(SubmitRequest(rows=contacts(2)))
+
+
+async def test_an_ambiguous_submit_whose_job_list_cannot_be_read_stays_ambiguous(ecore, sim):
+    """A retry could bill the part twice: the submit is settled only by a list that answers."""
+    sim.set_fault("ecore", server_errors=2)
+    with pytest.raises(VendorAmbiguousError, match=r"could not be read back: .*503"):
+        await ecore.submit(SubmitRequest(rows=contacts(2)))
+    assert sim.stats.count("ecore", "GET /api/v1/enrichment/status/") == 1

@@ -213,3 +213,11 @@ async def test_ambiguous_submit_reads_its_own_batch_id_back(reprompt, sim):
 
     assert adopted.vendor_job_id == "mine"
     assert len(sim.reprompt.batches[(ORG, "mine")].place_ids) == 2
+
+
+async def test_an_ambiguous_submit_whose_batch_cannot_be_read_back_stays_ambiguous(reprompt, sim):
+    """Sending a batch id again appends to that batch, so one not read back is not resent."""
+    sim.set_fault("reprompt", server_errors=2)
+    with pytest.raises(VendorAmbiguousError, match=r"could not be read back: .*503"):
+        await reprompt.submit(SubmitRequest(rows=places(2), options={"batch_id": "mine"}))
+    assert sim.stats.count("reprompt", "GET /v1/{org}/place_enrichment/batches/{id}") == 1
