@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enrichwatch.errors import StoreError
 from enrichwatch.runtime import Services
 from enrichwatch.store import CallbackOutcome, InboundDelivery, InboxRecord, JobRecord
+from enrichwatch.vendors import adapter_class
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,12 @@ async def replay_callback(
         dedupe_key=dedupe_key,
         replay_of=inbox_id,
     )
-    outcome = await store.record_callback(original.vendor, job.callback_token, delivery)
+    outcome = await store.record_callback(
+        original.vendor,
+        job.callback_token,
+        delivery,
+        vendor_sends_callbacks=adapter_class(original.vendor).supports_webhooks,
+    )
     if outcome is None:
         raise StoreError(f"job {job.id} no longer accepts callbacks for {original.vendor}")
     if not outcome.duplicate:

@@ -15,6 +15,7 @@ from enrichwatch.callbacks import inspect_callback
 from enrichwatch.errors import SignatureError
 from enrichwatch.models import VendorName
 from enrichwatch.store import InboundDelivery
+from enrichwatch.vendors import adapter_class
 from receiver.errors import ApiError
 from receiver.keys import SERVICES
 
@@ -69,7 +70,12 @@ async def receive_callback(request: web.Request) -> web.Response:
         verification=check.verification,
         dedupe_key=check.dedupe_key,
     )
-    outcome = await services.store.record_callback(vendor, request.match_info["token"], delivery)
+    outcome = await services.store.record_callback(
+        vendor,
+        request.match_info["token"],
+        delivery,
+        vendor_sends_callbacks=adapter_class(vendor).supports_webhooks,
+    )
     if outcome is None:
         metrics.callback_rejections.labels(vendor.value, "unknown_token").inc()
         raise ApiError(404, "not_found", "no such callback URL")

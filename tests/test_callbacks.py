@@ -14,9 +14,13 @@ import pytest
 
 from enrichwatch.callbacks import sign_crustdata
 from enrichwatch.config import load_settings
+from enrichwatch.models import JobState, VendorName
 from enrichwatch.runtime import open_services
+from enrichwatch.sim import SimConfig, SimServer
 from receiver import serving
-from tests.conftest import snapshot, track
+from reconciler import Reconciler, reconcile_once
+from tests.conftest import API_TOKEN, snapshot, track
+from tests.test_results_and_actions import World, _cli_env, step_until
 
 
 async def post(http, url, body: bytes, headers=None):
@@ -313,3 +317,40 @@ async def test_a_callback_while_another_process_holds_the_write_lock_is_503_then
     assert snapshot(settings.db) == before
     status, answer = await post(http, job["callback_url"], b'{"n": 1}')
     assert (status, answer["duplicate"]) == (200, False)
+
+
+async def test_a_stray_request_to_a_polled_jobs_url_makes_it_due_and_leaves_its_polling_be(
+    tmp_path,
+):
+    """eCore sends no callbacks, yet its jobs have URLs (and the API once showed them): a
+    request to one wakes the job for a check, as any callback does, but does not make the
+    job wait for callbacks that will never come. Before, it did, and the job's end was
+    noticed by the hourly safety net."""
+    async with SimServer(SimConfig(seed=17, start_time=time.time())) as sim:
+        sim.config.ecore.profile.base_seconds = 3600.0
+        db = tmp_path / "stray.db"
+        settings = load_settings(db=db, api_token=API_TOKEN, **sim.vendor_settings())
+        async with (
+            open_services(settings, clock=sim.clock.now) as services,
+            serving(services, "127.0.0.1", 0) as url,
+        ):
+            world = World(sim, services, url, Reconciler(services), _cli_env(sim, db))
+            job = await world.submit(VendorName.ECORE)
+            await reconcile_once(world.rc)
+            hook = job.callback_url(url)
+            async with services.http.post(hook, data=b"hello") as answer:
+                assert answer.status == 200
+            woken = await world.job(job.id)
+            assert woken.next_check_at == sim.clock.now()
+            assert not woken.expects_callback
+
+            async def completed() -> bool:
+                return (await world.job(job.id)).state is JobState.COMPLETED
+
+            await step_until(world, completed)
+            done = await world.job(job.id)
+    ended = sim.ecore.jobs[job.vendor_job_id or ""].job.terminal_at()
+    assert ended is not None
+    assert done.finished_at is not None
+    policy = world.rc.policies[VendorName.ECORE]
+    assert done.finished_at - ended <= 2 * policy.detection_target(ended - done.created_at)

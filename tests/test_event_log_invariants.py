@@ -120,7 +120,11 @@ class EventLogMachine(RuleBasedStateMachine):
             verification="none",
             dedupe_key=body.hex(),
         )
-        assert self.run(self.store.record_callback(record.vendor, record.callback_token, delivery))
+        assert self.run(
+            self.store.record_callback(
+                record.vendor, record.callback_token, delivery, vendor_sends_callbacks=True
+            )
+        )
 
     @rule(job=job_index)
     def status_call_goes_out(self, job: int) -> None:

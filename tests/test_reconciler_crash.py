@@ -487,5 +487,7 @@ async def test_a_job_made_due_by_another_process_is_checked_within_the_work_inte
                 dedupe_key="elsewhere-1",
             )
             token = job["callback_url"].rsplit("/", 1)[1]
-            assert await store.record_callback(VendorName.CRUSTDATA, token, delivery)
+            assert await store.record_callback(
+                VendorName.CRUSTDATA, token, delivery, vendor_sends_callbacks=True
+            )
         await eventually(lambda: polls(db, job["id"]) == 1, 3.0, "the job is checked")

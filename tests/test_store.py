@@ -81,8 +81,12 @@ async def test_inbox_rows_from_before_the_compact_dedupe_index_still_catch_redel
         assert stored == sha256_int64("sha256:old")
         again = InboundDelivery("POST", {}, None, b"{}", "unsigned", "sha256:old")
         other = InboundDelivery("POST", {}, None, b"[]", "unsigned", "sha256:new")
-        first = await store.record_callback(VendorName.ECORE, "tok", again)
-        second = await store.record_callback(VendorName.ECORE, "tok", other)
+        first = await store.record_callback(
+            VendorName.ECORE, "tok", again, vendor_sends_callbacks=False
+        )
+        second = await store.record_callback(
+            VendorName.ECORE, "tok", other, vendor_sends_callbacks=False
+        )
     assert first is not None
     assert first.duplicate
     assert second is not None
@@ -308,7 +312,9 @@ async def test_a_wake_up_while_a_job_is_leased_outlives_its_holders_plan(tmp_pat
         now[0] = 1030.0
         assert await store.make_stale_jobs_due({VendorName.ECORE: 10.0}) == 0  # under a check
         delivery = InboundDelivery("POST", {}, None, b"{}", "unsigned", "body:1")
-        assert await store.record_callback(VendorName.ECORE, woken.callback_token, delivery)
+        assert await store.record_callback(
+            VendorName.ECORE, woken.callback_token, delivery, vendor_sends_callbacks=False
+        )
         for job in claimed:
             await store.plan_first_check(job, 5000.0)
 

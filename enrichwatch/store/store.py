@@ -190,12 +190,19 @@ class Store(
         return job, created
 
     async def record_callback(
-        self, vendor: VendorName, token: str, delivery: InboundDelivery
+        self,
+        vendor: VendorName,
+        token: str,
+        delivery: InboundDelivery,
+        *,
+        vendor_sends_callbacks: bool,
     ) -> CallbackOutcome | None:
         """Store a callback and mark its job due, in one transaction; None if no job has that
         vendor and token (and then nothing is written).
 
-        A repeat of a delivery already stored is kept and flagged, but wakes nothing.
+        A repeat of a delivery already stored is kept and flagged, but wakes nothing. A job
+        at a vendor that sends callbacks expects more of them from then on (it is no longer
+        polled while it waits); at one that sends none, a stray request only makes it due.
         """
         now = self.clock()
         dedupe_hash = sha256_int64(delivery.dedupe_key)
@@ -261,9 +268,9 @@ class Store(
                 conn.execute(
                     """UPDATE jobs SET callbacks_received = callbacks_received + 1,
                            next_check_at = COALESCE(?, next_check_at), updated_at = ?,
-                           last_callback_at = ?, expects_callback = 1
+                           last_callback_at = ?, expects_callback = expects_callback OR ?
                        WHERE id = ?""",
-                    (due, now, now, job_id),
+                    (due, now, now, vendor_sends_callbacks, job_id),
                 )
             return CallbackOutcome(job_id, inbox_id, duplicate_of is not None)
 
