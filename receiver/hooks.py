@@ -13,6 +13,7 @@ from aiohttp import web
 from enrichwatch import jsontext
 from enrichwatch.callbacks import inspect_callback
 from enrichwatch.errors import SignatureError
+from enrichwatch.metrics import Metrics
 from enrichwatch.models import VendorName
 from enrichwatch.store import InboundDelivery
 from enrichwatch.vendors import adapter_class
@@ -57,6 +58,10 @@ async def receive_callback(request: web.Request) -> web.Response:
     try:
         check = inspect_callback(vendor, services.settings, headers, body, services.store.clock())
     except SignatureError as exc:
+        # Signed or not, a request to a URL no job has is someone guessing URLs (or a
+        # vendor holding one from another database): counted and answered as such.
+        if not await services.store.knows_callback_url(vendor, request.match_info["token"]):
+            raise _unknown_token(metrics, vendor) from None
         metrics.callback_rejections.labels(vendor.value, exc.reason).inc()
         log.warning("callback_rejected", reason=exc.reason)
         raise ApiError(401, "bad_signature", str(exc), reason=exc.reason) from None
@@ -77,8 +82,7 @@ async def receive_callback(request: web.Request) -> web.Response:
         vendor_sends_callbacks=adapter_class(vendor).supports_webhooks,
     )
     if outcome is None:
-        metrics.callback_rejections.labels(vendor.value, "unknown_token").inc()
-        raise ApiError(404, "not_found", "no such callback URL")
+        raise _unknown_token(metrics, vendor)
 
     # The request's log line (receiver.middleware) carries these: one line per callback.
     structlog.contextvars.bind_contextvars(
@@ -115,3 +119,8 @@ def _as_text(value: str) -> str:
     if value.isascii():  # nearly every header: nothing to escape
         return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _unknown_token(metrics: Metrics, vendor: VendorName) -> ApiError:
+    metrics.callback_rejections.labels(vendor.value, "unknown_token").inc()
+    return ApiError(404, "not_found", "no such callback URL")

@@ -264,6 +264,29 @@ class TestCrustdataSignature:
         assert snapshot(settings.db) == before
         assert services.metrics.callback_rejections.labels("crustdata", reason)._value.get() == 1
 
+    @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "wrongly signed"])
+    async def test_a_guessed_url_is_a_404_unknown_token_whatever_its_signature(
+        self, settings, signed_server, http, signed
+    ):
+        """Someone guessing URLs sends no valid signature: counted as the guess it is
+        (`unknown_token`, which the README says to watch), not as a signature fault."""
+        services, url = signed_server
+        job = await self._job(http, url)
+        before = snapshot(settings.db)
+        body = b'{"batch_id": "b-9"}'
+        headers = {"x-crustdata-signature": "t=1,v1=00"} if signed else {}
+        guessed = job["callback_url"].rsplit("/", 1)[0] + "/" + "A" * 32
+
+        status, answer = await post(http, guessed, body, headers)
+
+        assert status == 404
+        assert answer["error"]["code"] == "not_found"
+        assert snapshot(settings.db) == before
+        rejections = services.metrics.callback_rejections
+        assert rejections.labels("crustdata", "unknown_token")._value.get() == 1
+        for reason in ("missing_signature", "malformed_signature", "bad_signature"):
+            assert rejections.labels("crustdata", reason)._value.get() == 0
+
 
 async def test_thousand_concurrent_callbacks_across_hundred_jobs_each_stored_once(
     services, server, http

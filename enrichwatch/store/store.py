@@ -276,6 +276,18 @@ class Store(
 
         return await self._writer.run(op)
 
+    async def knows_callback_url(self, vendor: VendorName, token: str) -> bool:
+        """Whether a job has this vendor and callback token: a callback refused before it
+        is stored is told apart as one for no job (a guessed URL) or one that failed its
+        checks (a wrong secret, a forgery)."""
+        row = await self._fetchone(
+            "SELECT callback_token FROM jobs WHERE callback_key = ? AND vendor = ?",
+            (token_digest(token), vendor.value),
+        )
+        return row is not None and hmac.compare_digest(
+            row["callback_token"].encode(), token.encode()
+        )
+
     async def claim_work(
         self, kind: str, *, owner: str, lease_s: float, limit: int
     ) -> list[WorkItem]:
