@@ -142,6 +142,22 @@ async def test_the_login_form_never_carries_a_hostile_next(settings, server, tar
     assert snapshot(settings.db) == before
 
 
+@pytest.mark.parametrize("target", HOSTILE_NEXT)
+async def test_the_form_opened_logged_in_never_redirects_off_a_plain_local_path(
+    settings, server, target
+):
+    """Someone logged in who opens the form is sent straight on to its `next`: a link to the
+    form is as good a way to send a logged-in browser elsewhere as the form itself."""
+    before = snapshot(settings.db)
+    logged_in = [("Cookie", COOKIE.encode() + b"=" + API_TOKEN.encode())]
+
+    answer = await send(server, "GET", "/login?next=" + target.decode(), logged_in)
+
+    assert answer.status == 303
+    assert answer.all("Location") == ["/"]
+    assert snapshot(settings.db) == before
+
+
 @pytest.mark.parametrize(
     ("target", "location"),
     [

@@ -59,7 +59,12 @@ _UNREADABLE_FORM = (
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return html(request, "login.html", next=auth.safe_next(request.query.get("next")), error=None)
+    """The form, or for someone logged in already, the page they were going to: a link or a
+    bookmark to the form must not ask again for a token the browser holds."""
+    target = auth.safe_next(request.query.get("next"))
+    if auth.is_logged_in(request):
+        return auth.see_other(target)
+    return html(request, "login.html", next=target, error=None)
 
 
 async def login(request: web.Request) -> web.Response:

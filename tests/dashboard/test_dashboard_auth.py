@@ -116,6 +116,23 @@ async def test_after_login_only_paths_on_this_site_are_followed(server, http, ta
         assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize(
+    ("query", "location"),
+    [("?next=/jobs/3", "/jobs/3"), ("?next=%2F%3Fstate%3Dfailed", "/?state=failed"), ("", "/")],
+)
+async def test_the_login_form_sends_someone_logged_in_straight_on(server, http, query, location):
+    """A bookmark or an old tab on the form, opened with the cookie still good, should not ask
+    for the token again."""
+    async with http.get(
+        f"{server}/login{query}", headers=LOGGED_IN, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == location
+    async with http.get(f"{server}/login{query}", allow_redirects=False) as response:
+        assert response.status == 200  # without it, the form
+        assert 'name="token"' in await response.text()
+
+
 async def test_logout_clears_the_cookie(server, http):
     async with http.post(f"{server}/logout", headers=LOGGED_IN, allow_redirects=False) as response:
         assert response.status == 303
