@@ -14,6 +14,15 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
+def results_state(job: JobRecord) -> str | None:
+    """Where the job's results stand, for readers: `stored` only once no more will come.
+    What was stored of a job still open (a paused job's partial set, a BrightLocal batch's
+    finished part) is `partial`; the store keeps it as `stored` until the job moves on."""
+    if job.results_state == "stored" and not job.state.is_terminal:
+        return "partial"
+    return job.results_state
+
+
 def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -28,7 +37,7 @@ def job_json(job: JobRecord, public_url: str) -> dict[str, Any]:
             "failed": job.progress_failed,
             "total": job.progress_total,
         },
-        "results": {"state": job.results_state, "count": job.results_count},
+        "results": {"state": results_state(job), "count": job.results_count},
         "vendor_calls": job.vendor_calls,
         "callbacks_received": job.callbacks_received,
         "callback_url": job.callback_url(public_url),

@@ -29,7 +29,7 @@ from enrichwatch.errors import (
 )
 from enrichwatch.inputs import check_vendor_job_id
 from enrichwatch.models import EventSource, JobState, VendorName
-from enrichwatch.serialize import event_json, job_json
+from enrichwatch.serialize import event_json, job_json, results_state
 from enrichwatch.store import JobRecord
 from enrichwatch.store.rows import MAX_ROW_ID
 from enrichwatch.submission import SubmissionError, submit_batch
@@ -209,13 +209,16 @@ async def job_results(request: web.Request) -> web.StreamResponse:
     query = _query(ResultsQuery, request)
     job = await services.store.get_job(_job_id(request))
     content_type = "application/x-ndjson" if query.format == "jsonl" else "text/csv"
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f"{content_type}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="job-{job.id}.{query.format}"',
-            "X-Results-State": job.results_state or "none",
-        }
-    )
+    headers = {
+        "Content-Type": f"{content_type}; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="job-{job.id}.{query.format}"',
+        "X-Results-State": results_state(job) or "none",
+    }
+    if request.method == "HEAD":
+        # A streamed body would be written whatever the method, ahead of the next answer
+        # on the connection.
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     chunks = export.jsonl if query.format == "jsonl" else export.csv_rows
     try:

@@ -52,7 +52,7 @@ class Progress(_Answer):
 
 
 class ResultsSummary(_Answer):
-    state: Literal["pending", "fetching", "stored", "fetch_failed"] | None
+    state: Literal["pending", "fetching", "partial", "stored", "fetch_failed"] | None
     count: int
 
 
@@ -310,8 +310,9 @@ OPERATIONS: tuple[Operation, ...] = (
                 media_types=("application/x-ndjson", "text/csv"),
                 headers={
                     "X-Results-State": Header(
-                        "Where the fetch stands: only `stored` means complete.",
-                        ("pending", "fetching", "stored", "fetch_failed", "none"),
+                        "Where the fetch stands: only `stored` means complete; `partial` is "
+                        "what a job still open has so far.",
+                        ("pending", "fetching", "partial", "stored", "fetch_failed", "none"),
                     ),
                     "Content-Disposition": Header("attachment; filename=job-ID.FORMAT"),
                 },

@@ -3,6 +3,7 @@ reprocess) against the vendor simulator, over real HTTP and with the CLI as a su
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -170,6 +171,29 @@ async def test_results_api_and_cli_exports_match_the_stored_records(world, tmp_p
         assert_jsonl_matches(stdout.encode(), records)
 
 
+async def test_a_head_of_the_results_has_their_headers_and_no_body(world):
+    """A body written after a HEAD's answer would be read as the start of the next answer
+    on the connection: the request after it must get its own."""
+    job = await world.submit(VendorName.REPROMPT)
+    await settle(world.sim, world.services, world.rc)
+    host, port = world.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"HEAD /api/jobs/{job.id}/results HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {API_TOKEN}\r\n\r\n"
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        answer = (await asyncio.wait_for(reader.read(), 10)).decode()
+    finally:
+        writer.close()
+    head, rest = answer.split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 200")
+    assert "X-Results-State: stored" in head
+    assert rest.startswith("HTTP/1.1 200"), rest[:200]
+
+
 async def test_results_refusals_and_an_empty_job(world, tmp_path):
     job, _ = await world.services.store.track_job(VendorName.ECORE, "not-yet", None)
 
@@ -241,6 +265,11 @@ async def test_resume_of_a_paused_ecore_job_reaches_the_vendor_and_the_job_compl
     await step_until(world, paused_with_partial_results)
     partial = {job.id: (await world.job(job.id)).results_count for job in (by_cli, by_api)}
     assert all(0 < count < len(INPUTS[VendorName.ECORE][0]) for count in partial.values())
+    # Readers are told these are not all: the job is still open.
+    status, headers, _ = await get(world, f"/api/jobs/{by_api.id}/results", AUTH)
+    assert (status, headers["X-Results-State"]) == (200, "partial")
+    _, _, body = await get(world, f"/api/jobs/{by_api.id}", AUTH)
+    assert json.loads(body)["results"] == {"state": "partial", "count": partial[by_api.id]}
     controls = "POST /api/v1/enrichment-control/"
     before = world.sim.stats.count("ecore", controls)
 
@@ -274,6 +303,8 @@ async def test_resume_of_a_paused_ecore_job_reaches_the_vendor_and_the_job_compl
         assert [r["position"] for r in stored(world.db, job.id)] == list(range(view.total))
         assert done.results_count == view.total
         assert (await world.events(job.id)).count("results.stored") == 2  # partial, then all
+    status, headers, _ = await get(world, f"/api/jobs/{by_api.id}/results", AUTH)
+    assert (status, headers["X-Results-State"]) == (200, "stored")
 
 
 async def completes_its_new_run_with_every_result(world: World, job_id: int) -> None:
