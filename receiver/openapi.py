@@ -154,6 +154,8 @@ class ErrorDetail(_Answer):
     fields: list[FieldProblem] | None = None
     row: int | None = None
     jobs: list[Job] | None = None
+    job: Job | None = None
+    """The job already tracked, on a 409 `already_tracked`."""
     failed_job: Job | None = None
     vendor_status: int | None = None
     reason: str | None = None

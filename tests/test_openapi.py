@@ -119,6 +119,20 @@ async def test_the_job_schema_takes_a_real_job_and_refuses_unknown_fields(server
     assert not validator.is_valid(job), "the Job schema must refuse fields it does not name"
 
 
+async def test_the_error_schema_takes_the_already_tracked_answer(server, http, auth):
+    """The 409 carries the job already tracked; a client built from the document must not
+    refuse it."""
+    job = {"vendor": "ecore", "vendor_job_id": "e-7", "notify": {"slack": "https://a.test/X"}}
+    async with http.post(f"{server}/api/jobs", json=job, headers=auth) as response:
+        assert response.status == 201
+    job["notify"] = {"slack": "https://a.test/Y"}
+    async with http.post(f"{server}/api/jobs", json=job, headers=auth) as response:
+        assert response.status == 409
+        answer = await response.json()
+    assert answer["error"]["job"]["vendor_job_id"] == "e-7"
+    _validator_for("Error").validate(answer)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "code"),
     [
