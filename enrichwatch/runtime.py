@@ -17,7 +17,7 @@ from enrichwatch.config import Settings
 from enrichwatch.metrics import Metrics
 from enrichwatch.models import VendorName
 from enrichwatch.store import Store
-from enrichwatch.store.holders import LeaseHolder, owner_id
+from enrichwatch.store.holders import RECEIVER, LeaseHolder, owner_id, running_notes
 from enrichwatch.store.notifications import NotifyRoutes
 from enrichwatch.store.rows import token_digest
 from enrichwatch.store.store import Clock
@@ -83,11 +83,17 @@ class Services:
 
     async def public_url(self) -> str:
         """The base URL of callback, results and dashboard links: `ENRICHWATCH_PUBLIC_URL`
-        when set, else where the receiver serving this database last listened (a CLI or a
-        separate reconciler cannot know the port `serve` was given), else HOST:PORT."""
+        when set, else where a receiver serving this database listens (a CLI or a separate
+        reconciler cannot know the port `serve` was given): the one that started last, or,
+        once it has stopped, one still running; else where one last listened, else
+        HOST:PORT."""
         if self.settings.public_url is not None:
             return self.settings.base_url
-        return await self.store.service_url() or self.settings.base_url
+        recorded = await self.store.service_url()
+        running = running_notes(self.store.path, RECEIVER)
+        if running and recorded not in running:
+            return running[0]
+        return recorded or self.settings.base_url
 
     def adapter(
         self,

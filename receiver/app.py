@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from enrichwatch.runtime import Services
-from enrichwatch.store.holders import LeaseHolder, owner_id, running_notes
+from enrichwatch.store.holders import RECEIVER, LeaseHolder, owner_id, running_notes
 from receiver import api, health, hooks, notifications, openapi
 from receiver.dashboard import add_dashboard
 from receiver.errors import answering_errors_in_json
@@ -20,7 +20,6 @@ from receiver.keys import PUBLIC_URL, SERVICES
 from receiver.middleware import observe, require_api_token
 
 log = structlog.get_logger("enrichwatch.receiver")
-_ROLE = "receiver"
 
 
 def create_app(services: Services, public_url: str | None = None) -> web.Application:
@@ -80,7 +79,7 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
         held.callback(sock.close)
         await services.store.record_service_url(public_url)
         _warn_of_other_receivers(services, bound_url)
-        holder = LeaseHolder.acquire(services.store.path, f"{_ROLE}:{owner_id()}", bound_url)
+        holder = LeaseHolder.acquire(services.store.path, f"{RECEIVER}:{owner_id()}", bound_url)
         held.callback(holder.release)
         await runner.setup()
         server = runner.server
@@ -102,7 +101,7 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
 def _warn_of_other_receivers(services: Services, bound_url: str) -> None:
     """Two services on one file are a mistake the README warns of, but nothing stops them
     working: say so at start rather than refuse, so a rolling restart still goes through."""
-    others = running_notes(services.store.path, _ROLE)
+    others = running_notes(services.store.path, RECEIVER)
     if others:
         log.warning(
             "another_receiver_running",

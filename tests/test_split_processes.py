@@ -17,7 +17,7 @@ import pytest
 
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.store.holders import holders_directory
-from tests.conftest import Command, eventually, query, spawn, started
+from tests.conftest import Command, eventually, query, run_cli, spawn, started
 from tests.test_reconciler_crash import api, polls, serve_env
 
 
@@ -249,6 +249,15 @@ async def test_a_callback_to_a_separate_receiver_is_checked_within_seconds(tmp_p
             await reconciler.stop()
 
 
+async def callback_url(env: dict[str, str], vendor_job_id: str) -> str:
+    """The callback URL `enrichwatch track` gives a new Crustdata job."""
+    result = await run_cli(env, "track", "crustdata", vendor_job_id, "--json")
+    assert result.code == 0, result.err
+    (job,) = json.loads(result.out)
+    url: str = job["callback_url"]
+    return url
+
+
 async def test_a_second_service_on_one_file_is_warned_of_naming_the_first(tmp_path):
     """One service per database: a second `serve` on the file says so at start, naming
     where the first listens; once that one has stopped (or been killed), a start is quiet."""
@@ -257,7 +266,10 @@ async def test_a_second_service_on_one_file_is_warned_of_naming_the_first(tmp_pa
         env = serve_env(sim, db)
         async with started(["serve"], env, tmp_path / "first.log") as first:
             async with started(["serve"], env, tmp_path / "second.log") as second:
+                while_both = await callback_url(env, "both")
                 second_log = await second.stop()
+            # The second has stopped: new jobs are given the URL of the one still running.
+            after_second = await callback_url(env, "after")
             first_log = await first.stop()
         async with started(["receiver"], env, tmp_path / "third.log") as third:
             await third.kill()
@@ -268,5 +280,7 @@ async def test_a_second_service_on_one_file_is_warned_of_naming_the_first(tmp_pa
     ]
     assert warning["other_urls"] == [first.url]
     assert warning["url"] == second.url
+    assert while_both.startswith(second.url + "/hooks/")
+    assert after_second.startswith(first.url + "/hooks/")
     assert "another_receiver_running" not in first_log
     assert "another_receiver_running" not in fourth_log

@@ -34,6 +34,10 @@ DRAFT_AGE_S = 60.0
 """A draft older than this is a killed holder's: `acquire` names its draft within moments."""
 
 
+RECEIVER = "receiver"
+"""The role of a receiver's holder (`receiver:<owner id>`), noting the URL it listens at."""
+
+
 def owner_id() -> str:
     """Who holds a lease: readable in the database, and unique per process start (a restarted
     container's process has the same host name and pid as the one it replaces)."""
