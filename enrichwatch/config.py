@@ -300,6 +300,7 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = Field(
         default=None, description="Base URL vendors reach us at; default http://HOST:PORT."
     )
+
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token for /api/ and the dashboard; at least 16 characters. Unset, "
@@ -372,12 +373,24 @@ class Settings(BaseSettings):
         # Environment beats the TOML file, as a deployment overrides a checked-in config.
         return (init_settings, env_settings, InitSettingsSource(settings_cls, cls.file_values))
 
+    @field_validator("public_url")
+    @classmethod
+    def _a_base_url(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        """Paths are appended to it: a query or fragment would swallow them, and a user and
+        password would be handed to every vendor and printed in every link."""
+        if url is not None and (url.query or url.fragment or url.username or url.password):
+            raise ValueError(
+                "must be a base URL (scheme, host, port, path) without a query, fragment "
+                "or user:password"
+            )
+        return url
+
     @property
     def base_url(self) -> str:
         """The public base URL with no trailing slash."""
         if self.public_url is not None:
             return str(self.public_url).rstrip("/")
-        return f"http://{self.host}:{self.port}"
+        return listen_url(self.host, self.port)
 
     def vendor(self, name: VendorName) -> VendorSettings:
         settings: VendorSettings = getattr(self, name.value)
@@ -605,9 +618,19 @@ def _is_secret(loc: Loc) -> bool:
     )
 
 
+_CREDENTIALS_IN_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+
+
 def _plain(value: object) -> bool:
     """A value fit to quote: a scalar or a list of them. A table (a whole section, which may
-    hold secrets) is not."""
-    if isinstance(value, str | int | float | bool) or value is None:
+    hold secrets) is not, nor a URL with a user and password in it."""
+    if isinstance(value, str):
+        return not _CREDENTIALS_IN_URL.match(value)
+    if isinstance(value, int | float | bool) or value is None:
         return True
     return isinstance(value, Sequence) and all(_plain(item) for item in value)
+
+
+def listen_url(host: str, port: int) -> str:
+    """The URL of a service listening at `host` and `port` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

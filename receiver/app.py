@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import web
 
+from enrichwatch.config import listen_url
 from enrichwatch.runtime import Services
 from enrichwatch.store.holders import RECEIVER, LeaseHolder, owner_id, running_notes
 from receiver import api, health, hooks, notifications, openapi
@@ -66,7 +67,7 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
     Yields the URL actually bound (port 0 picks a free port).
     """
     sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
-    bound_url = f"http://{host}:{sock.getsockname()[1]}"
+    bound_url = listen_url(host, sock.getsockname()[1])
     settings = services.settings
     public_url = settings.base_url if settings.public_url is not None else bound_url
     runner = web.AppRunner(

@@ -82,6 +82,9 @@ def test_toml_file_and_environment_override(tmp_path, monkeypatch):
         ("ENRICHWATCH_MAX_BODY_BYTES", "0", "ENRICHWATCH_MAX_BODY_BYTES"),
         ("ENRICHWATCH_MAX_JOB_AGE", "0", "ENRICHWATCH_MAX_JOB_AGE"),
         ("ENRICHWATCH_PUBLIC_URL", "not a url", "ENRICHWATCH_PUBLIC_URL"),
+        # Callback paths are appended to it: a query or fragment would swallow them.
+        ("ENRICHWATCH_PUBLIC_URL", "https://hooks.example.com/?a=1", "ENRICHWATCH_PUBLIC_URL"),
+        ("ENRICHWATCH_PUBLIC_URL", "https://hooks.example.com/#x", "ENRICHWATCH_PUBLIC_URL"),
         ("ENRICHWATCH_ECORE__AUTH_SCHEME", "Basic", "ENRICHWATCH_ECORE__AUTH_SCHEME"),
         ("ENRICHWATCH_REPROMPT__BASE_URL", "ftp://x", "ENRICHWATCH_REPROMPT__BASE_URL"),
         # A misspelt key in a section would otherwise be ignored (here: signatures left off).
@@ -344,3 +347,20 @@ def test_a_malformed_variable_still_says_it_must_be_json(monkeypatch):
     monkeypatch.setenv("ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS", "[oops")
     with pytest.raises(SettingsError, match="must be JSON"):
         load_settings()
+
+
+def test_a_public_url_with_a_password_is_refused_without_quoting_it(monkeypatch):
+    """It would be given to every vendor and printed in every link."""
+    monkeypatch.setenv("ENRICHWATCH_PUBLIC_URL", "https://ops:s3cret-pw@hooks.example.com")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "ENRICHWATCH_PUBLIC_URL" in str(error.value)
+    assert "s3cret-pw" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8080"), ("::1", "http://[::1]:8080")],
+)
+def test_the_default_public_url_is_a_valid_url_for_an_ipv6_host_too(host, url):
+    assert load_settings(host=host).base_url == url
