@@ -14,7 +14,7 @@ import time
 
 from pydantic import AnyHttpUrl, SecretStr
 
-from enrichwatch.config import Settings
+from enrichwatch.config import NotifySettings, Settings, SmtpSettings
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig, SimServer
 
@@ -63,11 +63,14 @@ def demo_sim_config(seed: int = 0, speed: float = SPEED) -> SimConfig:
 
 def aim_at_simulator(settings: Settings, sim: SimServer) -> Settings:
     """`settings` with every vendor's base URL and key pointed at `sim`, and the polling
-    bounds the demo's fast clock needs; the rest (notifications, logging) is kept."""
+    bounds the demo's fast clock needs. Notifications go to the console alone: the demo's
+    made-up jobs must not reach the team's real Slack, inbox or webhook. Logging is kept."""
     updates: dict[str, object] = {
         "host": "127.0.0.1",
         "public_url": None,
         "work_interval": WORK_INTERVAL,
+        "notify": NotifySettings(),
+        "smtp": SmtpSettings(),
     }
     for vendor in VendorName:
         current = settings.vendor(vendor)
