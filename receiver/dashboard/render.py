@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from enrichwatch.describe import event_summary
 from enrichwatch.models import VendorName
@@ -47,6 +48,7 @@ def environment() -> jinja2.Environment:
         duration=duration,
         calls=calls,
         summary=summary,
+        code_spans=code_spans,
         vendor_name=VENDOR_NAMES.__getitem__,
     )
     return env
@@ -91,3 +93,15 @@ def summary(event: EventRecord, limit: int = 240) -> str:
     """What the event means on one line, cut short; the API has its payload whole."""
     text = event_summary(event)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def code_spans(text: str) -> Markup:
+    """Text written for a notice, where a command is marked `so`, with each command shown as
+    code; text whose marks do not pair up is shown as it is."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if index % 2 else escape(part)
+        for index, part in enumerate(parts)
+    )

@@ -11,8 +11,10 @@ from aiohttp.typedefs import Handler
 
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.notify.message import build_message
 from enrichwatch.stats import vendor_stats
 from enrichwatch.store import JobRecord
+from enrichwatch.store.notifications import Outcome
 from enrichwatch.vendors import adapter_class
 from receiver import api
 from receiver.dashboard import auth
@@ -21,7 +23,7 @@ from receiver.dashboard.preview import results_preview
 from receiver.dashboard.render import html
 from receiver.errors import error_response
 from receiver.ids import parse_id
-from receiver.keys import SERVICES
+from receiver.keys import PUBLIC_URL, SERVICES
 
 JOBS_SHOWN = 100
 EVENTS_SHOWN = 500
@@ -145,13 +147,32 @@ async def _job_context(request: web.Request) -> dict[str, Any]:
     except UnknownJobError:
         raise missing from None
     events, event_count = await services.store.recent_events(job.id, limit=EVENTS_SHOWN)
+    now = services.store.clock()
     return {
         "job": job,
-        "now": services.store.clock(),
+        "now": now,
         "events": events,
         "event_count": event_count,
         "preview": await results_preview(services.store, job.id),
+        "action": _action(request, job, now),
     }
+
+
+def _action(request: web.Request, job: JobRecord, now: float) -> str | None:
+    """What a person has to do for a paused job, and by when, in the very words of the
+    notice they were sent about it, so the page and the message never tell two stories."""
+    if job.state is not JobState.NEEDS_ACTION:
+        return None
+    message = build_message(
+        job,
+        Outcome.NEEDS_ACTION,
+        base_url=request.config_dict[PUBLIC_URL],
+        at=now,
+        detail=None,
+        trouble=None,
+        max_job_age=request.config_dict[SERVICES].settings.max_job_age,
+    )
+    return message.problem
 
 
 Context = Callable[[web.Request], Awaitable[dict[str, Any]]]

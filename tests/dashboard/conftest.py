@@ -7,9 +7,10 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import pytest_asyncio
@@ -17,13 +18,14 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from enrichwatch.config import load_settings
 from enrichwatch.models import VendorName
-from enrichwatch.runtime import open_services
+from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.submission import submit_batch
 from enrichwatch.vendors.base import SubmitRequest
 from receiver import serving
-from reconciler import Reconciler
+from reconciler import Reconciler, reconcile_once
 from tests.conftest import API_TOKEN
+from tests.settling import next_due
 
 REPO = Path(__file__).resolve().parents[2]
 # The page polls every two seconds; give a change a few polls to show.
@@ -44,6 +46,23 @@ BATCHES: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
     VendorName.INFLUENCERS_CLUB: (
         [{"handle": f"creator{n}"} for n in range(40)],
         {"enrichment_mode": "full", "platform": "instagram"},
+    ),
+    VendorName.ECORE: (
+        [{"email": f"lead{n}@example.com"} for n in range(35)],
+        {"category": "contact"},
+    ),
+    VendorName.REPROMPT: (
+        [
+            {
+                "place_id": f"p{n}",
+                "name": f"Store {n}",
+                "full_address": f"{n} Main St",
+                "latitude": "40.0",
+                "longitude": "-73.0",
+            }
+            for n in range(12)
+        ],
+        {},
     ),
 }
 
@@ -96,19 +115,47 @@ async def page(browser: Browser):
         yield page
 
 
-@pytest_asyncio.fixture
-async def world(tmp_path):
-    """The simulator, and enrichwatch (receiver and reconciler) running on its clock."""
+@asynccontextmanager
+async def open_world(db: Path, **settings: Any) -> AsyncIterator[World]:
+    """The simulator, and enrichwatch (receiver and reconciler) running on its clock, with
+    `settings` over the defaults."""
     config = SimConfig(seed=5, start_time=time.time())
     config.influencers_club.profile.noise = 0.0  # steady progress, so every check shows more
     async with SimServer(config) as sim:
         overrides = sim.vendor_settings()
-        settings = load_settings(db=tmp_path / "dashboard.db", api_token=API_TOKEN, **overrides)
+        loaded = load_settings(db=db, api_token=API_TOKEN, **overrides, **settings)
         async with (
-            open_services(settings, clock=sim.clock.now) as services,
+            open_services(loaded, clock=sim.clock.now) as services,
             serving(services, "127.0.0.1", 0) as url,
         ):
-            yield sim, services, url, Reconciler(services)
+            yield World(sim, services, url, Reconciler(services))
+
+
+class World(NamedTuple):
+    sim: SimServer
+    services: Services
+    url: str
+    rc: Reconciler
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path):
+    """The simulator, and enrichwatch (receiver and reconciler) running on its clock."""
+    async with open_world(tmp_path / "dashboard.db") as world:
+        yield world
+
+
+async def reconcile_until(world: World, condition: Callable[[], Awaitable[bool]]) -> None:
+    """Reconcile passes, the clock jumping to the next thing due, until `condition()` holds."""
+    for _ in range(200):
+        await reconcile_once(world.rc)
+        if await condition():
+            return
+        due = next_due(world.services.store.path)
+        if due is None:
+            break
+        await world.sim.advance_to(max(due, world.sim.clock.now()))
+    raise AssertionError("the condition was never met")
 
 
 async def submit(services, url, vendor: VendorName):

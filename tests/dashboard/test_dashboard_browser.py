@@ -5,12 +5,24 @@ move without reloading. Each page is saved as a screenshot."""
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.async_api import expect
 
+from enrichwatch.actions import resume
 from enrichwatch.models import JobState, VendorName
+from enrichwatch.notify.message import build_message
+from enrichwatch.store.notifications import Outcome
 from reconciler import check_job_now, reconcile_once
-from tests.dashboard.conftest import log_in, screenshot, submit, watched_page
+from tests.dashboard.conftest import (
+    World,
+    log_in,
+    open_world,
+    reconcile_until,
+    screenshot,
+    submit,
+    watched_page,
+)
 from tests.settling import settle
 
 
@@ -179,3 +191,105 @@ async def test_pages_fit_a_phone_screen(world, browser, artifacts):
                 assert box["x"] >= 0, path
                 assert box["x"] + box["width"] <= 390, path
             await screenshot(page, artifacts, f"phone-{name}")
+
+
+HOUR = 3600.0
+
+
+async def paused_ecore_job(world: World):
+    """An eCore job paused by the vendor partway, found paused with its results so far."""
+    job = await submit(world.services, world.url, VendorName.ECORE)
+    await world.sim.advance(20)  # running at the vendor by now
+    await world.services.adapter(VendorName.ECORE).pause(job.vendor_job_id or "")
+
+    async def paused_with_partial_results() -> bool:
+        found = await world.services.store.get_job(job.id)
+        return found.state is JobState.NEEDS_ACTION and found.results_state == "stored"
+
+    await reconcile_until(world, paused_with_partial_results)
+    return await world.services.store.get_job(job.id)
+
+
+async def test_a_bar_shows_only_what_the_vendor_counted(tmp_path, browser, artifacts):
+    """Without counts there is nothing to draw: a bar with no value is drawn by the browser
+    as a part of one, which read as a fifth done beside "no counts yet". A job that expired
+    stopped moving, so its last counts are no bar either; one completed is done, counted or
+    not."""
+    async with open_world(tmp_path / "bars.db", max_job_age=HOUR) as world:
+        sim, services, url, rc = world
+        done = await submit(services, url, VendorName.ECORE)  # eCore gives no counts
+        sim.config.influencers_club.profile.base_seconds = 5 * HOUR  # outlives the maximum age
+        gone = await submit(services, url, VendorName.INFLUENCERS_CLUB)
+        await settle(sim, services, rc)
+        done, gone = [await services.store.get_job(job.id) for job in (done, gone)]
+        assert (done.state, done.progress_total) == (JobState.COMPLETED, None)
+        assert gone.state is JobState.EXPIRED
+        assert gone.progress_total
+        assert gone.progress_done is not None
+        assert 0 < gone.progress_done < gone.progress_total
+        paused = await paused_ecore_job(world)
+        assert paused.results_count > 0
+        fresh = await submit(services, url, VendorName.INFLUENCERS_CLUB)  # not yet checked
+
+        async with watched_page(browser, viewport={"width": 1280, "height": 900}) as page:
+            await log_in(page, url)
+            jobs = page.get_by_role("table", name="Latest jobs, newest first")
+
+            def row(job):
+                link = page.get_by_role("link", name=f"Job {job.id}", exact=True)
+                return jobs.get_by_role("row").filter(has=link)
+
+            for job in (fresh, paused):
+                await expect(row(job).get_by_text("no counts yet")).to_be_visible()
+                await expect(row(job).get_by_role("progressbar")).to_have_count(0)
+            await expect(row(gone).get_by_role("progressbar")).to_have_count(0)
+            await expect(
+                row(gone).get_by_text(
+                    f"{gone.progress_done} / {gone.progress_total} when last checked"
+                )
+            ).to_be_visible()
+            bar = row(done).get_by_role("progressbar", name=f"Progress of job {done.id}")
+            await expect(bar).to_have_attribute("value", "1")
+            await expect(bar).to_have_attribute("max", "1")
+            await expect(row(done).get_by_text("done", exact=True)).to_be_visible()
+            await screenshot(page, artifacts, "jobs-without-counts")
+
+            await page.goto(f"{url}/jobs/{paused.id}")
+            status = page.get_by_role("region", name="Status")
+            await expect(status.get_by_text("no counts yet")).to_be_visible()
+            await expect(status.get_by_role("progressbar")).to_have_count(0)
+
+
+async def test_a_paused_job_says_what_to_do_and_by_when(world, page, artifacts):
+    """The time it paused alone left the person to guess what to do, and how long they had:
+    the page says both as the notice of the pause does, and stops once the job is resumed."""
+    _, services, url, rc = world
+    job = await paused_ecore_job(world)
+    assert job.paused_at is not None
+    deadline = time.strftime(
+        "%Y-%m-%d %H:%M UTC", time.gmtime(job.paused_at + services.settings.max_job_age)
+    )
+    notice = build_message(
+        job,
+        Outcome.NEEDS_ACTION,
+        base_url=url,
+        at=job.paused_at,
+        detail=None,
+        trouble=None,
+        max_job_age=services.settings.max_job_age,
+    )
+    assert notice.problem is not None
+
+    await log_in(page, url)
+    await page.goto(f"{url}/jobs/{job.id}")
+    action = page.locator("[data-action]")
+    await expect(action).to_have_text(notice.problem.replace("`", ""))
+    await expect(action).to_contain_text(f"POST {url}/api/jobs/{job.id}/resume")
+    await expect(action).to_contain_text(f"Not resumed by {deadline}, it expires.")
+    await expect(action.locator("code")).to_have_text(f"enrichwatch resume {job.id}")
+    await screenshot(page, artifacts, "job-paused")
+
+    await resume(services, job.id)
+    await check_job_now(rc, job.id)
+    await expect(page.locator(".job-live .state")).to_have_text("running")
+    await expect(action).to_have_count(0)
