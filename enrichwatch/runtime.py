@@ -126,12 +126,16 @@ class Services:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, clock: Clock = time.time, issue_api_token: bool = False
+    settings: Settings,
+    *,
+    clock: Clock = time.time,
+    issue_api_token: bool = False,
+    upgrade: bool = True,
 ) -> AsyncIterator[Services]:
     """Everything opened once; `issue_api_token` (for the serving process) generates and
-    stores an API token when none is configured or stored yet."""
+    stores an API token when none is configured or stored yet; `upgrade` is `Store`'s."""
     async with AsyncExitStack() as stack:
-        store = Store(settings.db, clock=clock)
+        store = Store(settings.db, clock=clock, upgrade=upgrade)
         store.notify_routes = notify_routes(settings)
         await store.start()
         stack.push_async_callback(store.close)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 
@@ -15,6 +16,7 @@ from enrichwatch.store.connection import connect, latest_version, migrations
 from enrichwatch.store.rows import sha256_int64, token_digest
 from enrichwatch.store.store import DueWork
 from enrichwatch.vendors.base import ResultRecord
+from tests.conftest import run_cli
 
 
 def tables(path) -> set[str]:
@@ -44,6 +46,33 @@ async def test_migrations_build_the_schema_from_an_empty_file(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+@pytest.mark.parametrize(
+    "args", [["jobs"], ["show", "1"], ["track", "ecore", "e-1"], ["stats"]], ids=" ".join
+)
+async def test_a_command_refuses_a_database_an_older_version_wrote_and_leaves_it_be(tmp_path, args):
+    """During an upgrade the old version's service may still serve the file: a command of
+    the new one must not change its schema under it. The services upgrade it."""
+    path = tmp_path / "old.db"
+    database_at(path, latest_version() - 1).close()
+    env = {**os.environ, "ENRICHWATCH_DB": str(path)}
+
+    refused = await run_cli(env, *args)
+
+    assert refused.code == 1
+    assert refused.error_lines == [
+        f"Error: database schema version {latest_version() - 1} is older than this "
+        f"enrichwatch's ({latest_version()}): restart the service with this version to "
+        "upgrade it, then run this command again"
+    ]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version() - 1
+    finally:
+        conn.close()
+    async with Store.open(path) as store:  # as the services open it
+        assert await store.schema_version() == latest_version()
 
 
 async def test_rerunning_migrations_is_a_noop(tmp_path):

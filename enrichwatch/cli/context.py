@@ -51,10 +51,12 @@ class CliContext:
         return settings
 
     def run(self, settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
-        """Run `work` with the services open; an enrichwatch error is one line and exit 1."""
+        """Run `work` with the services open; an enrichwatch error is one line and exit 1.
+        The schema is left to the services to upgrade: during an upgrade, the service of
+        the old version may still be serving the file."""
 
         async def main() -> T:
-            async with open_services(settings) as services:
+            async with open_services(settings, upgrade=False) as services:
                 self._public_url = await services.public_url()
                 return await work(services)
 

@@ -97,11 +97,13 @@ def latest_version() -> int:
     return len(migrations())
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
+def migrate(conn: sqlite3.Connection, *, upgrade: bool = True) -> list[int]:
     """Apply every migration the file has not seen; returns the numbers applied.
 
     Each runs in its own IMMEDIATE transaction that re-reads `user_version`, so two processes
-    starting on the same file at once apply each migration exactly once.
+    starting on the same file at once apply each migration exactly once. Without `upgrade`,
+    a new file is still made, but one an older version wrote is refused rather than changed
+    under the service of that version that may be serving it.
     """
     known = migrations()
     # Functions that migrations may call to compute values SQL cannot; the file never needs them.
@@ -111,6 +113,12 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         raise MigrationError(
             f"database schema version {current} is newer than this enrichwatch "
             f"(knows {len(known)}); upgrade enrichwatch"
+        )
+    if not upgrade and 0 < current < len(known):
+        raise MigrationError(
+            f"database schema version {current} is older than this enrichwatch's "
+            f"({len(known)}): restart the service with this version to upgrade it, then run "
+            "this command again"
         )
     applied = []
     for number, sql in known:

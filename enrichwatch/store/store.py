@@ -100,10 +100,12 @@ class Store(
     InspectReads,
     RequestBudgetWrites,
 ):
-    def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Clock = time.time, upgrade: bool = True) -> None:
+        """`upgrade`: migrate a file an older version wrote (the services do), or refuse it
+        (a one-off command, see `connection.migrate`)."""
         self.path = path
         self.clock = clock
-        self._writer = Writer(path)
+        self._writer = Writer(path, upgrade=upgrade)
         self._reader: aiosqlite.Connection | None = None
 
     @classmethod

@@ -33,8 +33,15 @@ MAX_GROUP = 256
 
 
 class Writer:
-    def __init__(self, path: Path, *, checkpoint_wal_bytes: int = WAL_CHECKPOINT_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        checkpoint_wal_bytes: int = WAL_CHECKPOINT_BYTES,
+        upgrade: bool = True,
+    ) -> None:
         self._path = path
+        self._upgrade = upgrade
         self.checkpoints = Checkpointer(path, wal_bytes=checkpoint_wal_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrichwatch-writer")
         self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
@@ -48,7 +55,9 @@ class Writer:
             self._executor,
             functools.partial(connect, self._path, checkpoint_at=self.checkpoints.wal_bytes),
         )
-        applied = await loop.run_in_executor(self._executor, migrate, self._conn)
+        applied = await loop.run_in_executor(
+            self._executor, functools.partial(migrate, self._conn, upgrade=self._upgrade)
+        )
         self.checkpoints.start()
         self._task = asyncio.create_task(self._run(), name="store-writer")
         return applied
