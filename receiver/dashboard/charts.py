@@ -19,6 +19,10 @@ _SINGULAR = {"calls": "call"}
 class Tick:
     at: float
     label: str
+    align: str = "middle"
+    """Which end of the label is at `at`, as an SVG text-anchor. The labels at the two ends
+    of the x axis reach inwards from their points (the first starts there, the last ends
+    there): centred on the plot's right edge, the last ran past the picture's and was cut."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,13 @@ def time_series(
     y_ticks = [
         Tick(y_of(top_value * step / 4), f"{_number(top_value * step / 4)}") for step in range(5)
     ]
-    x_ticks = [Tick(x_of(at), _time_label(at, end - start)) for at in sorted({start, end})]
+    if end > start:
+        x_ticks = [
+            Tick(x_of(start), _time_label(start, end - start), "start"),
+            Tick(x_of(end), _time_label(end, end - start), "end"),
+        ]
+    else:
+        x_ticks = [Tick(x_of(start), _time_label(start, 0.0))]
     values = [value for _, value, _ in samples]
     if len(samples) == 1:
         summary = f"1 job, finished {_time_label(start, 86400)}: {_amount(values[0], unit)}."

@@ -28,8 +28,9 @@ async def results_preview(store: Store, job_id: int) -> Preview:
         fields.extend(key for key in flat if key not in fields)
     fields = fields[:MAX_COLUMNS]
     with_status = any(status for _, status, _ in records)  # some vendors give none
+    own = ["#", *(["status"] if with_status else [])]
     return Preview(
-        columns=["#", *(["status"] if with_status else []), *fields],
+        columns=[*own, *_headers(fields, taken=set(own))],
         rows=[
             [
                 str(position),
@@ -39,6 +40,20 @@ async def results_preview(store: Store, job_id: int) -> Preview:
             for position, status, flat in records
         ],
     )
+
+
+def _headers(fields: list[str], taken: set[str]) -> list[str]:
+    """The data's field names as headers, each one set apart from the record's own columns
+    by `data.` where it would repeat one (Reprompt's and BrightLocal's data have a `status`
+    of their own beside the record's), so no two columns read the same."""
+    headers = []
+    for field in fields:
+        header = field
+        while header in taken:
+            header = f"data.{header}"
+        taken.add(header)
+        headers.append(header)
+    return headers
 
 
 def _cut(text: str) -> str:

@@ -4,6 +4,7 @@ move without reloading. Each page is saved as a screenshot."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -293,3 +294,55 @@ async def test_a_paused_job_says_what_to_do_and_by_when(world, page, artifacts):
     await check_job_now(rc, job.id)
     await expect(page.locator(".job-live .state")).to_have_text("running")
     await expect(action).to_have_count(0)
+
+
+async def test_the_results_preview_never_heads_two_columns_alike(world, page):
+    """Reprompt's data has a `status` of its own beside the record's: both headed `status`,
+    nobody could tell which was which."""
+    sim, services, url, rc = world
+    job = await submit(services, url, VendorName.REPROMPT)
+    await settle(sim, services, rc)
+    first = await services.store.results(job.id, limit=1)
+    assert first[0]["status"]
+    assert "status" in json.loads(first[0]["data"])
+
+    await log_in(page, url)
+    await page.goto(f"{url}/jobs/{job.id}")
+    preview = page.get_by_role("table", name=re.compile(r"^First \d+ results$"))
+    headers = await preview.get_by_role("columnheader").all_inner_texts()
+    assert len(headers) == len(set(headers)), headers
+    assert headers[:2] == ["#", "status"]
+    assert "data.status" in headers
+    column = headers.index("data.status")
+    cell = preview.locator("tbody tr").first.locator("th, td").nth(column)
+    await expect(cell).to_have_text(json.loads(first[0]["data"])["status"])
+
+
+async def test_a_charts_labels_stay_inside_it(world, page, artifacts):
+    """The last time on the x axis was centred on the plot's right edge, so its end ran
+    past the picture and was cut ("02:35 U")."""
+    sim, services, url, rc = world
+    for _ in range(2):
+        await submit(services, url, VendorName.CRUSTDATA)
+        await settle(sim, services, rc)
+        await sim.advance(HOUR)
+
+    await log_in(page, url)
+    await page.goto(f"{url}/vendors/crustdata")
+    for name in ("Job duration", "Vendor calls per job"):
+        chart = page.get_by_role("img", name=re.compile(name))
+        await expect(chart.locator("circle")).to_have_count(2)
+        labels = await chart.evaluate(
+            """svg => {
+                const frame = svg.getBoundingClientRect();
+                return [...svg.querySelectorAll("text")].map(text => {
+                    const box = text.getBoundingClientRect();
+                    return {text: text.textContent, inside: box.left >= frame.left
+                        && box.right <= frame.right && box.top >= frame.top
+                        && box.bottom <= frame.bottom};
+                });
+            }"""
+        )
+        assert [label for label in labels if not label["inside"]] == [], name
+        assert sum(label["text"].endswith(" UTC") for label in labels) == 2
+    await screenshot(page, artifacts, "vendor-two-jobs")
