@@ -463,17 +463,145 @@ async def test_a_multipart_login_form_still_logs_in(server):
 # -- 7: a missing static file ---------------------------------------------------------------------
 
 
+BROWSER = b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+"""What a browser sends for a page it navigates to."""
+NOT_FOR_HTML = [b"*/*", b"application/json", b"text/css,*/*;q=0.1", b"text/html;q=0"]
+"""What a program sends, or a page's own request for its style sheet: no wish for HTML."""
+
+
 @pytest.mark.parametrize(
     "path", ["/static/nope.css", "/static/", "/static/../pyproject.toml", "/static/%2e%2e/x"]
 )
-async def test_a_missing_static_file_is_the_json_404(settings, server, path):
+@pytest.mark.parametrize("accept", [None, *NOT_FOR_HTML])
+async def test_a_missing_static_file_is_the_json_404(settings, server, path, accept):
+    """A style sheet or script the page asks for and cannot have is an error for its
+    script or the browser's console, not a page."""
     before = snapshot(settings.db)
 
-    answer = await send(server, "GET", path)
+    answer = await send(server, "GET", path, [] if accept is None else [("Accept", accept)])
 
     assert answer.status == 404
     assert answer.json()["error"]["code"] == "not_found"
     assert snapshot(settings.db) == before
+
+
+# -- 8: paths that lead nowhere -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/nope", "There is no page at /nope."),
+        ("/static/missing.css", "There is no page at /static/missing.css."),
+        ("/jobs/1/events", "There is no page at /jobs/1/events."),
+        ("/jobs/1/x/", "There is no page at /jobs/1/x/."),
+        ("//evil.example.com/", "There is no page at //evil.example.com/."),
+    ],
+)
+async def test_a_browser_is_shown_the_page_for_a_path_that_leads_nowhere(
+    settings, server, path, message
+):
+    """A person who types or follows a wrong address is told so on the dashboard's own page,
+    not in raw JSON; someone logged in keeps the dashboard's navigation on it."""
+    before = snapshot(settings.db)
+    logged_in = ("Cookie", COOKIE.encode() + b"=" + API_TOKEN.encode())
+
+    for headers, navigation in (
+        ([("Accept", BROWSER)], False),
+        ([("Accept", BROWSER), logged_in], True),
+    ):
+        answer = await send(server, "GET", path, headers)
+
+        assert answer.status == 404
+        assert (answer.header("Content-Type") or "").startswith("text/html")
+        assert "default-src 'none'" in (answer.header("Content-Security-Policy") or "")
+        page = unescape(answer.text())
+        assert f'<p class="error" role="alert">{message}</p>' in page
+        assert ('aria-label="Main"' in page) is navigation
+        assert ("Log out" in page) is navigation
+    assert snapshot(settings.db) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("/jobs/999/results", "There is no job 999."), ("/jobs/abc/results", "There is no job abc.")],
+)
+async def test_a_download_of_no_job_is_the_page_saying_so(settings, server, path, message):
+    """The results link of a job that is not there, opened in a browser (behind the login,
+    as every download is)."""
+    logged_in = ("Cookie", COOKIE.encode() + b"=" + API_TOKEN.encode())
+
+    answer = await send(server, "GET", path, [("Accept", BROWSER), logged_in])
+
+    assert answer.status == 404
+    assert (answer.header("Content-Type") or "").startswith("text/html")
+    assert f'<p class="error" role="alert">{message}</p>' in unescape(answer.text())
+
+
+@pytest.mark.parametrize("path", ["/nope", "/jobs/999/results", "/jobs/abc/results"])
+@pytest.mark.parametrize("accept", [None, *NOT_FOR_HTML])
+async def test_a_client_that_asks_for_no_html_keeps_the_json_404(server, path, accept):
+    logged_in = ("Cookie", COOKIE.encode() + b"=" + API_TOKEN.encode())
+    headers = [logged_in] if accept is None else [logged_in, ("Accept", accept)]
+
+    answer = await send(server, "GET", path, headers)
+
+    assert answer.status == 404
+    assert answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/nope", 404),
+        ("GET", "/api/jobs/1/", 404),
+        ("GET", "/api", 404),
+        ("POST", "/hooks/crustdata/no-such-token", 404),
+        ("GET", "/hooks/nope", 404),
+        ("GET", "/hooks/crustdata/no-such-token/", 405),
+        ("GET", "/healthz/", 404),
+        ("GET", "/readyz/x", 404),
+        ("GET", "/metrics/", 404),
+    ],
+)
+async def test_paths_for_programs_keep_json_errors_for_a_browser_too(server, method, path, status):
+    """The API, the callbacks, health and metrics answer programs, whatever they accept: a
+    probe of `/healthz/` must fail, not pass by following a redirect to `/healthz`."""
+    headers = [("Accept", BROWSER), ("Authorization", b"Bearer " + API_TOKEN.encode())]
+
+    answer = await send(server, method, path, headers)
+
+    assert answer.status == status
+    assert answer.header("Location") is None
+    assert answer.json()["error"]["code"] in ("not_found", "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/jobs/1/", "/jobs/1"),
+        ("/jobs/1//?x=a%20b", "/jobs/1?x=a%20b"),
+        ("/vendors/ecore/", "/vendors/ecore"),
+        ("/jobs/%D9%A1/", "/jobs/%D9%A1"),
+        ("/login/?next=/jobs/3", "/login?next=/jobs/3"),
+    ],
+)
+@pytest.mark.parametrize("accept", [BROWSER, None])
+async def test_a_page_with_a_trailing_slash_is_sent_to_the_page(server, path, location, accept):
+    answer = await send(server, "GET", path, [] if accept is None else [("Accept", accept)])
+
+    assert answer.status == 301
+    assert answer.all("Location") == [location]
+
+
+@pytest.mark.parametrize("path", ["/nope/", "//evil.example.com/", "/%2F/evil.example.com/"])
+async def test_only_a_page_is_redirected_to(server, path):
+    """A slash is taken off only to reach a page of this site: a path that is none without
+    it is the 404, and `//evil.example.com/` less its slash would be another host."""
+    answer = await send(server, "GET", path, [("Accept", BROWSER)])
+
+    assert answer.status == 404
+    assert answer.header("Location") is None
 
 
 @pytest.mark.parametrize(

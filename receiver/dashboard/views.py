@@ -43,7 +43,27 @@ def _common(request: web.Request) -> dict[str, Any]:
 
 
 def error_page(request: web.Request, exc: PageError) -> web.Response:
-    return html(request, "error.html", status=exc.status, message=exc.message, **_common(request))
+    return html(
+        request,
+        "error.html",
+        status=exc.status,
+        message=exc.message,
+        logged_in=True,  # shown only behind the login
+        **_common(request),
+    )
+
+
+def not_found_page(request: web.Request, message: str) -> web.Response:
+    """The 404 page for a path that is no page; to someone not logged in it offers no
+    navigation they could not use."""
+    return html(
+        request,
+        "error.html",
+        status=404,
+        message=message,
+        logged_in=auth.is_logged_in(request),
+        **_common(request),
+    )
 
 
 # -- login ------------------------------------------------------------------------------------

@@ -88,14 +88,17 @@ async def browser():
 
 
 @asynccontextmanager
-async def watched_page(browser: Browser, **options) -> AsyncIterator[Page]:
+async def watched_page(
+    browser: Browser, *, not_found: frozenset[str] = frozenset(), **options
+) -> AsyncIterator[Page]:
     """A page in a fresh context; whatever the browser reports as an error (a script error,
-    a resource the page could not load, a blocked style or script) fails the test."""
+    a resource the page could not load, a blocked style or script) fails the test, but the
+    404 of a URL in `not_found`, a page opened to see it is not there."""
     context = await browser.new_context(**options)
     errors: list[str] = []
     try:
         page = await context.new_page()
-        page.on("console", lambda message: _keep_error(errors, message))
+        page.on("console", lambda message: _keep_error(errors, message, not_found))
         page.on("pageerror", lambda error: errors.append(str(error)))
         yield page
     finally:
@@ -103,10 +106,13 @@ async def watched_page(browser: Browser, **options) -> AsyncIterator[Page]:
     assert errors == []
 
 
-def _keep_error(errors: list[str], message: ConsoleMessage) -> None:
+def _keep_error(errors: list[str], message: ConsoleMessage, not_found: frozenset[str]) -> None:
     # A refused login answers 401 on purpose; the browser logs that as a failed load.
-    if message.type == "error" and "401 (Unauthorized)" not in message.text:
-        errors.append(message.text)
+    if message.type != "error" or "401 (Unauthorized)" in message.text:
+        return
+    if "404 (Not Found)" in message.text and message.location.get("url") in not_found:
+        return
+    errors.append(f"{message.text} ({message.location.get('url')})")
 
 
 @pytest_asyncio.fixture

@@ -346,3 +346,34 @@ async def test_a_charts_labels_stay_inside_it(world, page, artifacts):
         assert [label for label in labels if not label["inside"]] == [], name
         assert sum(label["text"].endswith(" UTC") for label in labels) == 2
     await screenshot(page, artifacts, "vendor-two-jobs")
+
+
+async def test_a_wrong_address_is_the_dashboards_page_not_json(world, browser, artifacts):
+    """A mistyped address, or a link written with a slash too many, is what a person meets
+    in the address bar: it showed raw JSON, where a job that is not there got the page."""
+    _, services, url, _ = world
+    job = await submit(services, url, VendorName.BRIGHTLOCAL)
+    missing = frozenset({f"{url}/nope", f"{url}/static/missing.css"})
+    async with watched_page(browser, not_found=missing) as page:
+        answer = await page.goto(f"{url}/nope")
+        assert answer is not None
+        assert answer.status == 404
+        await expect(page.get_by_role("heading", name="Not shown", level=1)).to_be_visible()
+        alert = page.get_by_role("alert")
+        await expect(alert).to_have_text("There is no page at /nope.")
+        await expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+        # Styled: the page's own style sheet applies (the alert's border is from it).
+        await expect(alert).to_have_css("border-left-style", "solid")
+
+        await log_in(page, url)
+        await page.goto(f"{url}/jobs/{job.id}/")
+        await expect(page).to_have_url(f"{url}/jobs/{job.id}")
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            f"Job {job.id}: brightlocal sample"
+        )
+        answer = await page.goto(f"{url}/static/missing.css")
+        assert answer is not None
+        assert answer.status == 404
+        await expect(alert).to_have_text("There is no page at /static/missing.css.")
+        await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+        await screenshot(page, artifacts, "not-found")
