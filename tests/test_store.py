@@ -75,6 +75,21 @@ async def test_a_command_refuses_a_database_an_older_version_wrote_and_leaves_it
         assert await store.schema_version() == latest_version()
 
 
+async def test_a_database_in_a_directory_that_does_not_exist_is_refused(tmp_path):
+    """A mistyped path: the service would otherwise make the directories, a new empty
+    database and a new API token, and serve that."""
+    db = tmp_path / "no" / "such" / "x.db"
+    env = {**os.environ, "ENRICHWATCH_DB": str(db)}
+
+    refused = await run_cli(env, "serve", "--port", "0")
+
+    assert refused.code == 1
+    assert refused.error_lines == [
+        f"Error: cannot create the database {db}: {db.parent} does not exist"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_rerunning_migrations_is_a_noop(tmp_path):
     path = tmp_path / "again.db"
     store = Store(path)

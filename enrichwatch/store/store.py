@@ -121,15 +121,12 @@ class Store(
     async def start(self) -> list[int]:
         """Open the file and apply pending migrations; returns the migrations applied.
 
-        A path that cannot hold the database is a StoreError naming it."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise StoreError(
-                f"cannot create the database {self.path}: {self.path.parent} is not a directory"
-            ) from None
-        except OSError as exc:  # a file further up the path, no permission…
-            raise StoreError(f"cannot create the database {self.path}: {exc.strerror}") from None
+        A path that cannot hold the database is a StoreError naming it. Its directory must
+        exist: one made here would be a mistyped path's, holding a new, empty database."""
+        parent = self.path.parent
+        if not parent.is_dir():
+            what = "is not a directory" if parent.exists() else "does not exist"
+            raise StoreError(f"cannot create the database {self.path}: {parent} {what}")
         try:
             applied = await self._writer.start()
         except BaseException:
