@@ -74,7 +74,10 @@ async def serving(services: Services, host: str, port: int) -> AsyncIterator[str
         create_app(services, public_url),
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=settings.shutdown_timeout,
+        # aiohttp waits this long for in-flight requests to end, then as long again for the
+        # ones it cut off (a download to a slow client goes on until then): half each keeps
+        # the whole wait within the setting.
+        shutdown_timeout=settings.shutdown_timeout / 2,
     )
     with contextlib.ExitStack() as held:
         held.callback(sock.close)

@@ -3,6 +3,7 @@ bearer token on /api/."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -53,6 +54,11 @@ def observe(metrics: Metrics) -> Middleware:
             response = await _answer_errors_as_json(request, handler)
             status = response.status
             return response
+        except asyncio.CancelledError:
+            # Cut off with no answer finished: by a stop's grace period running out (a slow
+            # download), or by the client leaving. Not the service failing: 499, not 500.
+            status = 499
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = _route(request)
