@@ -58,6 +58,14 @@ def event_json(event: EventRecord) -> dict[str, Any]:
         "job_id": event.job_id,
         "type": event.type,
         "source": event.source.value,
-        "payload": event.payload,
+        "payload": {key: _time_as_iso(key, value) for key, value in event.payload.items()},
         "created_at": iso(event.created_at),
     }
+
+
+def _time_as_iso(key: str, value: Any) -> Any:
+    """A payload's times (`retry_at`…) are stored as Unix seconds, and read as every other
+    time in the API is: ISO 8601 in UTC."""
+    if key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+        return iso(value)
+    return value

@@ -333,3 +333,25 @@ async def test_unknown_route_and_wrong_method_are_json(server, http, auth):
     async with http.delete(f"{server}/api/jobs", headers=auth) as response:
         assert response.status == 405
         assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+def test_an_events_times_read_as_iso_as_every_other_time():
+    """`retry_at` in `submit.queued` and `notification.failed` is stored as Unix seconds."""
+    from enrichwatch.models import EventSource
+    from enrichwatch.serialize import event_json
+    from enrichwatch.store import EventRecord
+
+    event = EventRecord(
+        seq=1,
+        job_id=1,
+        type="submit.queued",
+        source=EventSource.SYSTEM,
+        payload={"reason": "cap", "retry_at": 1_800_000_000.5, "attempts": 2, "dead": False},
+        created_at=1_800_000_000.0,
+    )
+    assert event_json(event)["payload"] == {
+        "reason": "cap",
+        "retry_at": "2027-01-15T08:00:00.500000Z",
+        "attempts": 2,
+        "dead": False,
+    }
