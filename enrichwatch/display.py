@@ -15,8 +15,10 @@ from enrichwatch.describe import calls_text, event_summary
 from enrichwatch.models import JobState
 from enrichwatch.store import EventRecord, JobRecord
 
-PIPE_WIDTH = 160
-"""Columns used when the output is not a terminal, so that piped tables do not wrap."""
+PIPE_WIDTH = 100_000
+"""Columns off a terminal, so that no cell is cut nor column dropped to fit a screen there is
+not: a table takes only the width of its content (nothing pads it to this), and a piped,
+redirected or cron-mailed listing keeps every job id and every word for grep and cut."""
 
 STATE_STYLES = {
     JobState.SUBMITTED: "cyan",
@@ -30,8 +32,8 @@ STATE_STYLES = {
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    """A console for the CLI: colours and the real width on a terminal, plain and wide off
-    one."""
+    """A console for the CLI: colours and the real width on a terminal; off one, plain and
+    as wide as what is printed, so nothing is cut to a width no screen imposes."""
     console = Console(stderr=stderr)
     if console.is_terminal:
         return console
@@ -73,12 +75,15 @@ def progress_counts(job: JobRecord) -> str:
 
 
 def progress_cell(job: JobRecord, width: int = 20) -> RenderableType:
-    """A bar and the counts; a completed job shows full even where the vendor gives none."""
+    """A bar and the counts; a completed job shows full even where the vendor gives none.
+    Short of room, the bar gives way before the counts, which say what it only draws."""
     total = job.progress_total or job.input_rows
     done = job.progress_done or 0
     if job.state is JobState.COMPLETED and total:
         done = max(done, total)
     grid = Table.grid(padding=(0, 1))
+    grid.add_column()
+    grid.add_column(no_wrap=True)
     grid.add_row(
         ProgressBar(total=float(total or 1), completed=float(done if total else 0), width=width),
         Text(progress_counts(job)),
@@ -105,11 +110,20 @@ def state_cell(job: JobRecord) -> Text:
 
 
 def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
+    """On a screen too narrow for the table, the other columns give way, the widest first (a
+    name wraps, a vendor is shortened); the id, which every other command takes, is always
+    whole. Off a screen nothing is short of room (see `make_console`)."""
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for column in ("ID", "Vendor", "Name", "State", "Progress", "Calls", "Callbacks"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "ID" else "left")
-    table.add_column("Results", no_wrap=True)
-    table.add_column("Age", no_wrap=True, justify="right")
+    widest_id = max((len(str(job.id)) for job in jobs), default=0)
+    table.add_column("ID", no_wrap=True, justify="right", min_width=max(len("ID"), widest_id))
+    table.add_column("Vendor")
+    table.add_column("Name", overflow="fold")
+    table.add_column("State")
+    table.add_column("Progress")
+    table.add_column("Calls")
+    table.add_column("Callbacks")
+    table.add_column("Results")
+    table.add_column("Age", justify="right")
     for job in jobs:
         table.add_row(
             str(job.id),

@@ -26,10 +26,19 @@ from tests.conftest import API_TOKEN, CliResult, run_cli, sim_env
 from tests.settling import settle
 from tests.test_reconciler import INPUTS
 
+TERMINAL_HINTS = ("TTY_COMPATIBLE", "FORCE_COLOR", "COLUMNS", "LINES")
+"""Variables that make rich take a pipe for a terminal, or size it: a test's CLI output is
+piped, and is read as piped output, whatever the shell running the tests has set."""
+
 
 def clean_env(**settings: str) -> dict[str, str]:
-    """The environment with no ENRICHWATCH_* setting but the ones given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHWATCH_")}
+    """The environment with no ENRICHWATCH_* setting but the ones given, and no terminal
+    hints."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ENRICHWATCH_") and k not in TERMINAL_HINTS
+    }
     return env | {f"ENRICHWATCH_{k.upper()}": v for k, v in settings.items()}
 
 

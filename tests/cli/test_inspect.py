@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 
 from pydantic import SecretStr
@@ -64,6 +65,59 @@ async def test_jobs_shows_how_many_checks_of_an_open_job_failed(world: World):
     }
     assert cells[job.id][3] == "submitted (2 checks failed)"
     assert {row[3] for id_, row in cells.items() if id_ != job.id} == {"completed"}
+
+
+LONG_NAME = " ".join(["influencer handles for the Q4 campaign, second pass, EU only"] * 3)
+
+
+async def _a_job_with_a_long_row(world: World) -> int:
+    """A job whose row is wider than any screen: a long name, and two failed checks."""
+    result = await world.cli("track", "ecore", "e-long", "--name", LONG_NAME, "--json")
+    assert result.code == 0, result.err
+    (job,) = json.loads(result.out)
+    world.services.settings.ecore.api_key = SecretStr("revoked")
+    for _ in range(2):
+        await check_job_now(world.rc, job["id"])
+    return int(job["id"])
+
+
+async def test_a_piped_listing_keeps_every_column_and_every_cell_whole(world: World):
+    """People pipe, grep and cron the listing: off a terminal no screen width applies, so
+    nothing is cut to one (the ids, the last columns and the long cells were)."""
+    long_id = await _a_job_with_a_long_row(world)
+    rows = {row["id"]: row for row in query(world.db, "SELECT * FROM jobs")}
+
+    result = await world.cli("jobs")
+
+    assert result.code == 0, result.err
+    assert "…" not in result.out
+    lines = result.out.splitlines()
+    assert [cell.strip() for cell in lines[0].split("┃")] == [
+        "ID", "Vendor", "Name", "State", "Progress", "Calls", "Callbacks", "Results", "Age"
+    ]  # fmt: skip
+    cells = {int(line.split()[0]): [cell.strip() for cell in line.split("│")] for line in lines[2:]}
+    assert sorted(cells) == sorted(rows)
+    for job_id, row in rows.items():
+        assert cells[job_id][2] == row["name"]
+        assert float(cells[job_id][5]) == row["vendor_calls"]
+        assert cells[job_id][8]  # the age
+    assert cells[long_id][3] == "submitted (2 checks failed)"
+
+
+async def test_on_a_narrow_terminal_the_listing_keeps_every_job_id(world: World):
+    """On a screen too narrow for the table the other columns give way; the id, which every
+    other command takes, stays whole. (TTY_COMPATIBLE tells rich its output is a terminal.)"""
+    await _a_job_with_a_long_row(world)
+    ids = [row["id"] for row in query(world.db, "SELECT id FROM jobs ORDER BY id DESC")]
+
+    result = await run_cli(world.env | {"TTY_COMPATIBLE": "1", "COLUMNS": "80"}, "jobs")
+
+    assert result.code == 0, result.err
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", result.out).splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split()[0] == "ID"
+    firsts = [line.split("│", 1)[0].strip() for line in lines[2:]]
+    assert [int(first) for first in firsts if first] == ids
 
 
 async def test_jobs_json_is_the_stored_jobs(world: World):
