@@ -114,7 +114,7 @@ def track(
     settings = obj.settings()
     notify = targets_from_options(settings, notify_slack, notify_email, notify_webhook)
     try:
-        vendor_job_id = check_vendor_job_id(vendor_job_id)
+        vendor_job_id = check_vendor_job_id(vendor_job_id, VendorName(vendor))
     except VendorJobIdError as exc:
         raise click.BadParameter(str(exc), param_hint="VENDOR_JOB_ID") from None
 
@@ -134,17 +134,20 @@ def track(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write; .csv (any case) for CSV, anything else JSON lines. Default: JSON lines "
-    "to stdout.",
+    "output_arg",
+    # A str, not a Path: Path("./-") is Path("-"), and ./- must stay the way to name a file -.
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="File to write; .csv (any case) for CSV, anything else JSON lines; - for stdout. "
+    "Default: JSON lines to stdout.",
 )
 @click.pass_obj
-def results(obj: CliContext, job_id: int, output: Path | None) -> None:
+def results(obj: CliContext, job_id: int, output_arg: str | None) -> None:
     """Export a job's stored results."""
     from enrichwatch import export
 
     settings = obj.settings()
     require_database(settings)
+    output = None if output_arg is None or output_arg == "-" else Path(output_arg)
 
     async def work(services: Services) -> JobRecord:
         job = await services.store.get_job(job_id)

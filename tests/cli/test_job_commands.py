@@ -9,7 +9,7 @@ import json
 
 from enrichwatch.models import VendorName
 from tests.cli.conftest import World, assert_one_line_error
-from tests.conftest import snapshot
+from tests.conftest import query, run_cli, snapshot
 
 
 def _people_csv(path, rows: int = 3):
@@ -109,3 +109,30 @@ async def test_check_of_a_finished_job_shows_it_without_calling_the_vendor(world
     assert (shown["id"], shown["state"]) == (job.id, "completed")
     assert world.sim.stats.count() == calls
     assert snapshot(world.db) == before
+
+
+async def test_results_to_dash_are_written_to_stdout_not_to_a_file_named_dash(
+    world: World, tmp_path
+):
+    """`-o -` means stdout, as for most tools; a file named - is still `-o ./-`."""
+    job = world.jobs[VendorName.REPROMPT]
+    here = tmp_path / "here"
+    here.mkdir()
+    plain = await run_cli(world.env, "results", str(job.id), cwd=here)
+    assert plain.code == 0, plain.err
+
+    dashed = await run_cli(world.env, "results", str(job.id), "-o", "-", cwd=here)
+
+    assert (dashed.code, dashed.err) == (0, "")
+    assert dashed.out == plain.out
+    assert len(dashed.out.splitlines()) == job_results_count(world, job.id) > 0
+    assert list(here.iterdir()) == []
+
+    named = await run_cli(world.env, "results", str(job.id), "-o", "./-", cwd=here)
+    assert named.code == 0, named.err
+    assert (here / "-").read_text() == plain.out
+
+
+def job_results_count(world: World, job_id: int) -> int:
+    (row,) = query(world.db, "SELECT results_count FROM jobs WHERE id = ?", (job_id,))
+    return int(row["results_count"])
