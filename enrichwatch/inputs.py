@@ -7,6 +7,8 @@ import unicodedata
 from pathlib import Path
 
 from enrichwatch.errors import InputError, VendorJobIdError
+from enrichwatch.models import VendorName
+from enrichwatch.vendors import adapter_class
 
 MAX_VENDOR_JOB_ID = 200
 """Characters in a vendor job id we track; vendors' own ids are far shorter."""
@@ -54,10 +56,11 @@ def read_rows(path: Path, vendor: str) -> list[dict[str, str]]:
     return [row for row in rows if row is not None]
 
 
-def check_vendor_job_id(raw: str) -> str:
+def check_vendor_job_id(raw: str, vendor: VendorName) -> str:
     """The id to track, without surrounding whitespace. One that is blank, longer than
-    MAX_VENDOR_JOB_ID or holds control characters is a VendorJobIdError: it would only ever
-    be polled as "not found", and control characters would garble every listing it is in."""
+    MAX_VENDOR_JOB_ID, holds control characters or has a shape the vendor never issues is a
+    VendorJobIdError: it would only ever be polled as "not found", and control characters
+    would garble every listing it is in."""
     value = raw.strip()
     if not value:
         raise VendorJobIdError("must not be blank")
@@ -67,4 +70,6 @@ def check_vendor_job_id(raw: str) -> str:
         )
     if any(unicodedata.category(char) == "Cc" for char in value):
         raise VendorJobIdError("must not contain control characters")
+    if problem := adapter_class(vendor).job_id_problem(value):
+        raise VendorJobIdError(problem)
     return value

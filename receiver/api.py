@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -62,8 +63,11 @@ class CreateJob(BaseModel):
 
     @field_validator("vendor_job_id")
     @classmethod
-    def _an_id_a_vendor_could_issue(cls, value: str | None) -> str | None:
-        return None if value is None else check_vendor_job_id(value)
+    def _an_id_a_vendor_could_issue(cls, value: str | None, info: ValidationInfo) -> str | None:
+        vendor = info.data.get("vendor")
+        if value is None or vendor is None:  # no vendor: that field's error says so
+            return value
+        return check_vendor_job_id(value, vendor)
 
     @model_validator(mode="after")
     def _one_of(self) -> CreateJob:

@@ -322,7 +322,7 @@ async def test_a_fragment_with_a_cookie_that_is_not_utf8_is_401(settings, server
 async def test_a_callback_body_that_does_not_decode_is_400_and_stores_nothing(
     settings, services, server, http, encoding, body
 ):
-    job = await track(http, server, vendor="brightlocal")
+    job = await track(http, server, vendor="brightlocal", vendor_job_id="17")
     before = snapshot(settings.db)
     headers = [("Content-Encoding", encoding), ("Content-Type", b"application/json")]
 
@@ -336,7 +336,7 @@ async def test_a_callback_body_that_does_not_decode_is_400_and_stores_nothing(
 
 
 async def test_a_compressed_callback_that_decodes_is_stored(services, server, http):
-    job = await track(http, server, vendor="brightlocal")
+    job = await track(http, server, vendor="brightlocal", vendor_job_id="17")
     body = b'{"status": "done"}'
 
     answer = await send(

@@ -125,6 +125,13 @@ class VendorAdapter(ABC):
     """`reprocess` runs a finished job again (Reprompt)."""
     limits: ClassVar[VendorLimits]
 
+    @classmethod
+    def job_id_problem(cls, vendor_job_id: str) -> str | None:
+        """What is wrong with an id this vendor could never have issued, where its docs say
+        what its ids look like: tracked, such a typo would only fail every check until the
+        job's maximum age."""
+        return None
+
     def __init__(
         self,
         settings: VendorSettings,

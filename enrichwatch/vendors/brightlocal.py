@@ -63,6 +63,12 @@ class BrightLocalAdapter(HttpAdapter):
     )
     records_per_page = 500
 
+    @classmethod
+    def job_id_problem(cls, vendor_job_id: str) -> str | None:
+        if not vendor_job_id.isascii() or not vendor_job_id.isdigit():
+            return "must be a BrightLocal batch id, a whole number"
+        return None
+
     def auth_params(self) -> dict[str, str]:
         return {"api-key": self.api_key()}
 
