@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from enrichwatch.errors import EnrichwatchError, ResultsStateError
+from enrichwatch.errors import EnrichwatchError, ResultsStateError, VendorRejectedError
 from enrichwatch.models import JobState
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
@@ -72,7 +72,20 @@ async def resume(services: Services, job_id: int) -> JobRecord:
     if failed_run and await _runs_again_there(adapter, job):
         payload[FOUND_RUNNING_AGAIN] = True
     else:
-        await adapter.resume(job.vendor_job_id or "")
+        try:
+            await adapter.resume(job.vendor_job_id or "")
+        except VendorRejectedError as exc:
+            if job.state is not JobState.NEEDS_ACTION:
+                raise
+            # Its state here is the last check's: a resume the vendor took already (a second
+            # `resume` before that check) is refused as if the job had never been paused.
+            raise VendorRejectedError(
+                job.vendor.value,
+                f"job {job.id} was paused when last checked but is not paused there any more: "
+                f"most likely it was resumed already. `enrichwatch check {job.id}` (or POST "
+                f"/api/jobs/{job.id}/check) shows its state now. The refusal: {exc.message}",
+                status=exc.status,
+            ) from exc
     return await services.store.record_action(
         job.id, "job.resume_requested", payload, vendor_calls=calls.count, reopen=failed_run
     )

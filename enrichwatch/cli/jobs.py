@@ -23,7 +23,7 @@ from enrichwatch.cli.notifications import notify_options, targets_from_options
 from enrichwatch.describe import counted
 from enrichwatch.errors import EnrichwatchError, VendorJobIdError
 from enrichwatch.inputs import check_vendor_job_id
-from enrichwatch.models import EventSource, VendorName
+from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import JobRecord
 
@@ -271,7 +271,37 @@ def resume(obj: CliContext, job_id: int, as_json: bool) -> None:
     """Resume a paused job (influencers.club after a credit top-up, eCore)."""
     from enrichwatch import actions
 
-    _act(obj, as_json, lambda services: actions.resume(services, job_id))
+    async def work(services: Services) -> tuple[JobRecord, JobRecord, bool]:
+        before = await services.store.get_job(job_id)
+        after = await actions.resume(services, job_id)
+        events = await services.store.latest_events(job_id, 5)
+        asked = [event for event in events if event.type == "job.resume_requested"]
+        return before, after, bool(asked and asked[-1].payload.get(actions.FOUND_RUNNING_AGAIN))
+
+    settings = obj.settings()
+    require_database(settings)
+    before, after, found_running = obj.run(settings, work)
+    print_jobs([after], obj.public_url, as_json)
+    click.echo(_resumed_note(before, after, found_running), err=True)
+
+
+def _resumed_note(before: JobRecord, after: JobRecord, found_running: bool) -> str:
+    """What the resume did: a paused job is shown as it was until a check sees it run, which
+    would otherwise look as if nothing had happened."""
+    vendor, job = after.vendor.value, after.id
+    if found_running:
+        return (
+            f"{vendor} already runs job {job} again (a resume it took earlier): that run is "
+            "tracked, and nothing was sent"
+        )
+    if before.state is JobState.FAILED:
+        return f"resume sent to {vendor}: job {job} runs again, as a new run"
+    if after.state is JobState.RUNNING:
+        return f"resume sent to {vendor}: job {job} is watched again"
+    return (
+        f"resume sent to {vendor}: job {job} shows {after.state.value} until its next check "
+        f"(due now) finds it running; `enrichwatch check {job}` checks it from here"
+    )
 
 
 @click.command()

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
-from enrichwatch.models import VendorName
+import pytest
+
+from enrichwatch.models import JobState, VendorName
+from reconciler.checks import check_job_now
 from tests.cli.conftest import World, assert_one_line_error
 from tests.conftest import query, run_cli, snapshot
 
@@ -136,3 +139,48 @@ async def test_results_to_dash_are_written_to_stdout_not_to_a_file_named_dash(
 def job_results_count(world: World, job_id: int) -> int:
     (row,) = query(world.db, "SELECT results_count FROM jobs WHERE id = ?", (job_id,))
     return int(row["results_count"])
+
+
+async def _paused(world: World, vendor: VendorName) -> int:
+    """A job paused at the vendor and found so by a check: influencers.club out of credits,
+    or an eCore job paused there."""
+    world.sim.config.influencers_club.profile.credit_pause_rate = 1.0
+    job = await world.submit(vendor)
+    await world.sim.advance(20)
+    if vendor is VendorName.ECORE:
+        await world.services.adapter(vendor).pause(job.vendor_job_id or "")
+    await world.sim.advance(3000)
+    assert (await check_job_now(world.rc, job.id)).state is JobState.NEEDS_ACTION
+    return job.id
+
+
+@pytest.mark.parametrize("vendor", [VendorName.INFLUENCERS_CLUB, VendorName.ECORE])
+async def test_resume_says_it_was_sent_and_a_second_one_says_why_the_vendor_refuses(
+    world: World, vendor: VendorName
+):
+    """The job stays needs_action here until a check sees it run, so without a word the
+    resume looks as if nothing happened; and a second resume before that check was refused
+    in the vendor's bare words ("Batch is not paused."), which did not say it was resumed."""
+    job_id = await _paused(world, vendor)
+
+    first = await world.cli("resume", str(job_id))
+
+    assert first.code == 0, first.err
+    assert first.out.startswith(f"job {job_id}  {vendor.value}  ")
+    assert "needs_action" in first.out
+    assert first.err == (
+        f"resume sent to {vendor.value}: job {job_id} shows needs_action until its next check "
+        f"(due now) finds it running; `enrichwatch check {job_id}` checks it from here\n"
+    )
+
+    second = await world.cli("resume", str(job_id))
+
+    error = assert_one_line_error(second)
+    assert error.startswith(
+        f"Error: {vendor.value}: job {job_id} was paused when last checked but is not paused "
+        f"there any more: most likely it was resumed already. `enrichwatch check {job_id}`"
+    )
+    assert "HTTP 400" in error  # what the vendor said, still there for whoever digs
+    checked = await world.cli("check", str(job_id), "--json")
+    assert checked.code == 0, checked.err
+    assert json.loads(checked.out)[0]["state"] == "running"
