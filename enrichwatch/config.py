@@ -12,11 +12,12 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -29,12 +30,29 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from enrichwatch.errors import SettingsError
 from enrichwatch.models import VendorName
+
+
+def _words(value: object) -> object:
+    """A list given in one variable: `a, b` as people write it, or JSON (`["a", "b"]`)."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is neither a JSON list nor comma-separated: {exc}") from None
+    return [word.strip() for word in value.split(",") if word.strip()]
+
+
+WordList = Annotated[list[str], NoDecode, BeforeValidator(_words)]
+"""A list of strings, from a TOML list or a variable's `a, b` (or JSON list)."""
 
 ENV_PREFIX = "ENRICHWATCH_"
 MIN_API_TOKEN_LENGTH = 16
@@ -98,7 +116,7 @@ class CrustdataSettings(VendorSettings):
         description="Key for x-crustdata-signature; when set, unsigned or mis-signed callbacks "
         "are rejected with 401.",
     )
-    download_hosts: list[str] = Field(
+    download_hosts: WordList = Field(
         default_factory=lambda: ["crustdata-batch-api-data.s3.amazonaws.com"],
         description="Hosts result files may be downloaded from.",
     )
@@ -150,7 +168,7 @@ class NotifySettings(Section):
         default=None,
         description="Slack incoming-webhook URL (it embeds a token, so it is kept secret).",
     )
-    email_to: list[str] = Field(
+    email_to: WordList = Field(
         default_factory=list, description="Recipients; needs the [smtp] settings."
     )
     webhook_url: AnyHttpUrl | None = Field(
@@ -433,8 +451,8 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
         raise SettingsError(_describe(exc, given, from_file, config_file)) from None
     except ValueError as exc:  # an unparsable nested JSON variable
         raise SettingsError(
-            f"could not read settings: {exc} (a list or table given in a variable must be "
-            """JSON, e.g. ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS='["files.example.com"]')"""
+            f"could not read settings: {exc} (a whole section given in one variable must be "
+            """a JSON object, e.g. ENRICHWATCH_SMTP='{"host": "mail.example.com"}')"""
         ) from None
 
 
@@ -504,7 +522,7 @@ def _describe(
     for error in exc.errors():
         loc: Loc = error["loc"]
         if not loc:  # a rule across settings
-            lines.append(f"invalid settings: {error['msg']}")
+            lines.append(f"invalid settings: {_message(error['msg'])}")
             continue
         in_file = _written(file_values, loc) if _written(given, loc) is None else None
         if in_file is not None:
@@ -517,8 +535,13 @@ def _describe(
         if in_file is None:
             name += " / " + ".".join(str(part) for part in loc)
         got = "" if _is_secret(loc) or not _plain(error["input"]) else f" (got {error['input']!r})"
-        lines.append(f"invalid setting {name}: {error['msg']}{got}")
+        lines.append(f"invalid setting {name}: {_message(error['msg'])}{got}")
     return "\n".join(lines)
+
+
+def _message(msg: str) -> str:
+    """pydantic's message without the "Value error, " it puts before our own words."""
+    return msg.removeprefix("Value error, ")
 
 
 def _written(values: Mapping[str, Any], loc: Loc) -> Loc | None:

@@ -261,7 +261,7 @@ def test_a_short_token_is_refused_by_the_cli_without_showing_it(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
-        "Error: invalid setting ENRICHWATCH_API_TOKEN / api_token: Value error, must be at "
+        "Error: invalid setting ENRICHWATCH_API_TOKEN / api_token: must be at "
         "least 16 characters (or unset)"
     ], result.stderr
     assert "mynewtoken123" not in result.stdout + result.stderr
@@ -342,11 +342,27 @@ def test_a_toml_syntax_error_names_the_file_and_where(tmp_path, monkeypatch):
     assert str(error.value) == f"config file {config} is not valid TOML: not UTF-8 text (byte 11)"
 
 
-def test_a_malformed_variable_still_says_it_must_be_json(monkeypatch):
+def test_a_malformed_list_variable_names_the_variable_and_both_forms(monkeypatch):
     clear_settings_env(monkeypatch)
     monkeypatch.setenv("ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS", "[oops")
-    with pytest.raises(SettingsError, match="must be JSON"):
+    with pytest.raises(SettingsError) as error:
         load_settings()
+    assert str(error.value).startswith(
+        "invalid setting ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS / crustdata.download_hosts: "
+        "is neither a JSON list nor comma-separated"
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["ops@example.com, data@example.com", '["ops@example.com", "data@example.com"]']
+)
+def test_a_list_variable_is_comma_separated_or_json(monkeypatch, value):
+    """`ENRICHWATCH_NOTIFY__EMAIL_TO=ops@example.com` is how people write it; it failed with
+    an error naming no variable."""
+    clear_settings_env(monkeypatch)
+    monkeypatch.setenv("ENRICHWATCH_NOTIFY__EMAIL_TO", value)
+    monkeypatch.setenv("ENRICHWATCH_SMTP__HOST", "mail.example.com")
+    assert load_settings().notify.email_to == ["ops@example.com", "data@example.com"]
 
 
 def test_a_public_url_with_a_password_is_refused_without_quoting_it(monkeypatch):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 
 from enrichwatch.sim.config import SimConfig
@@ -22,7 +21,8 @@ def env_lines(server: SimServer) -> list[str]:
     lines = []
     for vendor, section in server.vendor_settings().items():
         for key, value in section.items():
-            text = value if isinstance(value, str) else json.dumps(value)
+            # A list as comma-separated words: no quoting needed, pasted into a shell.
+            text = ",".join(value) if isinstance(value, list) else str(value)
             lines.append(f"ENRICHWATCH_{vendor.upper()}__{key.upper()}={text}")
     return lines
 

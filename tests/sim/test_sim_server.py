@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 import pytest
 
+from enrichwatch.config import load_settings
 from enrichwatch.sim import SimConfig, SimServer
 from enrichwatch.sim.standalone import env_lines, serve_standalone
 
@@ -95,7 +97,21 @@ async def test_env_lines_point_at_the_sim(sim: SimServer) -> None:
     lines = env_lines(sim)
     assert f"ENRICHWATCH_CRUSTDATA__BASE_URL={sim.base_urls['crustdata']}" in lines
     assert f"ENRICHWATCH_ECORE__API_KEY={sim.api_keys['ecore']}" in lines
-    assert any(line.startswith("ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS=") for line in lines)
+    assert f"ENRICHWATCH_CRUSTDATA__DOWNLOAD_HOSTS={sim.storage.host}" in lines
+
+
+async def test_env_lines_as_a_shell_or_env_file_gives_them_load_as_printed(
+    sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No quoting needed: each line is NAME=VALUE as printed."""
+    for name in [n for n in os.environ if n.upper().startswith("ENRICHWATCH_")]:
+        monkeypatch.delenv(name)
+    for line in env_lines(sim):
+        name, value = line.split("=", 1)
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.crustdata.download_hosts == [sim.storage.host]
+    assert str(settings.ecore.base_url).rstrip("/") == sim.base_urls["ecore"]
 
 
 async def test_standalone_serves_until_stopped(session: aiohttp.ClientSession) -> None:
