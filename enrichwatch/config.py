@@ -213,8 +213,17 @@ class NotifySettings(Section):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        """Standard Webhooks keys are 24 to 64 random bytes: a shorter one could be guessed,
+        and every receiver would then take forged events for ours."""
         if value is not None:
-            decode_webhook_secrets(value.get_secret_value())
+            for key in decode_webhook_secrets(value.get_secret_value()):
+                if len(key) < MIN_WEBHOOK_KEY_BYTES:
+                    raise ValueError(
+                        f"each whsec_ key must hold at least {MIN_WEBHOOK_KEY_BYTES} random "
+                        f"bytes (this one holds {len(key)}); make one with: python -c "
+                        "\"import base64, os; print('whsec_' + base64.b64encode(os.urandom(32))"
+                        '.decode())"'
+                    )
         return value
 
     @model_validator(mode="after")
@@ -276,6 +285,9 @@ _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 def is_email_address(value: str) -> bool:
     """A plain addr-spec (no display name); the mail server has the final word."""
     return bool(_EMAIL.fullmatch(value))
+
+
+MIN_WEBHOOK_KEY_BYTES = 24
 
 
 def decode_webhook_secrets(secrets: str) -> list[bytes]:

@@ -380,3 +380,21 @@ def test_a_public_url_with_a_password_is_refused_without_quoting_it(monkeypatch)
 )
 def test_the_default_public_url_is_a_valid_url_for_an_ipv6_host_too(host, url):
     assert load_settings(host=host).base_url == url
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["whsec_abcd", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_new"],
+    ids=["alone", "in a rotation"],
+)
+def test_a_webhook_key_too_short_to_be_secret_is_refused(tmp_path, secret):
+    """Standard Webhooks keys are 24 to 64 random bytes; a 3-byte one signs events anybody
+    could forge."""
+    with pytest.raises(SettingsError) as error:
+        load_settings(
+            db=tmp_path / "x.db",
+            notify={"webhook_url": "https://example.org/hook", "webhook_secret": secret},
+        )
+    assert "ENRICHWATCH_NOTIFY__WEBHOOK_SECRET" in str(error.value)
+    assert "at least 24 random bytes" in str(error.value)
+    assert "abcd" not in str(error.value)
