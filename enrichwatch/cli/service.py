@@ -48,8 +48,9 @@ def serve(obj: CliContext, host: str | None, port: int | None, db: Path | None) 
 @_listen_options
 @click.pass_obj
 def receiver(obj: CliContext, host: str | None, port: int | None, db: Path | None) -> None:
-    """Run only the receiver (callbacks and API); a reconciler runs elsewhere on the same
-    database and picks up due jobs within its work interval."""
+    """Run only the receiver (callbacks, API and dashboard), for a split deployment: a
+    reconciler runs elsewhere on the same database, and looks at least once a second for the
+    jobs a callback or an action here made due."""
     _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=False)
 
 
@@ -58,8 +59,8 @@ def receiver(obj: CliContext, host: str | None, port: int | None, db: Path | Non
 @click.pass_obj
 def reconciler_only(obj: CliContext, db: Path | None) -> None:
     """Run only the reconciler until SIGTERM or Ctrl-C: it checks, fetches and notifies for
-    the jobs in the database, which a receiver elsewhere writes to; a job a callback made due
-    is looked at on its next work interval."""
+    the jobs in the database, which a receiver elsewhere writes to; it looks at least once a
+    second for the jobs a callback there (or an action from the API or the CLI) made due."""
     settings = obj.settings(db=db)
     try:
         asyncio.run(_reconcile(settings))

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from reconciler.scheduler import WATCH_INTERVAL_S
+
 
 def enrichwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -43,3 +45,16 @@ def test_a_bad_setting_stops_each_service_command_naming_it(command, tmp_path):
     assert "ENRICHWATCH_WORK_INTERVAL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["receiver", "reconciler"])
+def test_the_split_commands_say_how_soon_a_job_made_due_elsewhere_is_looked_at(command):
+    """A separate reconciler finds what another process made due by a look once a second
+    (tests/test_split_processes.py shows it with a five-minute work interval), not at its
+    work interval, as the help of both commands said."""
+    assert WATCH_INTERVAL_S == 1
+    result = enrichwatch(command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "looks at least once a second for the jobs a callback" in text
+    assert "interval" not in text
