@@ -18,9 +18,10 @@ from enrichwatch.notify.slack import send_slack
 from enrichwatch.notify.webhook import send_webhook, shown_url
 from enrichwatch.runtime import Services
 from enrichwatch.store import WorkItem
-from enrichwatch.store.notifications import JobTargets, Outcome
+from enrichwatch.store.notifications import JobTargets, Outcome, told_job
 
 WallClock = Callable[[], float]
+RESULTS_OUTCOMES = frozenset({Outcome.COMPLETED, Outcome.PARTIAL, Outcome.FAILED})
 
 
 async def deliver(
@@ -31,7 +32,8 @@ async def deliver(
     assert item.job_id is not None
     settings = services.settings
     notify = settings.notify
-    job = await services.store.get_job(item.job_id)
+    # The job as it was when the outcome happened, whenever this send comes.
+    job = told_job(await services.store.get_job(item.job_id), item.payload)
     targets = await services.store.job_targets(item.job_id)
     channel = item.payload["channel"]
     trouble = None
@@ -106,8 +108,9 @@ async def _webhook(
 
 
 async def _attachment(services: Services, message: Message) -> Attachment | None:
-    """The results as CSV for outcomes that bring results, if they fit under the limit."""
-    if message.outcome not in (Outcome.COMPLETED, Outcome.PARTIAL) or not message.results_stored:
+    """The results as CSV for outcomes that bring results (a failed job's, those it finished),
+    if they fit under the limit."""
+    if message.outcome not in RESULTS_OUTCOMES or not message.results_stored:
         return None
     limit = services.settings.notify.attach_limit_bytes
     data = await read_at_most(export.csv_rows(services.store, message.job_id), limit)

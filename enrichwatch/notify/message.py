@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from enrichwatch.describe import counted
 from enrichwatch.polling.policy import EXPIRED_PAUSED
 from enrichwatch.store import JobRecord
 from enrichwatch.store.notifications import Outcome
@@ -264,8 +265,24 @@ def _problem(
                 f"If it may still finish there, ask again: {again} watches it once more"
                 + (f", and `enrichwatch resume {job.id}` resumes it." if _resumes(job) else ".")
             )
+        case Outcome.FAILED:
+            return f"Error: {_sentence(reason)}" + _results_so_far(job)
         case _:
             return f"Error: {reason}"
+
+
+def _results_so_far(job: JobRecord) -> str:
+    """What became of the records a failed job finished before it failed."""
+    stored = counted(job.results_count, "record", "records")
+    if job.results_state == "fetch_failed":
+        kept = f" beyond the {stored} stored" if job.results_count else ""
+        return (
+            f" Its results{kept} could not be fetched; a message of its own says how to "
+            "fetch them again."
+        )
+    if job.results_count:
+        return f" Its results so far are stored: {stored}."
+    return ""
 
 
 def _resumes(job: JobRecord) -> bool:

@@ -259,7 +259,6 @@ class CheckWrites:
             )
             if late:
                 append_event(conn, job_id, "webhook.late", EventSource.SYSTEM, {}, now=now)
-                notifications.enqueue(conn, job_id, Outcome.WEBHOOK_LATE, routes, now=now)
             fetch = snap.results_available and (state.is_terminal or state is JobState.NEEDS_ACTION)
             # Once per state that brings results (a pause's partial set, then the final one;
             # again after a reprocess reopened the job). Each is a fetch of its own, keyed by
@@ -276,10 +275,6 @@ class CheckWrites:
             )
             if fetch_now:
                 fetches.begin_fetch(conn, job_id, snap, polled=polled, now=now)
-            if state is not job.state:
-                notifications.on_state_change(
-                    conn, job_id, state, routes, results_coming=fetch, now=now
-                )
             next_check_at = outcome.next_check_at
             if state.is_terminal:
                 next_check_at = None
@@ -323,6 +318,13 @@ class CheckWrites:
             )
             if state.is_terminal:
                 fetches.settle_unfetched(conn, job_id, now)
+            # Once the job's row holds what this answer made of it: the messages report it.
+            if late:
+                notifications.enqueue(conn, job_id, Outcome.WEBHOOK_LATE, routes, now=now)
+            if state is not job.state:
+                notifications.on_state_change(
+                    conn, job_id, state, routes, results_coming=fetch, now=now
+                )
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)
@@ -425,9 +427,6 @@ class CheckWrites:
                 {"from": job.state, "to": state, "reason": reason},
                 now=now,
             )
-            notifications.on_state_change(
-                conn, job_id, state, routes, results_coming=False, now=now
-            )
             paused_at, paused_seconds = job.pauses_after(state, now)
             conn.execute(
                 """UPDATE jobs SET state = ?, error = ?, finished_at = ?, next_check_at = NULL,
@@ -449,6 +448,10 @@ class CheckWrites:
                 ),
             )
             fetches.settle_unfetched(conn, job_id, now)
+            # Once the job's row holds its end and the calls it cost: the messages report it.
+            notifications.on_state_change(
+                conn, job_id, state, routes, results_coming=False, now=now
+            )
             return fetch_job(conn, job_id)
 
         return await self._writer.run(op)

@@ -10,7 +10,9 @@ here: which channels a job notifies, the events a delivery appends, listing and 
 
 Targets (webhook URLs, addresses) are not copied into the row: a Slack URL is a secret, and
 the row names only its channel, resolved when it is sent from the job's own targets or the
-settings."""
+settings. What the message reports of the job (its state, counts, results stored, vendor calls)
+is copied, as it stands when the outcome happens: a message sent late, or sent again, tells the
+same as one sent at once, not what a later fetch, check or reprocess made of the job."""
 
 from __future__ import annotations
 
@@ -175,24 +177,51 @@ def enqueue(
     *,
     now: float,
     detail: str | None = None,
+    results_state: str | None = None,
 ) -> int:
     """Create the outcome's rows, one per channel, unless they exist; returns how many were
-    new. Runs inside the caller's transaction, beside the event that causes them. `detail`
-    is what the message says went wrong, where the job's own fields do not say it.
+    new. Runs inside the caller's transaction, beside the event that causes them, once the
+    job's row holds what the message reports (see `told_job`). `detail` is what the message
+    says went wrong, where the job's own fields do not say it; `results_state` what the
+    transaction makes of the job's results, where it writes that only after.
 
     Once per outcome and channel for each run of the job: a reprocess (or a resumed failed
     run) starts a new one, whose end is news again. Check trouble is once per run of failed
-    checks instead (see `CHECK_TROUBLE`)."""
+    checks instead (see `CHECK_TROUBLE`).
+
+    A fetch that fails for good ends the wait of a failure whose results it was fetching
+    (see `on_state_change`): the failure is told then, before the fetch's own failure."""
     if outcome is Outcome.WEBHOOK_LATE and not routes.late_webhooks:
         return 0
-    targets = job_targets(conn, job_id)
     job = fetch_job(conn, job_id)
+    created = 0
+    if outcome is Outcome.FETCH_FAILED:
+        results_state = "fetch_failed"
+        if job.state is JobState.FAILED:
+            created += _enqueue(conn, job, Outcome.FAILED, routes, now, None, results_state)
+    return created + _enqueue(conn, job, outcome, routes, now, detail, results_state)
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    job: JobRecord,
+    outcome: Outcome,
+    routes: NotifyRoutes,
+    now: float,
+    detail: str | None,
+    results_state: str | None,
+) -> int:
+    job_id = job.id
+    targets = job_targets(conn, job_id)
     if outcome in CHECK_TROUBLE:
         assert job.failing_since is not None, "check trouble is told while checks fail"
         episode = _failing_run(job.failing_since)
     else:
         # The first run keeps the key it always had, so an upgrade never sends twice.
         episode = "" if job.run_started_at is None else f":run:{job.run_started_at!r}"
+    facts = {name: getattr(job, name) for name in TOLD_FACTS}
+    if results_state is not None:
+        facts["results_state"] = results_state
     created = 0
     for channel in sorted(routes.channels | targets.channels):
         key = _unique_key(job_id, outcome, channel, episode)
@@ -208,6 +237,7 @@ def enqueue(
             "at": now,
             # The Standard Webhooks idempotency key: fixed now, the same on every retry.
             "webhook_id": "msg_" + secrets.token_urlsafe(18),
+            "job": facts,
         }
         if detail is not None:
             payload["detail"] = detail
@@ -228,6 +258,29 @@ def enqueue(
             ),
         ).rowcount
     return created
+
+
+TOLD_FACTS = (
+    "state",
+    "progress_done",
+    "progress_failed",
+    "progress_total",
+    "results_count",
+    "results_state",
+    "vendor_calls",
+    "finished_at",
+)
+"""What a message reports of the job that later events change: copied into its row when the
+outcome happens (see `told_job`)."""
+
+
+def told_job(job: JobRecord, payload: dict[str, Any]) -> JobRecord:
+    """`job` as its notification found it when the outcome happened. A row made before the
+    facts were copied into rows has none, and reports the job as it is."""
+    facts = payload.get("job")
+    if not facts:
+        return job
+    return JobRecord.model_validate(job.model_dump() | facts)
 
 
 def _unique_key(job_id: int, outcome: Outcome, channel: str, episode: str) -> str:
@@ -465,10 +518,12 @@ def on_state_change(
     results_coming: bool,
     now: float,
 ) -> None:
-    """The notifications a job's new state causes. A completed job whose results are being
-    fetched is told of once they are stored (`on_results_stored`), not now."""
+    """The notifications a job's new state causes. An end whose results are being fetched
+    (a completed job's, or the records a failed one finished) is told of once the fetch
+    ends, so that the message says what is stored: a completed job once they are stored
+    (`on_results_stored`), a failed one then or once the fetch fails for good (`enqueue`)."""
     outcome = {
-        JobState.FAILED: Outcome.FAILED,
+        JobState.FAILED: None if results_coming else Outcome.FAILED,
         JobState.EXPIRED: Outcome.EXPIRED,
         JobState.NEEDS_ACTION: Outcome.NEEDS_ACTION,
         JobState.COMPLETED: None if results_coming else Outcome.COMPLETED,
@@ -480,7 +535,12 @@ def on_state_change(
 def on_results_stored(
     conn: sqlite3.Connection, job_id: int, state: JobState, routes: NotifyRoutes, *, now: float
 ) -> None:
-    """Results are in: the whole set of a completed job, or a paused job's partial set."""
-    outcome = {JobState.COMPLETED: Outcome.COMPLETED, JobState.NEEDS_ACTION: Outcome.PARTIAL}
+    """Results are in: the whole set of a completed job, the records a failed one finished,
+    or a paused job's partial set. Called before the job's row says they are stored."""
+    outcome = {
+        JobState.COMPLETED: Outcome.COMPLETED,
+        JobState.FAILED: Outcome.FAILED,
+        JobState.NEEDS_ACTION: Outcome.PARTIAL,
+    }
     if state in outcome:
-        enqueue(conn, job_id, outcome[state], routes, now=now)
+        enqueue(conn, job_id, outcome[state], routes, now=now, results_state="stored")

@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from enrichwatch.models import VendorName
 from enrichwatch.sim import JobProfile, SimConfig
 from reconciler.checks import check_job_now
+from tests.notify.conftest import SECRET, smtp_settings
+from tests.notify.servers import Answer
 from tests.notify.test_slack import finished_crustdata_job
 from tests.test_reconciler import INPUTS
 
@@ -46,6 +48,102 @@ async def test_a_failed_job_notifies_with_the_vendors_error(open_world, slack):
         text = str(message)
         assert f"Error: {row['error'] or row['vendor_status']}" in text
         assert "reprompt" in text
+
+
+REPROMPT_RESULTS = "GET /v1/{org}/place_enrichment/jobs"
+
+
+async def test_a_failed_job_is_told_of_once_the_records_it_finished_are_stored(
+    open_world, slack, receiver, mail_server, mail_tls, mail_port
+):
+    """A failed Reprompt batch serves the records it finished. Told of before they were
+    fetched, the failure said none were stored, and nothing said so later; so it waits for
+    the fetch, as a completion does, here held up by the vendor's 503 at the first try."""
+    mail_server.start()
+    config = sim_with("reprompt", job_failure_rate=1.0, base_seconds=60)
+    async with open_world(
+        sim_config=config,
+        notify={
+            "slack_webhook_url": slack.url,
+            "webhook_url": receiver.url,
+            "webhook_secret": SECRET,
+            "email_to": ["ops@example.org"],
+        },
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        world.sim.set_fault("reprompt", server_errors=2, endpoint=REPROMPT_RESULTS)
+        job = await submit(world, "reprompt")
+        await world.passes()
+        row = world.job(job["id"])
+        assert (row["state"], row["results_state"]) == ("failed", "stored")
+        assert row["results_count"] > 0
+        types = [e["type"] for e in world.events(job["id"], prefix="results.")]
+        assert types[0] == "results.fetch_retry"
+
+        assert {(r["channel"], r["outcome"], r["state"]) for r in world.notifications()} == {
+            (channel, "failed", "done") for channel in ("email", "slack", "webhook")
+        }
+        stored = f"{row['results_count']} records"
+        (message,) = slack.messages()
+        fields = {
+            f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1]
+            for f in message["blocks"][1]["fields"]
+        }
+        assert fields["Results stored"] == str(row["results_count"])
+        assert fields["Vendor calls"] == f"{row['vendor_calls']:g}"
+        assert f"Its results so far are stored: {stored}." in str(message)
+        (event,) = receiver.processed.values()
+        assert event["data"]["results_stored"] == row["results_count"]
+        assert event["data"]["vendor_calls"] == row["vendor_calls"]
+        (mail,) = mail_server.handler.messages
+        assert (
+            f"Its results so far are stored: {stored}." in mail.get_body(("plain",)).get_content()
+        )
+        (attachment,) = list(mail.iter_attachments())
+        assert len(attachment.get_content().splitlines()) == row["results_count"] + 1
+
+
+async def test_a_failed_job_whose_records_cannot_be_fetched_is_told_of_then(open_world, slack):
+    """The fetch that the failure waits for fails for good: the failure is told then, saying
+    so, and the fetch's failure after it, with how to fetch again."""
+    config = sim_with("reprompt", job_failure_rate=1.0, base_seconds=60)
+    async with open_world(sim_config=config, notify={"slack_webhook_url": slack.url}) as world:
+        world.sim.set_fault("reprompt", server_errors=100_000, endpoint=REPROMPT_RESULTS)
+        job = await submit(world, "reprompt")
+        await world.passes()
+        row = world.job(job["id"])
+        assert (row["state"], row["results_state"]) == ("failed", "fetch_failed")
+        assert sent(world, job["id"]) == {"failed": "done", "fetch_failed": "done"}
+        failure, fetch = slack.messages()
+        assert failure["text"].startswith("Job failed")
+        problem = failure["blocks"][2]["text"]["text"]
+        assert "Its results could not be fetched; a message of its own says how" in problem
+        assert fetch["text"].startswith("Results could not be fetched")
+
+
+async def test_a_message_sent_late_tells_the_job_as_it_was_at_its_outcome(open_world, receiver):
+    """Slack, a mail server or a webhook receiver can be down for hours. Meanwhile the job
+    goes on (here a reprocess drops its results and runs it again); the message, when it
+    goes, still tells the failure it is about, not the job as it is by then."""
+    receiver.script = [Answer(503, "down")]
+    config = sim_with("reprompt", job_failure_rate=1.0, base_seconds=60)
+    notify = {"webhook_url": receiver.url, "webhook_secret": SECRET}
+    async with open_world(sim_config=config, notify=notify) as world:
+        job = await submit(world, "reprompt")
+        await world.passes(until=lambda: len(receiver.requests) == 1)
+        failed = world.job(job["id"])
+        assert failed["results_count"] > 0
+        await world.api("POST", f"/api/jobs/{job['id']}/reprocess", {})
+        assert world.job(job["id"])["results_count"] == 0
+        (first,) = world.notifications(job["id"])
+        await world.passes(until=lambda: world.notifications(job["id"])[0]["state"] == "done")
+
+        assert world.notifications(job["id"])[0]["id"] == first["id"]
+        event = receiver.processed[receiver.requests[-1]["headers"]["webhook-id"]]
+        assert event["type"] == "job.failed"
+        assert event["data"]["state"] == "failed"
+        assert event["data"]["results_stored"] == failed["results_count"]
+        assert event["data"]["vendor_calls"] == failed["vendor_calls"]
 
 
 async def test_a_pause_for_credits_says_what_to_do_and_its_partial_results_are_announced(
