@@ -17,6 +17,7 @@ from email.header import Header
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import formatdate
+from html import escape
 
 import aiosmtplib
 
@@ -75,12 +76,10 @@ def compose(
             if attachment.too_large_for_server
             else f"larger than {attachment.limit} bytes"
         )
-        note = (
-            f"The results are {why}, so they are not attached; "
-            f"download them from {message.results_url}"
-        )
-        text += "\n" + note + "\n"
-        html = html.replace("</body>", f"<p>{note}</p></body>")
+        note = f"The results are {why}, so they are not attached; download them from"
+        text += f"\n{note} {message.results_url}\n"
+        link = escape(message.results_url)
+        html = html.replace("</body>", f"<p>{note} <a href='{link}'>{link}</a>.</p></body>")
     mail.set_content(text)
     mail.add_alternative(html, subtype="html")
     if attachment is not None and attachment.data is not None:

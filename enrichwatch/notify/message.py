@@ -1,5 +1,8 @@
 """One outcome of one job, as the words and links every channel sends: the same facts in
-plain text, HTML, Slack Block Kit and a Standard Webhooks JSON event."""
+plain text, HTML, Slack Block Kit and a Standard Webhooks JSON event.
+
+The results link people click is the dashboard's download, which asks them to log in when
+they are not; the API's, which takes the API token, is for systems, in the webhook event."""
 
 from __future__ import annotations
 
@@ -63,6 +66,9 @@ class Message:
     problem: str | None
     """The error, or what the reader has to do; None when all went well."""
     results_url: str
+    """The results as CSV from the dashboard, for people (it asks them to log in)."""
+    results_api_url: str
+    """The results from the API, for systems (it takes the API token)."""
     dashboard_url: str
     occurred_at: float
 
@@ -155,7 +161,14 @@ class Message:
                 "duration_seconds": self.duration_s,
                 "vendor_calls": self.vendor_calls,
                 "problem": self.problem,
-                "links": {"results": self.results_url, "dashboard": self.dashboard_url},
+                "links": {
+                    # `results` was the API's link before people were given the dashboard's;
+                    # systems reading it keep getting what they could fetch with the token.
+                    "results": self.results_api_url,
+                    "results_api": self.results_api_url,
+                    "results_download": self.results_url,
+                    "dashboard": self.dashboard_url,
+                },
             },
         }
 
@@ -192,7 +205,8 @@ def build_message(
         duration_s=max(end - job.created_at, 0.0),
         vendor_calls=job.vendor_calls,
         problem=_problem(job, outcome, base_url, detail, trouble, at, max_job_age),
-        results_url=f"{base_url}/api/jobs/{job.id}/results",
+        results_url=f"{base_url}/jobs/{job.id}/results?format=csv",
+        results_api_url=f"{base_url}/api/jobs/{job.id}/results",
         dashboard_url=f"{base_url}/jobs/{job.id}",
         occurred_at=at,
     )

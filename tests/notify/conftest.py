@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -20,6 +21,7 @@ from enrichwatch.config import load_settings
 from enrichwatch.runtime import Services, open_services
 from enrichwatch.sim import SimConfig, SimServer
 from receiver import serving
+from receiver.dashboard.auth import COOKIE
 from reconciler import Reconciler, reconcile_once
 from tests.conftest import API_TOKEN, free_port, query
 from tests.notify.servers import MailServer, MailTls, SlackEndpoint, WebhookReceiver
@@ -49,6 +51,26 @@ class World:
             if response.content_type == "application/json":
                 return await response.json()
             return await response.text()
+
+    async def open_as_person(self, url: str) -> tuple[str, str]:
+        """Open a link from a message as a person in a browser: not logged in to the
+        dashboard, sent to its login form, which takes the API token and sends them back to
+        the link. Returns the content type and body they get there."""
+        async with self.http.get(url, allow_redirects=False) as response:
+            assert response.status == 303, await response.text()
+            login = response.headers["Location"]
+        assert login.startswith("/login?next=")
+        (back,) = parse_qs(urlsplit(login).query)["next"]
+        form = {"token": API_TOKEN, "next": back}
+        async with self.http.post(
+            f"{self.url}/login", data=form, allow_redirects=False
+        ) as response:
+            assert response.status == 303, await response.text()
+            cookie = response.cookies[COOKIE].value
+            assert f"{self.url}{response.headers['Location']}" == url
+        async with self.http.get(url, headers={"Cookie": f"{COOKIE}={cookie}"}) as response:
+            assert response.status == 200, await response.text()
+            return response.content_type, await response.text()
 
     async def track(self, vendor: str, vendor_job_id: str, **extra: Any) -> dict[str, Any]:
         body = {"vendor": vendor, "vendor_job_id": vendor_job_id, "name": "leads", **extra}

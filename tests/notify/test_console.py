@@ -17,7 +17,7 @@ async def test_the_console_channel_is_on_when_nothing_else_is_configured(open_wo
         assert (row["channel"], row["outcome"], row["state"]) == ("console", "completed", "done")
         (line,) = [entry for entry in logs if entry["event"] == "notification"]
         assert line["title"] == f"Results ready: crustdata job {job['id']} (leads)"
-        assert line["results"] == f"{world.url}/api/jobs/{job['id']}/results"
+        assert line["results"] == f"{world.url}/jobs/{job['id']}/results?format=csv"
 
 
 async def test_a_configured_channel_turns_the_console_off(open_world, slack):

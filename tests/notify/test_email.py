@@ -45,9 +45,13 @@ async def test_smtp_down_at_first_then_up_delivers_one_email_with_the_results_at
         enriched = row["progress_done"] - row["progress_failed"]
         assert f"Enriched / failed / total: {enriched} / {row['progress_failed']} / 30" in text
         assert "Outcome: completed" in text
-        assert f"Results: {world.url}/api/jobs/{job['id']}/results" in text
+        results = f"{world.url}/jobs/{job['id']}/results?format=csv"
+        assert f"Results: {results}" in text.splitlines()
         assert f"Dashboard: {world.url}/jobs/{job['id']}" in text
         assert f"href='{world.url}/jobs/{job['id']}'" in html
+        assert f"href='{results.replace('&', '&amp;')}'" in html
+        content_type, _ = await world.open_as_person(results)
+        assert content_type == "text/csv"
         (attachment,) = list(mail.iter_attachments())
         assert attachment.get_filename() == f"job-{job['id']}-results.csv"
         records = list(csv.DictReader(io.StringIO(attachment.get_content())))
@@ -72,8 +76,14 @@ async def test_results_over_the_attach_limit_are_linked_not_attached(
         (mail,) = mail_server.handler.messages
         assert list(mail.iter_attachments()) == []
         text = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
         assert "larger than 200 bytes, so they are not attached" in text
-        assert f"{world.url}/api/jobs/{job['id']}/results" in text.split("not attached")[1]
+        link = f"{world.url}/jobs/{job['id']}/results?format=csv"
+        assert text.splitlines()[-1].endswith(f"download them from {link}")
+        assert f"download them from <a href='{link}'>{link}</a>" in html
+        content_type, csv_text = await world.open_as_person(link)
+        assert content_type == "text/csv"
+        assert len(csv_text.splitlines()) == world.job(job["id"])["results_count"] + 1
 
 
 async def test_a_refused_recipient_dead_letters_at_once_with_the_servers_reason(

@@ -158,7 +158,10 @@ async def test_results_the_mail_server_finds_too_big_are_linked_instead(mailing_
         assert list(mail.iter_attachments()) == []
         text = mail.get_body(("plain",)).get_content()
         assert "too large for the mail server" in text
-        assert f"{world.url}/api/jobs/{job['id']}/results" in text.split("mail server")[1]
+        link = f"{world.url}/jobs/{job['id']}/results?format=csv"
+        assert text.splitlines()[-1].endswith(
+            f"too large for the mail server, so they are not attached; download them from {link}"
+        )
         sent = world.events(job["id"])[-1]
         assert sent["type"] == "notification.sent"
         assert sent["attached"] is False

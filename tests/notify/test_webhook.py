@@ -45,10 +45,20 @@ async def test_a_signed_event_verified_by_the_reference_library_once_across_retr
         }
         assert data["results_stored"] == row["results_count"]
         assert data["vendor_calls"] == row["vendor_calls"]
-        assert data["links"] == {
-            "results": f"{world.url}/api/jobs/{job['id']}/results",
+        links = data["links"]
+        api = f"{world.url}/api/jobs/{job['id']}/results"
+        assert links == {
+            "results": api,
+            "results_api": api,
+            "results_download": links["results_download"],
             "dashboard": f"{world.url}/jobs/{job['id']}",
         }
+        # A system fetches the results with the API token; a person the receiving system
+        # shows the event to downloads them from the dashboard, logging in there.
+        by_api = await world.api("GET", links["results_api"].removeprefix(world.url))
+        content_type, by_person = await world.open_as_person(links["results_download"])
+        assert content_type == "text/csv"
+        assert len(by_api.splitlines()) == len(by_person.splitlines()) - 1 == row["results_count"]
         (notification,) = world.notifications(job["id"])
         assert json.loads(notification["payload"])["webhook_id"] == second["headers"]["webhook-id"]
         sent = world.events(job["id"])[-1]
