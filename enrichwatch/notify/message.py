@@ -221,16 +221,16 @@ def _problem(
     at: float,
     max_job_age: float,
 ) -> str | None:
+    vendor = job.vendor.value
     resume = (
-        f"then resume it: `enrichwatch resume {job.id}` "
-        f"(or POST {base_url}/api/jobs/{job.id}/resume)."
+        f"top up the account's credits (or settle what the vendor asks) at {vendor}, then "
+        f"resume it: `enrichwatch resume {job.id}` (or POST {base_url}/api/jobs/{job.id}/resume)."
     )
     if job.paused_at is not None:
         resume += f" Not resumed by {_utc(job.paused_at + max_job_age)}, it expires."
-    reason = job.error or job.vendor_status or "no reason given"
+    reason = _reason(job)
     # What went wrong ends a sentence of ours; the vendor's own words may have ended it already.
-    error = _sentence(detail or reason)
-    vendor = job.vendor.value
+    error = _sentence(detail or reason or "no reason given")
     check_all = (
         f"`enrichwatch check --vendor {vendor}` (or POST {base_url}/api/vendors/{vendor}/check)."
     )
@@ -238,15 +238,17 @@ def _problem(
         case Outcome.COMPLETED:
             return None
         case Outcome.NEEDS_ACTION:
-            return (
-                f"Action needed: {vendor} paused the job ({_bare(reason)}). Top up the "
-                f"account's credits (or settle what the vendor asks) at {vendor}, " + resume
+            paused = (
+                f"{vendor} paused the job ({_bare(reason)})"
+                if reason
+                else f"{vendor} paused the job without giving a reason{_status(job)}"
             )
+            return f"Action needed: {paused}. {resume[0].upper()}{resume[1:]}"
         case Outcome.PARTIAL:
             return "The job is paused; these are the results so far. To get the rest, " + resume
         case Outcome.FETCH_FAILED:
             return (
-                f"Error: {_sentence(reason)} Once the cause is mended (the vendor serves them "
+                f"Error: {error} Once the cause is mended (the vendor serves them "
                 "again, or the settings allow them), fetch them again: "
                 f"`enrichwatch fetch {job.id}` (or POST {base_url}/api/jobs/{job.id}/fetch)."
             )
@@ -275,14 +277,40 @@ def _problem(
         case Outcome.EXPIRED:
             again = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)"
             return (
-                f"Error: {_sentence(reason)} enrichwatch no longer asks {vendor} about it. "
+                f"Error: {error} enrichwatch no longer asks {vendor} about it. "
                 f"If it may still finish there, ask again: {again} watches it once more"
                 + (f", and `enrichwatch resume {job.id}` resumes it." if _resumes(job) else ".")
             )
         case Outcome.FAILED:
-            return f"Error: {_sentence(reason)}" + _results_so_far(job)
+            failed = (
+                f"Error: {_sentence(reason)}"
+                if reason
+                else f"{vendor} reported the job failed without giving a reason{_status(job)}."
+            )
+            return failed + _results_so_far(job)
         case _:
-            return f"Error: {reason}"
+            return f"Error: {error}"
+
+
+def _reason(job: JobRecord) -> str | None:
+    """Why the job is where it is, in the vendor's words (or ours); None when there are none.
+    A vendor's bare status word ("failed", "paused"), which some give as their error too, only
+    restates the state: it is no reason."""
+    error = (job.error or "").strip()
+    bare = {*_STATE_WORDS, (job.vendor_status or "").lower()}
+    return error if error and error.rstrip(".").lower() not in bare else None
+
+
+_STATE_WORDS = frozenset({"", "failed", "failure", "error", "paused", "none"})
+
+
+def _status(job: JobRecord) -> str:
+    """The vendor's status word, in parentheses, when it says more than the state does (a
+    BrightLocal batch `Stopped`); else nothing."""
+    status = (job.vendor_status or "").strip()
+    if status.lower() in _STATE_WORDS or status.lower() == job.state.value:
+        return ""
+    return f" (its status: {status})"
 
 
 def _results_so_far(job: JobRecord) -> str:

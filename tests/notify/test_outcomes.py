@@ -38,16 +38,29 @@ def sent(world, job_id: int) -> dict[str, str]:
 
 
 async def test_a_failed_job_notifies_with_the_vendors_error(open_world, slack):
+    config = sim_with("crustdata", job_failure_rate=1.0, base_seconds=60)
+    async with open_world(sim_config=config, notify={"slack_webhook_url": slack.url}) as world:
+        job = await submit(world, "crustdata")
+        await world.passes(until=lambda: sent(world, job["id"]).get("failed") == "done")
+        row = world.job(job["id"])
+        assert row["state"] == "failed"
+        assert row["error"]
+        (message,) = [m for m in slack.messages() if m["text"].startswith("Job failed")]
+        assert f"Error: {row['error']}" in str(message)
+
+
+async def test_a_failure_without_a_reason_says_the_vendor_gave_none(open_world, slack):
+    """Reprompt says only `failed`: that restates the state, and is no reason to pass on."""
     config = sim_with("reprompt", job_failure_rate=1.0, base_seconds=60)
     async with open_world(sim_config=config, notify={"slack_webhook_url": slack.url}) as world:
         job = await submit(world, "reprompt")
         await world.passes(until=lambda: sent(world, job["id"]).get("failed") == "done")
         row = world.job(job["id"])
-        assert row["state"] == "failed"
+        assert (row["state"], row["vendor_status"], row["error"]) == ("failed", "failed", None)
         (message,) = [m for m in slack.messages() if m["text"].startswith("Job failed")]
-        text = str(message)
-        assert f"Error: {row['error'] or row['vendor_status']}" in text
-        assert "reprompt" in text
+        problem = message["blocks"][2]["text"]["text"]
+        assert problem.startswith("reprompt reported the job failed without giving a reason.")
+        assert "Error" not in problem
 
 
 REPROMPT_RESULTS = "GET /v1/{org}/place_enrichment/jobs"
@@ -159,11 +172,18 @@ async def test_a_pause_for_credits_says_what_to_do_and_its_partial_results_are_a
         assert row["state"] == "needs_action"
         by_title = {m["text"].split(":")[0]: str(m) for m in slack.messages()}
         action = by_title["Action needed"]
+        # eCore's status says only `paused`: no reason, and none is made up of that word.
+        assert "Action needed: ecore paused the job without giving a reason. Top up the " in action
+        assert "(paused)" not in action
         assert "Top up the account's credits" in action
         assert f"enrichwatch resume {job['id']}" in action
         assert f"{world.url}/api/jobs/{job['id']}/resume" in action
         partial = by_title["Partial results stored (job paused)"]
-        assert "these are the results so far" in partial
+        assert (
+            "The job is paused; these are the results so far. To get the rest, top up the "
+            "account's credits (or settle what the vendor asks) at ecore, then resume it: "
+            f"`enrichwatch resume {job['id']}`"
+        ) in partial
         assert row["results_count"] > 0
         assert f"*Results stored*\\n{row['results_count']}" in partial
 
