@@ -7,6 +7,7 @@ they are not; the API's, which takes the API token, is for systems, in the webho
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +65,8 @@ class Message:
     duration_s: float | None
     vendor_calls: float
     problem: str | None
-    """The error, or what the reader has to do; None when all went well."""
+    """The error, or what the reader has to do; None when all went well. Commands in it are
+    quoted in backticks, as Slack shows code."""
     results_url: str
     """The results as CSV from the dashboard, for people (it asks them to log in)."""
     results_api_url: str
@@ -82,6 +84,10 @@ class Message:
     def event_type(self) -> str:
         return EVENT_TYPES[self.outcome]
 
+    @property
+    def vendor_calls_text(self) -> str:
+        return calls_text(self.vendor_calls)
+
     def facts(self) -> list[tuple[str, str]]:
         """Label and value of each fact, in the order every channel shows them."""
         return [
@@ -95,7 +101,7 @@ class Message:
             ),
             ("Results stored", str(self.results_stored)),
             ("Duration", _duration(self.duration_s)),
-            ("Vendor calls", f"{self.vendor_calls:g}"),
+            ("Vendor calls", self.vendor_calls_text),
         ]
 
     def text(self) -> str:
@@ -111,7 +117,7 @@ class Message:
             f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
             for label, value in self.facts()
         )
-        problem = f"<p><strong>{html.escape(self.problem)}</strong></p>" if self.problem else ""
+        problem = f"<p><strong>{_html(self.problem)}</strong></p>" if self.problem else ""
         return (
             f"<html><body><h2>{html.escape(self.title)}</h2><table>{rows}</table>{problem}"
             f"<p><a href='{html.escape(self.results_url)}'>Results</a> · "
@@ -350,6 +356,24 @@ def _bare(text: str) -> str:
     """`text` inside a sentence, in parentheses: without a full stop of its own."""
     text = text.rstrip()
     return text[:-1] if text.endswith(".") and not text.endswith("..") else text
+
+
+def calls_text(calls: float) -> str:
+    """Vendor calls as people read them. A list call that reports on several jobs is shared
+    among them, so a job's count can hold fractions of calls; those are not news to the
+    reader beyond the first decimal, nor worth "4.333333"."""
+    whole = round(calls)
+    if abs(calls - whole) < 1e-6:
+        return str(whole)
+    return f"about {round(calls, 1):g} (some shared with other jobs)"
+
+
+def _html(text: str) -> str:
+    """`text` in HTML: escaped, its backtick-quoted commands as code."""
+    return CODE.sub(r"<code>\1</code>", html.escape(text))
+
+
+CODE = re.compile(r"`([^`\n]+)`")
 
 
 def _utc(at: float) -> str:

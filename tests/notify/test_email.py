@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 
 from tests.notify.conftest import MAIL_PASSWORD, MAIL_USER, smtp_settings
 from tests.notify.servers import MailServer
+from tests.notify.test_outcomes import sent, sim_with, submit
 from tests.notify.test_slack import finished_crustdata_job
 
 
@@ -156,3 +158,38 @@ async def test_implicit_tls_and_plain_smtp_deliver_too(open_world, mail_tls, mai
             assert world.notifications(job["id"])[0]["state"] == "done"
     finally:
         server.stop()
+
+
+async def test_a_pause_mail_shows_its_commands_as_code_and_shared_calls_in_words(
+    open_world, mail_server, mail_tls, mail_port
+):
+    """Backticks are how Slack shows a command; in HTML they are `<code>`. Three eCore jobs
+    at once are checked by list calls, each charged a share of them, and a count such as
+    2.6666666666666665 says nothing more to a person than "about 2.7"."""
+    mail_server.start()
+    config = sim_with("ecore", credit_pause_rate=1.0, base_seconds=60, credit_pause_at=0.5)
+    async with open_world(
+        sim_config=config,
+        notify={"email_to": ["ops@example.org"]},
+        smtp=smtp_settings(mail_tls, mail_port),
+    ) as world:
+        jobs = [await submit(world, "ecore") for _ in range(3)]
+        told = {"needs_action": "done", "partial": "done"}
+        await world.passes(until=lambda: all(sent(world, job["id"]) == told for job in jobs))
+        assert len(mail_server.handler.messages) == 6  # paused, and its results so far
+        shared = 0
+        for mail in mail_server.handler.messages:
+            job_id = int(re.findall(r"ecore job (\d+)", mail["Subject"])[0])
+            html = mail.get_body(("html",)).get_content()
+            assert f"<code>enrichwatch resume {job_id}</code>" in html
+            assert "`" not in html
+            text = mail.get_body(("plain",)).get_content()
+            (calls,) = [line for line in text.splitlines() if line.startswith("Vendor calls: ")]
+            value = calls.removeprefix("Vendor calls: ")
+            if value.startswith("about "):
+                shared += 1
+                assert re.fullmatch(r"about \d+(\.\d)? \(some shared with other jobs\)", value)
+            else:
+                assert value.isdigit()
+        assert shared > 0
+        assert all(world.job(job["id"])["vendor_calls"] % 1 for job in jobs)
