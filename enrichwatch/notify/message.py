@@ -1,5 +1,5 @@
 """One outcome of one job, as the words and links every channel sends: the same facts in
-plain text, HTML, Slack Block Kit and a Standard Webhooks JSON event.
+plain text, HTML, Slack Block Kit, a Standard Webhooks JSON event and a log line.
 
 The results link people click is the dashboard's download, which asks them to log in when
 they are not; the API's, which takes the API token, is for systems, in the webhook event."""
@@ -85,6 +85,10 @@ class Message:
         return EVENT_TYPES[self.outcome]
 
     @property
+    def duration_text(self) -> str:
+        return _duration(self.duration_s)
+
+    @property
     def vendor_calls_text(self) -> str:
         return calls_text(self.vendor_calls)
 
@@ -100,7 +104,7 @@ class Message:
                 f"{_count(self.enriched)} / {_count(self.failed)} / {_count(self.total)}",
             ),
             ("Results stored", str(self.results_stored)),
-            ("Duration", _duration(self.duration_s)),
+            ("Duration", self.duration_text),
             ("Vendor calls", self.vendor_calls_text),
         ]
 
