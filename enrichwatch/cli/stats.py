@@ -16,8 +16,9 @@ from enrichwatch.stats import VendorStats, vendor_stats
 @json_option
 @click.pass_obj
 def stats(obj: CliContext, as_json: bool) -> None:
-    """Per vendor: jobs, open jobs, median duration, vendor calls per finished job, how soon
-    a finished job is noticed (p50/p95), and callbacks that came late or never."""
+    """Per vendor: jobs, open ones, completed ones and those that failed or expired (with
+    --json, failed_jobs counts both), median duration, vendor calls per finished job, how
+    soon a finished job is noticed (p50/p95), and callbacks that came late or never."""
     settings = obj.settings()
     require_database(settings)
     rows = obj.run(settings, lambda services: vendor_stats(services.store))
@@ -34,7 +35,7 @@ def _table(rows: list[VendorStats]) -> Table:
         "Jobs",
         "Open",
         "Completed",
-        "Failed",
+        "Failed/expired",  # both ended without completing: the vendor gave up, or we did
         "Median duration",
         "Calls/job",
         "Detection p50",

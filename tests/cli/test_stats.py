@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from enrichwatch.models import VendorName
+from enrichwatch.models import JobState, VendorName
 from enrichwatch.stats import VendorStats, vendor_stats
 from enrichwatch.store import Store
 from tests.cli.conftest import World, assert_one_line_error, clean_env, run_cli
@@ -125,3 +125,22 @@ async def test_stats_of_an_empty_log_has_every_vendor_and_no_numbers(tmp_path):
     ]
     result = await run_cli(clean_env(db=str(db)), "stats", "--vendor", "crustdata")
     assert "No such option '--vendor'" in assert_one_line_error(result, code=2)
+
+
+async def test_the_failed_column_counts_expired_jobs_too_and_says_so(world: World):
+    """An expired job (one enrichwatch gave up asking about) is counted with the failed ones;
+    a column headed "Failed" alone read as if the vendor had failed it."""
+    job = await world.submit(VendorName.ECORE)
+    await world.services.store.end_job(job.id, JobState.EXPIRED, "older than the maximum age")
+
+    result = await world.cli("stats")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    header = [cell.strip() for cell in lines[0].split("┃")]
+    rows = {line.split()[0]: [cell.strip() for cell in line.split("│")] for line in lines[2:]}
+    column = header.index("Failed/expired")
+    assert rows["ecore"][column] == "1"
+    assert {rows[vendor.value][column] for vendor in VendorName if vendor.value != "ecore"} == {"0"}
+    shown = json.loads((await world.cli("stats", "--json")).out)
+    assert [row["failed_jobs"] for row in shown if row["vendor"] == "ecore"] == [1]
