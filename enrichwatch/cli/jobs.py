@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from enrichwatch.cli.context import (
+    JOB_NAME,
     VENDOR,
     CliContext,
+    job_name_problem,
     json_option,
     parse_options,
     print_jobs,
@@ -31,7 +33,12 @@ from enrichwatch.store import JobRecord
 @click.command()
 @click.argument("vendor", type=VENDOR)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", help="A name for the batch, shown in listings and notifications.")
+@click.option(
+    "--name",
+    type=JOB_NAME,
+    help="A name for the batch, shown in listings and notifications [the file's name, "
+    "without its extension].",
+)
 @click.option(
     "-o",
     "--option",
@@ -70,7 +77,13 @@ def submit(
         rows = read_rows(file, vendor)
     except EnrichwatchError as exc:
         raise click.ClickException(str(exc)) from None
-    request = SubmitRequest(rows=rows, name=name or file.stem, options=parse_options(options))
+    if name is None:
+        name = file.stem
+        if (problem := job_name_problem(name)) is not None:
+            raise click.UsageError(
+                f"the file's name cannot name the job: it {problem}; give --name"
+            )
+    request = SubmitRequest(rows=rows, name=name, options=parse_options(options))
 
     async def work(services: Services) -> list[JobRecord]:
         outcome = await submit_batch(
@@ -96,7 +109,7 @@ def submit(
 @click.command()
 @click.argument("vendor", type=VENDOR)
 @click.argument("vendor_job_id")
-@click.option("--name", help="A name for the job.")
+@click.option("--name", type=JOB_NAME, help="A name for the job.")
 @notify_options
 @json_option
 @click.pass_obj

@@ -1,11 +1,13 @@
 """Bad input at the command line: ids no row can have, addresses the service cannot listen
 on, database paths that are not SQLite, simulator options out of range, an export the disk
-refuses, reprocess options the API would refuse and vendor job ids no vendor issues. Each is
-one `Error:` line and a non-zero exit, never a traceback, and changes nothing."""
+refuses, reprocess options the API would refuse, vendor job ids no vendor issues and job
+names that are blank or would garble listings. Each is one `Error:` line and a non-zero exit,
+never a traceback, and changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import socket
 import subprocess
@@ -344,3 +346,57 @@ async def test_a_database_that_cannot_be_read_is_one_line_naming_the_cause(world
     )
     line = assert_one_line_error(await world.cli("show", str(job.id)))
     assert "could not read the event log: no such table: events" in line
+
+
+def _people_csv(path: Path) -> Path:
+    path.write_text("professional_network_profile_urls\nhttps://www.linkedin.com/in/p1/\n")
+    return path
+
+
+CONTROLS = "must not contain control characters (line breaks, tabs, escape sequences)"
+
+BAD_NAMES = [
+    ("", "must not be blank"),
+    ("   ", "must not be blank"),
+    ("line1\nline2\x1b[31mred", CONTROLS),
+    ("tab\there", CONTROLS),
+    ("bell\x07", CONTROLS),
+    ("x" * 201, "must be at most 200 characters (this one has 201)"),
+]
+
+
+async def test_a_blank_name_or_one_that_would_garble_listings_is_refused(world: World, tmp_path):
+    """An empty --name used to fall back to the file's name without a word, and a name with a
+    line break or an escape sequence garbled every listing it was in; the API takes names of
+    at most 200 characters, and so does the CLI now."""
+    people = _people_csv(tmp_path / "people.csv")
+    before, calls = snapshot(world.db), world.sim.stats.count()
+
+    for name, expected in BAD_NAMES:
+        for args in (["submit", "crustdata", str(people)], ["track", "ecore", "e-named"]):
+            error = assert_one_line_error(await world.cli(*args, "--name", name), code=2)
+            assert error == f"Error: Invalid value for '--name': {expected}", (args, name)
+
+    assert snapshot(world.db) == before
+    assert world.sim.stats.count() == calls
+    result = await world.cli("track", "ecore", "e-named", "--name", "x" * 200)
+    assert result.code == 0, result.err
+
+
+async def test_a_file_whose_name_would_garble_listings_needs_a_name(world: World, tmp_path):
+    """Without --name the job is named after the file, whose name may hold a tab or a line
+    break as well."""
+    tabbed = _people_csv(tmp_path / "q4\tpeople.csv")
+    before, calls = snapshot(world.db), world.sim.stats.count()
+
+    error = assert_one_line_error(await world.cli("submit", "crustdata", str(tabbed)), code=2)
+
+    assert error == (
+        "Error: the file's name cannot name the job: it must not contain control characters "
+        "(line breaks, tabs, escape sequences); give --name"
+    )
+    assert snapshot(world.db) == before
+    assert world.sim.stats.count() == calls
+    result = await world.cli("submit", "crustdata", str(tabbed), "--name", "q4 people", "--json")
+    assert result.code == 0, result.err
+    assert [job["name"] for job in json.loads(result.out)] == ["q4 people"]
