@@ -3,6 +3,7 @@ the demo's live view, so a job reads the same wherever it is shown."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -38,6 +39,17 @@ def make_console(*, stderr: bool = False) -> Console:
     if console.is_terminal:
         return console
     return Console(stderr=stderr, width=PIPE_WIDTH, no_color=True, highlight=False)
+
+
+def printable(text: str) -> str:
+    """`text` with each control character written as its escape (a line break as \\n, an
+    escape as \\x1b), so that a job name stored before such names were refused (or taken by
+    the API) stays on its line instead of breaking a listing or colouring the terminal."""
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    return repr(char)[1:-1] if unicodedata.category(char) == "Cc" else char
 
 
 def duration_text(seconds: float | None) -> str:
@@ -128,7 +140,7 @@ def jobs_table(jobs: Sequence[JobRecord], now: float) -> Table:
         table.add_row(
             str(job.id),
             job.vendor.value,
-            Text(job.name or ""),
+            Text(printable(job.name or "")),
             state_cell(job),
             progress_cell(job),
             calls_text(job.vendor_calls),

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from enrichwatch.config import Settings, load_settings
+from enrichwatch.display import printable
 from enrichwatch.errors import EnrichwatchError
 from enrichwatch.logging import configure_logging
 from enrichwatch.models import VendorName
@@ -137,7 +138,7 @@ def print_jobs(jobs: list[JobRecord], public_url: str, as_json: bool) -> None:
     for job in jobs:
         click.echo(
             f"job {job.id}  {job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}  "
-            f"{job.state.value}  {job.name or ''}".rstrip()
+            f"{job.state.value}  {printable(job.name or '')}".rstrip()
         )
         if adapter_class(job.vendor).supports_webhooks:  # the others have nowhere to put it
             click.echo(f"  callback URL: {job.callback_url(public_url)}")

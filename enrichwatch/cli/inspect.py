@@ -21,6 +21,7 @@ from enrichwatch.display import (
     events_table,
     jobs_table,
     make_console,
+    printable,
     progress_cell,
     results_text,
     state_text,
@@ -112,7 +113,7 @@ def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     rows: list[tuple[str, Any]] = [
-        ("Job", f"{job.id}  {job.name or ''}".rstrip()),
+        ("Job", f"{job.id}  {printable(job.name or '')}".rstrip()),
         ("Vendor", f"{job.vendor.value}  {job.vendor_job_id or '(not sent yet)'}"),
         ("State", state_text(job.state)),
         ("Vendor status", job.vendor_status or "-"),

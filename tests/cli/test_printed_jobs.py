@@ -77,3 +77,28 @@ async def test_tracking_a_tracked_job_again_says_so(world: World):
     assert code == 0, err
     assert out.startswith(f"job {job_id}  ecore  e-78  submitted  first")
     assert err.strip() == f"Note: already tracked as job {job_id}; it is left as it was"
+
+
+async def test_a_stored_name_with_control_characters_is_printed_escaped_on_its_line(
+    world: World,
+):
+    """Such names were taken before the CLI refused them (and the API may take them): printed
+    as they are, a line break split the job's row and an escape sequence coloured the
+    terminal. They are printed escaped; the JSON keeps the name as it was given."""
+    name = "line1\nline2\x1b[31mred"
+    job, _ = await world.services.store.track_job(VendorName.ECORE, "e-ctl", name)
+    escaped = "line1\\nline2\\x1b[31mred"
+
+    listed = await world.cli("jobs")
+    shown = await world.cli("show", str(job.id))
+    tracked = await world.cli("track", "ecore", "e-ctl")
+
+    for result in (listed, shown, tracked):
+        assert result.code == 0, result.err
+        assert "\x1b" not in result.out
+    (row,) = [line for line in listed.out.splitlines()[2:] if line.split()[0] == str(job.id)]
+    assert row.split("│")[2].strip() == escaped
+    assert shown.out.splitlines()[0].split() == ["Job", str(job.id), escaped]
+    assert tracked.out.splitlines()[0] == f"job {job.id}  ecore  e-ctl  submitted  {escaped}"
+    result = await world.cli("show", str(job.id), "--json")
+    assert json.loads(result.out)["name"] == name
