@@ -16,7 +16,7 @@ what must hold whatever the order:
   finished job's results are pending only on a fetch queued for them;
 - every vendor call is counted on the job once;
 - every outcome of the job's run (failed, expired, paused, completed, fetch failed) is
-  notified.
+  notified (a failure or completion with records to fetch, once the fetch ends).
 
 A sequence it finds is kept at the end as a test of its own (`replayed`).
 """
@@ -363,7 +363,10 @@ class EventLogMachine(RuleBasedStateMachine):
             )
         }
         due = {
-            JobState.FAILED: {"failed"},
+            # A failure with records to fetch is told once the fetch ends, as a completion is.
+            JobState.FAILED: (
+                {"failed"} if job.results_state in (None, "stored", "fetch_failed") else set()
+            ),
             JobState.EXPIRED: {"expired"},
             JobState.NEEDS_ACTION: {"needs_action"},
             JobState.COMPLETED: {"completed"} if job.results_state in (None, "stored") else set(),
