@@ -73,3 +73,20 @@ def check_vendor_job_id(raw: str, vendor: VendorName) -> str:
     if problem := adapter_class(vendor).job_id_problem(value):
         raise VendorJobIdError(problem)
     return value
+
+
+MAX_JOB_NAME = 200
+"""Characters in a job name, as the API allows."""
+
+
+def job_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a job, or None. A blank one would be shown as no name at all,
+    and a control character (a line break, a tab, an escape sequence) garbles every listing
+    it is in, as vendor job ids with them are refused for."""
+    if not name.strip():
+        return "must not be blank"
+    if len(name) > MAX_JOB_NAME:
+        return f"must be at most {MAX_JOB_NAME} characters (this one has {len(name)})"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "must not contain control characters (line breaks, tabs, escape sequences)"
+    return None

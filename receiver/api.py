@@ -28,7 +28,7 @@ from enrichwatch.errors import (
     VendorNotFoundError,
     VendorRejectedError,
 )
-from enrichwatch.inputs import check_vendor_job_id
+from enrichwatch.inputs import MAX_JOB_NAME, check_vendor_job_id, job_name_problem
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.serialize import event_json, job_json, results_state
 from enrichwatch.store import JobRecord
@@ -57,9 +57,16 @@ class CreateJob(BaseModel):
 
     vendor: VendorName
     vendor_job_id: str | None = None
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=MAX_JOB_NAME)
     submit: SubmitBody | None = None
     notify: NotifyBody | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_listings_can_show(cls, value: str | None) -> str | None:
+        if value is not None and (problem := job_name_problem(value)) is not None:
+            raise PydanticCustomError("job_name", problem)
+        return value
 
     @field_validator("vendor_job_id")
     @classmethod

@@ -355,3 +355,24 @@ def test_an_events_times_read_as_iso_as_every_other_time():
         "attempts": 2,
         "dead": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("line1\nline2\u001b[31mred", "must not contain control characters"),
+        ("   ", "must not be blank"),
+    ],
+)
+async def test_a_job_name_that_would_garble_listings_is_a_422_naming_it(
+    settings, server, http, auth, name, problem
+):
+    """As the CLI refuses it: a line break or escape sequence garbles every listing."""
+    before = snapshot(settings.db)
+    job = {"vendor": "ecore", "vendor_job_id": "e-1", "name": name}
+    async with http.post(f"{server}/api/jobs", json=job, headers=auth) as response:
+        assert response.status == 422
+        (field,) = (await response.json())["error"]["fields"]
+    assert field["field"] == "name"
+    assert problem in field["message"]
+    assert snapshot(settings.db) == before

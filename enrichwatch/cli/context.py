@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ import click
 from enrichwatch.config import Settings, load_settings
 from enrichwatch.display import printable
 from enrichwatch.errors import EnrichwatchError
+from enrichwatch.inputs import job_name_problem
 from enrichwatch.logging import configure_logging
 from enrichwatch.models import VendorName
 from enrichwatch.runtime import Services, open_services
@@ -74,23 +74,6 @@ def require_database(settings: Settings) -> None:
         raise click.ClickException(
             f"no enrichwatch database at {settings.db} (set ENRICHWATCH_DB or --config)"
         )
-
-
-MAX_JOB_NAME = 200
-"""Characters in a job name, as the API allows."""
-
-
-def job_name_problem(name: str) -> str | None:
-    """Why `name` cannot name a job, or None. A blank one would be shown as no name at all,
-    and a control character (a line break, a tab, an escape sequence) garbles every listing
-    it is in, as vendor job ids with them are refused for."""
-    if not name.strip():
-        return "must not be blank"
-    if len(name) > MAX_JOB_NAME:
-        return f"must be at most {MAX_JOB_NAME} characters (this one has {len(name)})"
-    if any(unicodedata.category(char) == "Cc" for char in name):
-        return "must not contain control characters (line breaks, tabs, escape sequences)"
-    return None
 
 
 class JobName(click.types.StringParamType):

@@ -14,7 +14,6 @@ from enrichwatch.cli.context import (
     JOB_NAME,
     VENDOR,
     CliContext,
-    job_name_problem,
     json_option,
     parse_options,
     print_jobs,
@@ -24,7 +23,7 @@ from enrichwatch.cli.ids import JOB_ID
 from enrichwatch.cli.notifications import notify_options, targets_from_options
 from enrichwatch.describe import counted
 from enrichwatch.errors import EnrichwatchError, VendorJobIdError
-from enrichwatch.inputs import check_vendor_job_id
+from enrichwatch.inputs import check_vendor_job_id, job_name_problem
 from enrichwatch.models import EventSource, JobState, VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.store import JobRecord
