@@ -40,15 +40,22 @@ class CliContext:
         assert self._public_url is not None, "no command has run yet"
         return self._public_url
 
-    def settings(self, **overrides: Any) -> Settings:
+    def settings(self, *, long_running: bool = False, **overrides: Any) -> Settings:
+        """The settings, and logging set up from them. A one-off command's output is what it
+        prints; its log lines (a status check failing, a state changing) only repeat that
+        output, so unless a log level is set it logs errors alone. A long-running command
+        (the service, the demo) logs at the configured level."""
         try:
             settings = load_settings(
                 self.config_file, **{k: v for k, v in overrides.items() if v is not None}
             )
         except EnrichwatchError as exc:
             raise click.ClickException(str(exc)) from None
+        quiet = not long_running and "log_level" not in settings.model_fields_set
         configure_logging(
-            level=settings.log_level, log_format=settings.log_format, secrets=settings.secrets()
+            level="error" if quiet else settings.log_level,
+            log_format=settings.log_format,
+            secrets=settings.secrets(),
         )
         return settings
 

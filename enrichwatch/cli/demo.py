@@ -60,7 +60,7 @@ def demo(obj: CliContext, db: Path, port: int, keep_running: bool, timeout: floa
     account. A sample batch goes to each of the five vendors; one callback is lost on purpose
     so the late-callback fallback shows; it ends when every result is stored (well under a
     minute), printing how to export them."""
-    settings = obj.settings(db=db, port=port)
+    settings = obj.settings(long_running=True, db=db, port=port)
     try:
         clear_previous_demo(db)
     except EnrichwatchError as exc:

@@ -41,7 +41,7 @@ def _listen_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.pass_obj
 def serve(obj: CliContext, host: str | None, port: int | None, db: Path | None) -> None:
     """Run the receiver and the reconciler in one process until SIGTERM or Ctrl-C."""
-    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=True)
+    _run_service(obj.settings(long_running=True, host=host, port=port, db=db), with_reconciler=True)
 
 
 @click.command()
@@ -51,7 +51,9 @@ def receiver(obj: CliContext, host: str | None, port: int | None, db: Path | Non
     """Run only the receiver (callbacks, API and dashboard), for a split deployment: a
     reconciler runs elsewhere on the same database, and looks at least once a second for the
     jobs a callback or an action here made due."""
-    _run_service(obj.settings(host=host, port=port, db=db), with_reconciler=False)
+    _run_service(
+        obj.settings(long_running=True, host=host, port=port, db=db), with_reconciler=False
+    )
 
 
 @click.command(name="reconciler")
@@ -61,7 +63,7 @@ def reconciler_only(obj: CliContext, db: Path | None) -> None:
     """Run only the reconciler until SIGTERM or Ctrl-C: it checks, fetches and notifies for
     the jobs in the database, which a receiver elsewhere writes to; it looks at least once a
     second for the jobs a callback there (or an action from the API or the CLI) made due."""
-    settings = obj.settings(db=db)
+    settings = obj.settings(long_running=True, db=db)
     try:
         asyncio.run(_reconcile(settings))
     except EnrichwatchError as exc:
