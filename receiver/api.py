@@ -158,9 +158,13 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    """The job, with where it notifies: its own targets, or null for the configured ones."""
     services = request.config_dict[SERVICES]
     job = await services.store.get_job(_job_id(request))
-    return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]))
+    targets = await services.store.job_targets(job.id)
+    body = job_json(job, request.config_dict[PUBLIC_URL])
+    body["notify"] = None if targets.is_empty() else targets.shown()
+    return web.json_response(body)
 
 
 async def list_events(request: web.Request) -> web.Response:

@@ -56,6 +56,15 @@ class ResultsSummary(_Answer):
     count: int
 
 
+class JobNotify(_Answer):
+    """A job's own targets as shown: email addresses, and of a URL only its host
+    (`https://hooks.slack.com/…`): the rest may be its secret."""
+
+    slack: str | None = None
+    email: list[str] | None = None
+    webhook: str | None = None
+
+
 class Job(_Answer):
     """A job as `enrichwatch.serialize.job_json` writes it."""
 
@@ -83,6 +92,9 @@ class Job(_Answer):
     """When the job was found paused, waiting on a person; null while it is not. It expires
     `ENRICHWATCH_MAX_JOB_AGE` after this unless resumed."""
     finished_at: datetime | None
+    notify: JobNotify | None = None
+    """Only on `GET /api/jobs/{id}`: the job's own notification targets (each replaces its
+    channel's configured one), or null when it notifies the configured ones."""
 
 
 class Event(_Answer):

@@ -31,6 +31,7 @@ from enrichwatch.models import JobState, VendorName
 from enrichwatch.runtime import Services
 from enrichwatch.serialize import event_json, iso, job_json
 from enrichwatch.store import EventRecord, InboxRecord, JobRecord
+from enrichwatch.store.notifications import JobTargets
 from enrichwatch.vendors import adapter_class
 
 STATE = click.Choice([state.value for state in JobState])
@@ -80,14 +81,19 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
     settings = obj.settings()
     require_database(settings)
 
-    async def work(services: Services) -> tuple[JobRecord, list[InboxRecord], list[EventRecord]]:
+    async def work(
+        services: Services,
+    ) -> tuple[JobRecord, JobTargets, list[InboxRecord], list[EventRecord]]:
         store = services.store
         job = await store.get_job(job_id)
-        return job, await store.list_inbox(job_id), await store.latest_events(job_id, RECENT_EVENTS)
+        targets = await store.job_targets(job_id)
+        inbox = await store.list_inbox(job_id)
+        return job, targets, inbox, await store.latest_events(job_id, RECENT_EVENTS)
 
-    job, inbox, events = obj.run(settings, work)
+    job, targets, inbox, events = obj.run(settings, work)
     if as_json:
         body = job_json(job, obj.public_url) | {
+            "notify": None if targets.is_empty() else targets.shown(),
             "input_rows": job.input_rows,
             "expects_callback": job.expects_callback,
             "last_callback_at": iso(job.last_callback_at),
@@ -99,7 +105,7 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
         click.echo(json.dumps(body, indent=2))
         return
     console = make_console()
-    console.print(_job_fields(job, obj.public_url, time.time()))
+    console.print(_job_fields(job, targets, obj.public_url, time.time()))
     if inbox:
         console.print()
         console.print(_inbox_table(inbox))
@@ -108,7 +114,7 @@ def show(obj: CliContext, job_id: int, as_json: bool) -> None:
     console.print(events_table(events, job.created_at))
 
 
-def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
+def _job_fields(job: JobRecord, targets: JobTargets, public_url: str, now: float) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -121,6 +127,7 @@ def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
         ("Results", results_text(job)),
         ("Vendor calls", calls_text(job.vendor_calls)),
         ("Callbacks", f"{job.callbacks_received} received" + _callback_note(job)),
+        ("Notifies", _targets_text(targets)),
         (
             "Callback URL",
             job.callback_url(public_url)
@@ -142,6 +149,17 @@ def _job_fields(job: JobRecord, public_url: str, now: float) -> Table:
     for label, value in rows:
         grid.add_row(label, Text(value) if isinstance(value, str) else value)
     return grid
+
+
+def _targets_text(targets: JobTargets) -> str:
+    """Where the job's outcomes go: its own targets, each in place of its channel's."""
+    if targets.is_empty():
+        return "the configured channels"
+    own = [
+        f"{channel} {', '.join(value) if isinstance(value, list) else value}"
+        for channel, value in targets.shown().items()
+    ]
+    return "its own: " + "; ".join(own) + " (each instead of its channel's configured one)"
 
 
 def _callback_note(job: JobRecord) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -78,6 +79,24 @@ class JobTargets(BaseModel):
 
     def is_empty(self) -> bool:
         return not self.channels
+
+    def shown(self) -> dict[str, str | list[str]]:
+        """The targets fit to show: addresses as they are, and of a URL only where it goes.
+        A Slack webhook's path is its secret, and a webhook's may hold a token too."""
+        shown: dict[str, str | list[str]] = {}
+        if self.slack is not None:
+            shown["slack"] = _where(self.slack)
+        if self.email is not None:
+            shown["email"] = list(self.email)
+        if self.webhook is not None:
+            shown["webhook"] = _where(self.webhook)
+        return shown
+
+
+def _where(url: str) -> str:
+    """`https://host/…`: where a URL goes, without its path, query or credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
 
 
 @dataclass(frozen=True)

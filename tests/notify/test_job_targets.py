@@ -166,3 +166,49 @@ def test_cli_track_stores_the_targets_and_refuses_bad_ones(tmp_path):
         "slack": "https://hooks.example.org/services/T/B/x",
         "email": ["a@example.org", "b@example.org"],
     }
+
+
+async def test_a_job_shows_where_it_notifies_without_the_secrets_in_its_urls(open_world):
+    """Its own targets are in the API's job and in `show`, so a person can see where its
+    messages go; a Slack webhook's path is its secret, a webhook's may hold a token too."""
+    slack = "https://hooks.slack.com/services/T0/B0/sekret-slack-path"
+    hook = "https://ops:pw@example.org/hooks/tok-in-path?key=tok-in-query"
+    async with open_world(
+        notify={"webhook_secret": SECRET}, smtp={"host": "mail.example.com"}
+    ) as world:
+        mine = await world.track(
+            "ecore",
+            "e-own",
+            notify={"slack": slack, "email": ["ops@example.com"], "webhook": hook},
+        )
+        plain = await world.track("ecore", "e-plain")
+
+        shown = await world.api("GET", f"/api/jobs/{mine['id']}")
+        assert shown["notify"] == {
+            "slack": "https://hooks.slack.com/…",
+            "email": ["ops@example.com"],
+            "webhook": "https://example.org/…",
+        }
+        assert (await world.api("GET", f"/api/jobs/{plain['id']}"))["notify"] is None
+        env = {**os.environ, "ENRICHWATCH_DB": str(world.db)}
+        for job, expected in (
+            (
+                mine,
+                "its own: slack https://hooks.slack.com/…; email ops@example.com; "
+                "webhook https://example.org/…",
+            ),
+            (plain, "the configured channels"),
+        ):
+            show = subprocess.run(
+                [sys.executable, "-m", "enrichwatch", "show", str(job["id"])],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=True,
+            )
+            (line,) = [row for row in show.stdout.splitlines() if row.startswith("Notifies")]
+            assert expected in " ".join(line.split())
+    for secret in ("sekret-slack-path", "tok-in-path", "tok-in-query", "pw@"):
+        assert secret not in json.dumps(shown)
+        assert secret not in show.stdout
