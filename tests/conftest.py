@@ -188,7 +188,12 @@ async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> C
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:  # it outlived the wait: never leave it running
+            process.kill()
+            await process.wait()
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
