@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import time
 from email.utils import formatdate
 from typing import Any
@@ -66,8 +67,17 @@ def mailing_world(open_world, mail_server, mail_tls, mail_port):
 async def test_a_job_name_with_cr_lf_injects_no_header_and_the_email_goes_out_first_time(
     mailing_world, mail_server
 ):
+    """The API and the CLI refuse such a name now; one stored before they did (written here
+    straight into the file) still must not reach the mail's headers."""
     async with mailing_world() as world:
-        job = await finished_job(world, "leads\r\nBcc: victim@example.org\r\nX-Evil: 1")
+        job = await finished_job(world, "leads")
+        conn = sqlite3.connect(world.db)
+        with conn:
+            conn.execute(
+                "UPDATE jobs SET name = ? WHERE id = ?",
+                ("leads\r\nBcc: victim@example.org\r\nX-Evil: 1", job["id"]),
+            )
+        conn.close()
         await world.passes()
         (row,) = world.notifications(job["id"])
         assert (row["state"], row["attempts"]) == ("done", 1)
