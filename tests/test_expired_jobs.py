@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from enrichwatch.actions import resume
 from enrichwatch.models import JobState, VendorName
-from enrichwatch.notify.message import build_message
 from enrichwatch.store.notifications import Outcome
 from reconciler import check_job_now
 from tests import test_paused_jobs
 from tests.conftest import notified
-from tests.test_paused_jobs import HOUR, MAX_AGE, paused_job, reached
+from tests.test_paused_jobs import HOUR, MAX_AGE, notice, paused_job, reached
 from tests.test_results_and_actions import World, post, stored
 
 world = test_paused_jobs.world
@@ -40,17 +39,7 @@ async def expired_running(world: World, *, hours_of_work: float):
 
 
 def expiry_notice(world: World, job) -> str:
-    message = build_message(
-        job,
-        Outcome.EXPIRED,
-        base_url=world.url,
-        at=job.finished_at,
-        detail=None,
-        trouble=None,
-        max_job_age=MAX_AGE,
-    )
-    assert message.problem is not None
-    return message.problem
+    return notice(world, job, Outcome.EXPIRED, job.finished_at)
 
 
 async def test_a_job_expired_waiting_for_a_resume_is_resumed_and_completes(world):

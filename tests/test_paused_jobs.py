@@ -73,6 +73,21 @@ async def paused_job(world: World, *, hours_of_work: float, after: float):
     return await reached(world, job.id, JobState.NEEDS_ACTION)
 
 
+def notice(world: World, job, outcome: Outcome, at: float) -> str:
+    """What the job's notice of `outcome` tells a person to do (its `problem`)."""
+    message = build_message(
+        job,
+        outcome,
+        base_url=world.url,
+        at=at,
+        detail=None,
+        trouble=None,
+        max_job_age=MAX_AGE,
+    )
+    assert message.problem is not None
+    return message.problem
+
+
 async def wait_until(world: World, when: float) -> None:
     """Reconcile as the service would, the clock moving on to each check due before `when`,
     then to `when`."""
@@ -113,18 +128,9 @@ async def test_a_person_has_the_whole_maximum_age_after_the_pause_to_resume(worl
     notice of the pause names the last moment to resume it."""
     job = await paused_job(world, hours_of_work=20, after=5 * HOUR)
     assert job.paused_at is not None
-    message = build_message(
-        job,
-        Outcome.NEEDS_ACTION,
-        base_url=world.url,
-        at=job.paused_at,
-        detail=None,
-        trouble=None,
-        max_job_age=MAX_AGE,
-    )
     deadline = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.paused_at + MAX_AGE))
-    assert message.problem is not None
-    assert f"Not resumed by {deadline}, it expires." in message.problem
+    problem = notice(world, job, Outcome.NEEDS_ACTION, job.paused_at)
+    assert f"Not resumed by {deadline}, it expires." in problem
 
     await wait_until(world, job.paused_at + 5.9 * HOUR)
     assert (await world.job(job.id)).state is JobState.NEEDS_ACTION
