@@ -99,11 +99,13 @@ async def _fetch_item(rc: Reconciler, item: WorkItem) -> bool:
             if isinstance(exc, VendorTransientError):
                 raise
             log.error("results_fetch_failed", error=str(exc))
+            # Charged first: the failure's notice tells the calls the job cost, as it was.
+            await store.charge_calls(job.id, tally.take())
             await store.fail_fetch(item.id, job.id, str(exc))
             return False
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "vendor")
-        await store.charge_calls(job.id, tally.count)
+        await store.charge_calls(job.id, tally.take())
     done = await store.finish_fetch(job.id, item.id)
     log.info("results_stored", job_id=job.id, vendor=job.vendor.value, count=done.results_count)
     return True

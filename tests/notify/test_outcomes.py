@@ -5,6 +5,7 @@ vendor refuses, a late callback (when asked for)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -255,3 +256,21 @@ async def test_a_revoked_key_is_notified_once_with_what_to_mend(open_world, slac
         await world.passes(until=lambda: sent(world, job["id"]).get("completed") == "done")
         assert world.job(job["id"])["state"] == "completed"
         assert sent(world, job["id"]) == {"checks_refused": "done", "completed": "done"}
+
+
+async def test_a_fetch_failed_notice_counts_the_calls_the_failed_fetch_made(open_world):
+    """Download links that stay expired: the fetch asks for fresh ones, then fails for good.
+    Its notice reports the job's vendor calls with those asks in them."""
+    async with open_world() as world:
+        world.sim.set_fault("crustdata", expire_links=True)
+        job = await finished_crustdata_job(world)
+        await world.passes()
+        row = world.job(job["id"])
+        assert row["results_state"] == "fetch_failed"
+        assert world.sim.stats.count("crustdata", "GET /batch/{id}") > 1  # fresh links asked
+        (told,) = [
+            json.loads(r["payload"])["job"]
+            for r in world.notifications(job["id"])
+            if r["outcome"] == "fetch_failed"
+        ]
+        assert told["vendor_calls"] == row["vendor_calls"]
