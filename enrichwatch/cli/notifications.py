@@ -117,7 +117,12 @@ def retry(obj: CliContext, notification_id: int, as_json: bool) -> None:
 
 
 def _line(record: NotificationRecord) -> str:
-    when = datetime.fromtimestamp(record.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """One notification: what became of it and when, or for one pending, when it is tried
+    next (what a person waiting on it wants to know)."""
+    if record.state == "pending":
+        when = f"next try {_utc(record.next_attempt_at)}"
+    else:
+        when = f"{'sent' if record.state == 'sent' else 'given up'} {_utc(record.updated_at)}"
     line = (
         f"{record.id}  job {record.job_id}  {record.outcome.value}  {record.channel}  "
         f"{record.state}  attempts={record.attempts}  {when}"
@@ -125,3 +130,7 @@ def _line(record: NotificationRecord) -> str:
     if record.last_error and record.state != "sent":
         line += f"\n  last error: {record.last_error}"
     return line
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -4,6 +4,7 @@ dead-lettered one by hand; mistakes are one line and exit 1."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from tests.notify.servers import Answer
 from tests.notify.test_job_targets import run_cli
@@ -39,6 +40,14 @@ async def test_list_filter_and_retry_from_the_command_line(open_world, slack):
     assert json.loads(retried.stdout)["state"] == "pending"
     pending = run_cli("notifications", "--state", "pending", "--json", env=env)
     assert [r["id"] for r in json.loads(pending.stdout)] == [dead_id]
+    # Printed, a pending one says when it is tried next; a sent one, when it was sent.
+    next_try = datetime.fromisoformat(json.loads(pending.stdout)[0]["next_attempt_at"])
+    waiting, _last_error = run_cli(
+        "notifications", "--state", "pending", env=env
+    ).stdout.splitlines()
+    assert waiting.endswith(f"next try {next_try:%Y-%m-%d %H:%M:%S} UTC")
+    (sent_line,) = run_cli("notifications", "--state", "sent", env=env).stdout.splitlines()
+    assert " sent  attempts=1  sent 20" in sent_line
 
     sent_id = records[expired["id"]]["id"]
     for args, message in [
