@@ -285,12 +285,7 @@ def _problem(
                 f"To check every open job at {vendor} now: {check_all}" + _others(job, trouble)
             )
         case Outcome.EXPIRED:
-            again = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)"
-            return (
-                f"Error: {error} enrichwatch no longer asks {vendor} about it. "
-                f"If it may still finish there, ask again: {again} watches it once more"
-                + (f", and `enrichwatch resume {job.id}` resumes it." if _resumes(job) else ".")
-            )
+            return f"Error: {error} {watch_again(job, base_url)}"
         case Outcome.FAILED:
             failed = (
                 f"Error: {_sentence(reason)}"
@@ -337,9 +332,16 @@ def _results_so_far(job: JobRecord) -> str:
     return ""
 
 
-def _resumes(job: JobRecord) -> bool:
-    """Whether the job expired waiting on a person to resume it."""
-    return (job.error or "").startswith(EXPIRED_PAUSED)
+def watch_again(job: JobRecord, base_url: str) -> str:
+    """How to bring back an expired job (enrichwatch gave up asking, not the vendor): the
+    expiry notice and the job's dashboard page say the same."""
+    again = f"`enrichwatch check {job.id}` (or POST {base_url}/api/jobs/{job.id}/check)"
+    resumed = (job.error or "").startswith(EXPIRED_PAUSED)
+    return (
+        f"enrichwatch no longer asks {job.vendor.value} about it. If it may still finish "
+        f"there, ask again: {again} watches it once more"
+        + (f", and `enrichwatch resume {job.id}` resumes it." if resumed else ".")
+    )
 
 
 def _others(job: JobRecord, trouble: CheckTrouble | None) -> str:

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from enrichwatch.errors import UnknownJobError
 from enrichwatch.models import JobState, VendorName
-from enrichwatch.notify.message import build_message
+from enrichwatch.notify.message import build_message, watch_again
 from enrichwatch.stats import vendor_stats
 from enrichwatch.store import JobRecord
 from enrichwatch.store.notifications import Outcome
@@ -179,8 +179,11 @@ async def _job_context(request: web.Request) -> dict[str, Any]:
 
 
 def _action(request: web.Request, job: JobRecord, now: float) -> str | None:
-    """What a person has to do for a paused job, and by when, in the very words of the
-    notice they were sent about it, so the page and the message never tell two stories."""
+    """What a person has to do for a paused job, and by when, or may do for an expired one,
+    in the very words of the notice they were sent about it, so the page and the message
+    never tell two stories."""
+    if job.state is JobState.EXPIRED:
+        return watch_again(job, request.config_dict[PUBLIC_URL])
     if job.state is not JobState.NEEDS_ACTION:
         return None
     message = build_message(

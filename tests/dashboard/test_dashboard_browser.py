@@ -296,6 +296,39 @@ async def test_a_paused_job_says_what_to_do_and_by_when(world, page, artifacts):
     await expect(action).to_have_count(0)
 
 
+async def test_an_expired_job_says_how_to_watch_it_again(tmp_path, browser):
+    """Expired is enrichwatch giving up, not the vendor: the page says how to ask again,
+    in the words of the expiry notice."""
+    async with open_world(tmp_path / "expired.db", max_job_age=HOUR) as world:
+        sim, services, url, rc = world
+        sim.config.influencers_club.profile.base_seconds = 5 * HOUR  # outlives the maximum age
+        job = await submit(services, url, VendorName.INFLUENCERS_CLUB)
+        await settle(sim, services, rc)
+        gone = await services.store.get_job(job.id)
+        assert gone.state is JobState.EXPIRED
+        notice = build_message(
+            gone,
+            Outcome.EXPIRED,
+            base_url=url,
+            at=sim.clock.now(),
+            detail=None,
+            trouble=None,
+            max_job_age=HOUR,
+        )
+        assert notice.problem is not None
+        page = await browser.new_page()
+        try:
+            await log_in(page, url)
+            await page.goto(f"{url}/jobs/{job.id}")
+            action = page.locator("[data-action]")
+            await expect(action).to_contain_text(
+                notice.problem.replace("`", "").removeprefix("Error: older than the maximum age. ")
+            )
+            await expect(action.locator("code")).to_have_text(f"enrichwatch check {job.id}")
+        finally:
+            await page.close()
+
+
 async def test_the_results_preview_never_heads_two_columns_alike(world, page):
     """Reprompt's data has a `status` of its own beside the record's: both headed `status`,
     nobody could tell which was which."""
