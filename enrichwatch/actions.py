@@ -10,7 +10,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from enrichwatch.errors import EnrichwatchError, ResultsStateError, VendorRejectedError
-from enrichwatch.models import JobState
+from enrichwatch.models import ENDED_STATES, JobState
 from enrichwatch.runtime import CallTally, Services
 from enrichwatch.store import JobRecord
 from enrichwatch.vendors import VendorAdapter, adapter_class
@@ -63,7 +63,7 @@ async def resume(services: Services, job_id: int) -> JobRecord:
     reopens it as a new run, like a reprocess."""
     job = await _sent_job(services, job_id)
     failed_run = job.state is JobState.FAILED and adapter_class(job.vendor).resumes_failed_runs
-    if job.state in (JobState.COMPLETED, JobState.FAILED) and not failed_run:
+    if job.state in ENDED_STATES and not failed_run:
         # The vendor might resume (and bill) it, but a finished job is never looked at again.
         raise ActionError(f"job {job_id} is {job.state.value}; there is nothing to resume")
     calls = CallTally()
@@ -96,7 +96,7 @@ async def reprocess(services: Services, job_id: int, options: Mapping[str, Any])
     calls = CallTally()
     adapter = services.adapter(job.vendor, on_call=calls)
     payload = dict(options)
-    finished = job.state in (JobState.COMPLETED, JobState.FAILED)
+    finished = job.state in ENDED_STATES
     if adapter.offers_reprocess and finished and await _runs_again_there(adapter, job):
         payload[FOUND_RUNNING_AGAIN] = True
     else:

@@ -28,6 +28,9 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.EXPIRED})
+ENDED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+"""Ended at the vendor's word: never asked about again. An expired job ended only at ours,
+and a person may have it asked about again."""
 OPEN_STATES = tuple(state for state in JobState if state not in TERMINAL_STATES)
 
 

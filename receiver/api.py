@@ -29,7 +29,7 @@ from enrichwatch.errors import (
     VendorRejectedError,
 )
 from enrichwatch.inputs import MAX_JOB_NAME, check_vendor_job_id, job_name_problem
-from enrichwatch.models import EventSource, JobState, VendorName
+from enrichwatch.models import ENDED_STATES, EventSource, JobState, VendorName
 from enrichwatch.serialize import event_json, job_json, results_state
 from enrichwatch.store import JobRecord
 from enrichwatch.store.rows import MAX_ROW_ID
@@ -284,7 +284,7 @@ async def check_job(request: web.Request) -> web.Response:
     (as `enrichwatch check` does)."""
     services = request.config_dict[SERVICES]
     job = await services.store.get_job(_job_id(request))
-    if job.state in (JobState.COMPLETED, JobState.FAILED) or job.vendor_job_id is None:
+    if job.state in ENDED_STATES or job.vendor_job_id is None:
         return web.json_response(job_json(job, request.config_dict[PUBLIC_URL]))
     job = await services.store.record_action(job.id, "job.check_requested", {}, vendor_calls=0)
     services.due_now.set()
