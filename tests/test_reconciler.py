@@ -21,6 +21,21 @@ from reconciler import Reconciler, reconcile_once
 from tests.conftest import API_TOKEN, result_positions
 from tests.settling import settle
 
+
+def place_rows(count: int) -> list[dict[str, str]]:
+    """Reprompt's input: places with every column it takes."""
+    return [
+        {
+            "place_id": f"p{n}",
+            "name": f"Store {n}",
+            "full_address": f"{n} Main St",
+            "latitude": "40.0",
+            "longitude": "-73.0",
+        }
+        for n in range(count)
+    ]
+
+
 INPUTS: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
     VendorName.CRUSTDATA: (
         [
@@ -34,16 +49,7 @@ INPUTS: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
         {"enrichment_mode": "full", "platform": "instagram"},
     ),
     VendorName.REPROMPT: (
-        [
-            {
-                "place_id": f"p{n}",
-                "name": f"Store {n}",
-                "full_address": f"{n} Main St",
-                "latitude": "40.0",
-                "longitude": "-73.0",
-            }
-            for n in range(25)
-        ],
+        place_rows(25),
         {},
     ),
     VendorName.BRIGHTLOCAL: (

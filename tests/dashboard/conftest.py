@@ -26,6 +26,7 @@ from receiver import serving
 from reconciler import Reconciler, reconcile_once
 from tests.conftest import API_TOKEN
 from tests.settling import next_due
+from tests.test_reconciler import place_rows
 
 REPO = Path(__file__).resolve().parents[2]
 # The page polls every two seconds; give a change a few polls to show.
@@ -52,16 +53,7 @@ BATCHES: dict[VendorName, tuple[list[dict[str, str]], dict]] = {
         {"category": "contact"},
     ),
     VendorName.REPROMPT: (
-        [
-            {
-                "place_id": f"p{n}",
-                "name": f"Store {n}",
-                "full_address": f"{n} Main St",
-                "latitude": "40.0",
-                "longitude": "-73.0",
-            }
-            for n in range(12)
-        ],
+        place_rows(12),
         {},
     ),
 }
