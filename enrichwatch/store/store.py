@@ -217,9 +217,7 @@ class Store(
                      FROM jobs WHERE callback_key = ? AND vendor = ?""",
                 (dedupe_hash, delivery.dedupe_key, token_digest(token), vendor.value),
             ).fetchone()
-            if row is None or not hmac.compare_digest(
-                row["callback_token"].encode(), token.encode()
-            ):
+            if not _has_token(row, token):
                 return None
             job_id, duplicate_of = row["id"], row["first_delivery"]
             inbox_row = (
@@ -283,9 +281,7 @@ class Store(
             "SELECT callback_token FROM jobs WHERE callback_key = ? AND vendor = ?",
             (token_digest(token), vendor.value),
         )
-        return row is not None and hmac.compare_digest(
-            row["callback_token"].encode(), token.encode()
-        )
+        return _has_token(row, token)
 
     async def claim_work(
         self, kind: str, *, owner: str, lease_s: float, limit: int
@@ -564,3 +560,9 @@ class Store(
                 return list(await cursor.fetchall())
         except sqlite3.Error as exc:
             raise as_store_error(exc, "read") from exc
+
+
+def _has_token(row: sqlite3.Row | None, token: str) -> bool:
+    """Whether the job found by the token's digest really has this token, compared in
+    constant time (a digest match alone is not proof)."""
+    return row is not None and hmac.compare_digest(row["callback_token"].encode(), token.encode())
